@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+  name: "Contrail",
+  platforms: [.macOS(.v14)],
+  products: [
+    .executable(name: "contrail", targets: ["contrail"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+  ],
+  targets: [
+    .systemLibrary(
+      name: "CCBOR", pkgConfig: "libcbor",
+      providers: [.apt(["libcbor-dev"])]),
+    .systemLibrary(
+      name: "CZstd", pkgConfig: "libzstd",
+      providers: [.apt(["libzstd-dev"])]),
+    .target(name: "Firehose", dependencies: ["CCBOR"]),
+    .target(name: "Events", dependencies: ["Firehose"]),
+    .target(name: "Compression", dependencies: ["CZstd"]),
+    .target(name: "SyntheticFirehose", dependencies: ["Firehose", "Compression"]),
+    .executableTarget(
+      name: "contrail",
+      dependencies: [
+        "Firehose", "Events", "Compression", "SyntheticFirehose",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+    .testTarget(name: "FirehoseTests", dependencies: ["Firehose"]),
+    .testTarget(
+      name: "EventsTests", dependencies: ["Events", "Firehose", "SyntheticFirehose"]),
+  ]
+)

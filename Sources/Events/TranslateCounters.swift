@@ -1,0 +1,65 @@
+import Firehose
+
+/// Where a drop happened: a whole commit, one op, or an identity/account event.
+public enum DropScope: String, Sendable, CaseIterable {
+  case commit, op, event
+}
+
+/// Why something was dropped (PROTOCOL §10.3 `contrail_translate_dropped_total{reason}`).
+public enum DropReason: String, Sendable, CaseIterable {
+  case tooBig = "too_big"
+  case badTime = "bad_time"
+  case badCar = "bad_car"
+  case badPath = "bad_path"
+  case nullCid = "null_cid"
+  case missingBlock = "missing_block"
+  case badRecord = "bad_record"
+  case unknownAction = "unknown_action"
+}
+
+/// Plain counters of what the translator saw and dropped; the server exports them as metrics.
+public struct TranslateCounters: Sendable, Equatable {
+  public private(set) var frames = [Int](repeating: 0, count: FrameType.allCases.count)
+  public private(set) var events = [Int](repeating: 0, count: EventKind.allCases.count)
+  public private(set) var drops: [DropKey: Int] = [:]
+  /// `op = -1` frames by their `error` code.
+  public private(set) var errorCodes: [String: Int] = [:]
+
+  /// A (scope, reason) pair.
+  public struct DropKey: Hashable, Sendable {
+    public let scope: DropScope
+    public let reason: DropReason
+  }
+
+  public init() {}
+
+  public func frames(_ type: FrameType) -> Int { frames[type.rawValue] }
+  public func events(_ kind: EventKind) -> Int { events[Int(kind.rawValue)] }
+  public func drops(_ scope: DropScope, _ reason: DropReason) -> Int {
+    drops[DropKey(scope: scope, reason: reason)] ?? 0
+  }
+  public var totalDrops: Int { drops.values.reduce(0, +) }
+
+  mutating func count(frame type: FrameType) { frames[type.rawValue] += 1 }
+  mutating func count(event kind: EventKind) { events[Int(kind.rawValue)] += 1 }
+  mutating func count(drop reason: DropReason, _ scope: DropScope) {
+    drops[DropKey(scope: scope, reason: reason), default: 0] += 1
+  }
+  mutating func count(errorCode: String) { errorCodes[errorCode, default: 0] += 1 }
+
+  /// One line: `frames N, events N, skipped N (reason N, …)`.
+  public var summary: String {
+    let framesTotal = frames.reduce(0, +)
+    let eventsTotal = events.reduce(0, +)
+    var skipped: [String] = []
+    for type in [FrameType.undecodable, .error] where frames(type) > 0 {
+      skipped.append("\(type.label) frames \(frames(type))")
+    }
+    for (key, n) in drops.sorted(by: { ($0.key.scope.rawValue, $0.key.reason.rawValue) < ($1.key.scope.rawValue, $1.key.reason.rawValue) }) {
+      skipped.append("\(key.reason.rawValue) (\(key.scope.rawValue)) \(n)")
+    }
+    let skippedTotal = frames(.undecodable) + frames(.error) + totalDrops
+    let detail = skipped.isEmpty ? "" : " by reason: " + skipped.joined(separator: ", ")
+    return "frames \(framesTotal), events \(eventsTotal), skipped \(skippedTotal)\(detail)"
+  }
+}

@@ -1,0 +1,157 @@
+import Firehose
+
+/// What a frame turned out to be, for ingest to act on (reconnect on errors, log infos).
+public enum FrameOutcome: Sendable, Equatable {
+  /// A `#commit`, `#identity` or `#account` with its relay seq (it may have produced no events).
+  case translated(FrameType, seq: Int64)
+  case error(code: String, message: String?)
+  case info(name: String, message: String?)
+  /// `#sync`, legacy, unknown or undecodable frames.
+  case ignored(FrameType)
+}
+
+/// Turns relay frames into Jetstream v1 events (PROTOCOL §5): decodes each frame, applies the
+/// drop rules, converts records, stamps `time_us` from one sequencer, and counts everything.
+///
+/// Not thread-safe: one translator per ingest pipeline; it reuses its buffers across frames.
+public final class Translator {
+  public var sequencer: Sequencer
+  public private(set) var counters = TranslateCounters()
+  private var converter = RecordConverter()
+  private var record = ByteSink(capacity: 64 << 10)
+  private var event = ByteSink(capacity: 64 << 10)
+
+  public init(sequencer: Sequencer = Sequencer()) {
+    self.sequencer = sequencer
+  }
+
+  deinit {
+    converter.release()
+    record.release()
+    event.release()
+  }
+
+  /// Translates one frame, appending its events (in op order) to `events`.
+  @discardableResult
+  public func translate(_ frame: UnsafeRawBufferPointer, into events: inout [Event])
+    -> FrameOutcome
+  {
+    let message = FrameDecoder.decode(frame)
+    counters.count(frame: message.type)
+    switch message {
+    case .commit(let commit):
+      translate(commit, into: &events)
+      return .translated(.commit, seq: commit.seq)
+    case .identity(let identity):
+      guard let time = identity.time, RFC3339.isValid(time) else {
+        counters.count(drop: .badTime, .event)
+        return .translated(.identity, seq: identity.seq)
+      }
+      let timeUS = sequencer.next()
+      event.count = 0
+      EventJSON.identity(identity, time: time, timeUS: timeUS, to: &event)
+      append(.identity, timeUS, identity.seq, identity.did, nil, into: &events)
+      return .translated(.identity, seq: identity.seq)
+    case .account(let account):
+      guard let time = account.time, RFC3339.isValid(time) else {
+        counters.count(drop: .badTime, .event)
+        return .translated(.account, seq: account.seq)
+      }
+      let timeUS = sequencer.next()
+      event.count = 0
+      EventJSON.account(account, time: time, timeUS: timeUS, to: &event)
+      append(.account, timeUS, account.seq, account.did, nil, into: &events)
+      return .translated(.account, seq: account.seq)
+    case .error(let code, let detail):
+      counters.count(errorCode: code)
+      return .error(code: code, message: detail)
+    case .info(let name, let detail):
+      return .info(name: name, message: detail)
+    case .ignored(let type):
+      return .ignored(type)
+    case .undecodable:
+      return .ignored(.undecodable)
+    }
+  }
+
+  /// Convenience for callers holding the frame as an array.
+  @discardableResult
+  public func translate(_ frame: [UInt8], into events: inout [Event]) -> FrameOutcome {
+    frame.withUnsafeBytes { translate($0, into: &events) }
+  }
+
+  private func translate(_ commit: CommitMessage, into events: inout [Event]) {
+    if commit.tooBig { return counters.count(drop: .tooBig, .commit) }
+    guard let time = commit.time, RFC3339.isValid(time) else {
+      return counters.count(drop: .badTime, .commit)
+    }
+    guard let blocks = commit.blocks, let car = CARFile(blocks),
+      let root = car.block(for: car.root), CommitBlock(root) != nil
+    else { return counters.count(drop: .badCar, .commit) }
+    for op in commit.ops {
+      guard let (collection, rkey) = Self.splitPath(op.path) else {
+        counters.count(drop: .badPath, .op)
+        continue
+      }
+      let operation: EventJSON.Operation
+      if op.action.matches("create") {
+        operation = .create
+      } else if op.action.matches("update") {
+        operation = .update
+      } else if op.action.matches("delete") {
+        operation = .delete
+      } else {
+        counters.count(drop: .unknownAction, .op)
+        continue
+      }
+      record.count = 0
+      var cid: UnsafeRawBufferPointer? = nil
+      if operation != .delete {
+        guard let opCID = op.cid else {
+          counters.count(drop: .nullCid, .op)
+          continue
+        }
+        guard let block = car.block(for: opCID) else {
+          counters.count(drop: .missingBlock, .op)
+          continue
+        }
+        guard converter.write(block, to: &record) else {
+          counters.count(drop: .badRecord, .op)
+          continue
+        }
+        cid = opCID
+      }
+      let timeUS = sequencer.next()
+      event.count = 0
+      EventJSON.commit(
+        did: commit.repo, timeUS: timeUS, rev: commit.rev, operation: operation,
+        collection: collection, rkey: rkey, record: record.bytes, cid: cid, to: &event)
+      append(.commit, timeUS, commit.seq, commit.repo, collection, into: &events)
+    }
+  }
+
+  private func append(
+    _ kind: EventKind, _ timeUS: Int64, _ seq: Int64, _ did: UnsafeRawBufferPointer,
+    _ collection: UnsafeRawBufferPointer?, into events: inout [Event]
+  ) {
+    counters.count(event: kind)
+    events.append(
+      Event(
+        timeUS: timeUS, seq: seq, kind: kind, did: String(decoding: did, as: UTF8.self),
+        collection: collection.map { String(decoding: $0, as: UTF8.self) } ?? "",
+        json: event.array()))
+  }
+
+  /// `collection/rkey[/…]`: the text before the first `/`, and after it up to the next `/`.
+  static func splitPath(_ path: UnsafeRawBufferPointer)
+    -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)?
+  {
+    guard let slash = path.firstIndex(of: UInt8(ascii: "/")) else { return nil }
+    let rest = path[(slash + 1)...]
+    let rkeyEnd = rest.firstIndex(of: UInt8(ascii: "/")) ?? path.count
+    return (
+      UnsafeRawBufferPointer(rebasing: path[..<slash]),
+      UnsafeRawBufferPointer(rebasing: path[(slash + 1)..<rkeyEnd])
+    )
+  }
+}

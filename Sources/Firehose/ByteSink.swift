@@ -1,0 +1,103 @@
+/// A growable run of raw bytes for the hot encoding path.
+///
+/// It is a plain value over manually managed memory so that writes compile to stores without
+/// reference counting or exclusivity checks. Exactly one owner creates it and calls `release()`;
+/// copies are only moved (into a local `var` and back), never kept.
+public struct ByteSink {
+  public private(set) var base: UnsafeMutablePointer<UInt8>
+  public var count: Int
+  public private(set) var capacity: Int
+
+  public init(capacity: Int = 4096) {
+    self.capacity = Swift.max(capacity, 16)
+    self.base = .allocate(capacity: self.capacity)
+    self.count = 0
+  }
+
+  /// Frees the memory. The sink must not be used afterwards.
+  public func release() { base.deallocate() }
+
+  public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+  public func array(from start: Int = 0) -> [UInt8] {
+    [UInt8](UnsafeBufferPointer(start: base + start, count: count - start))
+  }
+
+  @inline(__always)
+  public mutating func reserve(_ extra: Int) {
+    if capacity - count < extra { grow(extra) }
+  }
+
+  @inline(never)
+  mutating func grow(_ extra: Int) {
+    var newCapacity = capacity * 2
+    while newCapacity - count < extra { newCapacity *= 2 }
+    let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+    newBase.update(from: base, count: count)
+    base.deallocate()
+    base = newBase
+    capacity = newCapacity
+  }
+
+  @inline(__always)
+  public mutating func append(_ byte: UInt8) {
+    reserve(1)
+    base[count] = byte
+    count += 1
+  }
+
+  @inline(__always)
+  public mutating func append(_ pointer: UnsafePointer<UInt8>, count n: Int) {
+    reserve(n)
+    (base + count).update(from: pointer, count: n)
+    count += n
+  }
+
+  @inline(__always)
+  public mutating func append(_ buffer: UnsafeRawBufferPointer) {
+    guard let start = buffer.baseAddress, buffer.count > 0 else { return }
+    append(start.assumingMemoryBound(to: UInt8.self), count: buffer.count)
+  }
+
+  /// Appends an ASCII literal.
+  @inline(__always)
+  public mutating func append(_ literal: StaticString) {
+    append(literal.utf8Start, count: literal.utf8CodeUnitCount)
+  }
+
+  /// Appends a copy of bytes already in this sink (`range` must lie below `count`).
+  public mutating func appendCopy(of range: Range<Int>) {
+    reserve(range.count)
+    (base + count).update(from: base + range.lowerBound, count: range.count)
+    count += range.count
+  }
+
+  /// Appends the decimal form of a signed integer.
+  public mutating func append(decimal value: Int64) {
+    if value < 0 {
+      append(UInt8(ascii: "-"))
+      append(decimal: UInt64(bitPattern: 0 &- value))  // magnitude, exact also for Int64.min
+    } else {
+      append(decimal: UInt64(value))
+    }
+  }
+
+  /// Appends the decimal form of an unsigned integer.
+  public mutating func append(decimal value: UInt64) {
+    var digitCount = 1
+    var probe = value
+    while probe >= 10 {
+      probe /= 10
+      digitCount += 1
+    }
+    reserve(digitCount)
+    var rest = value
+    var position = count + digitCount
+    repeat {
+      position -= 1
+      base[position] = UInt8(truncatingIfNeeded: rest % 10) &+ 48
+      rest /= 10
+    } while rest != 0
+    count += digitCount
+  }
+}

@@ -1,0 +1,186 @@
+import CCBOR
+
+/// One DAG-CBOR token as read by `CBORReader`. Byte and text strings point into the input.
+public enum CBORToken {
+  case unsigned(UInt64)
+  /// A negative integer with value `-1 - n`.
+  case negative(UInt64)
+  case bytes(UnsafeRawBufferPointer)
+  case text(UnsafeRawBufferPointer)
+  case array(Int)
+  case map(Int)
+  case tag(UInt64)
+  case float(Double)
+  case bool(Bool)
+  case null
+  /// Malformed or truncated input, or anything DAG-CBOR forbids: non-minimal integers, lengths
+  /// or tags, indefinite lengths, `undefined` and other simple values.
+  case invalid
+}
+
+/// Pulls DAG-CBOR tokens one at a time from a byte buffer with libcbor's streaming decoder
+/// (`cbor_stream_decode`), adding the shortest-encoding checks that libcbor leaves out.
+///
+/// The reader borrows the buffer: tokens are only valid while the caller keeps it alive.
+public struct CBORReader {
+  public let start: UnsafePointer<UInt8>
+  public let end: Int
+  public var offset: Int
+  private let callbacks: UnsafePointer<cbor_callbacks>
+
+  public init(_ buffer: UnsafeRawBufferPointer) {
+    // An empty buffer may have no address; any valid pointer works since nothing is read.
+    self.start =
+      buffer.baseAddress?.assumingMemoryBound(to: UInt8.self)
+      ?? UnsafePointer(emptyByte)
+    self.end = buffer.count
+    self.offset = 0
+    self.callbacks = tokenCallbacks
+  }
+
+  public var isAtEnd: Bool { offset >= end }
+
+  /// The bytes from `from` to the current position.
+  public func slice(from: Int) -> UnsafeRawBufferPointer {
+    UnsafeRawBufferPointer(start: start + from, count: offset - from)
+  }
+
+  /// Reads the next token; returns `.invalid` (and stops advancing) on any error.
+  @inline(__always)
+  public mutating func next() -> CBORToken {
+    guard offset < end else { return .invalid }
+    var slot = TokenSlot()
+    let result = cbor_stream_decode(start + offset, end - offset, callbacks, &slot)
+    guard result.status == CBOR_DECODER_FINISHED else { return .invalid }
+    let head = start[offset]
+    // Shortest form: a 1/2/4/8-byte argument must not fit in the smaller form.
+    if head < 0xE0 {
+      let minimum: UInt64
+      switch head & 0x1F {
+      case 24: minimum = 24
+      case 25: minimum = 0x100
+      case 26: minimum = 0x1_0000
+      case 27: minimum = 0x1_0000_0000
+      default: minimum = 0
+      }
+      if slot.argument < minimum { return .invalid }
+    }
+    offset += result.read
+    switch slot.kind {
+    case .unsigned: return .unsigned(slot.argument)
+    case .negative: return .negative(slot.argument)
+    case .bytes: return .bytes(UnsafeRawBufferPointer(start: slot.pointer, count: Int(slot.argument)))
+    case .text: return .text(UnsafeRawBufferPointer(start: slot.pointer, count: Int(slot.argument)))
+    case .array: return .array(Int(slot.argument))
+    case .map: return .map(Int(slot.argument))
+    case .tag: return .tag(slot.argument)
+    case .float: return .float(slot.float)
+    case .bool: return .bool(slot.argument != 0)
+    case .null: return .null
+    case .none: return .invalid
+    }
+  }
+
+  /// Skips one complete value (containers included) without looking at it.
+  /// Fails on invalid input or nesting deeper than `maxDepth`.
+  public mutating func skipValue(maxDepth: Int = 128) -> Bool {
+    var pending = 1  // values still to skip at the current level and above
+    var depth = 0
+    var stack: [Int] = []
+    while pending > 0 {
+      pending -= 1
+      switch next() {
+      case .invalid: return false
+      case .array(let n):
+        depth += 1
+        if depth > maxDepth { return false }
+        stack.append(pending)
+        pending = n
+      case .map(let n):
+        depth += 1
+        if depth > maxDepth { return false }
+        let (double, overflow) = n.multipliedReportingOverflow(by: 2)
+        if overflow { return false }
+        stack.append(pending)
+        pending = double
+      case .tag:
+        pending += 1
+      default: break
+      }
+      while pending == 0, let outer = stack.popLast() {
+        pending = outer
+        depth -= 1
+      }
+    }
+    return true
+  }
+}
+
+nonisolated(unsafe) private let emptyByte: UnsafeMutablePointer<UInt8> = {
+  let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+  p.initialize(to: 0)
+  return p
+}()
+
+/// What the C callbacks fill in for one `cbor_stream_decode` call.
+private struct TokenSlot {
+  enum Kind: UInt8 { case none, unsigned, negative, bytes, text, array, map, tag, float, bool, null }
+  var kind: Kind = .none
+  var argument: UInt64 = 0
+  var pointer: UnsafeRawPointer? = nil
+  var float: Double = 0
+}
+
+@inline(__always)
+private func fill(_ context: UnsafeMutableRawPointer?, _ kind: TokenSlot.Kind, _ argument: UInt64) {
+  let slot = context!.assumingMemoryBound(to: TokenSlot.self)
+  slot.pointee.kind = kind
+  slot.pointee.argument = argument
+}
+
+@inline(__always)
+private func fillString(
+  _ context: UnsafeMutableRawPointer?, _ kind: TokenSlot.Kind, _ data: UnsafePointer<UInt8>?,
+  _ length: Int
+) {
+  let slot = context!.assumingMemoryBound(to: TokenSlot.self)
+  slot.pointee.kind = kind
+  slot.pointee.argument = UInt64(length)
+  slot.pointee.pointer = UnsafeRawPointer(data)
+}
+
+@inline(__always)
+private func fillFloat(_ context: UnsafeMutableRawPointer?, _ value: Double) {
+  let slot = context!.assumingMemoryBound(to: TokenSlot.self)
+  slot.pointee.kind = .float
+  slot.pointee.float = value
+}
+
+/// The callback table, built once. Indefinite-length starts, breaks and `undefined` leave the
+/// slot empty, which `next()` reports as `.invalid`.
+nonisolated(unsafe) private let tokenCallbacks: UnsafePointer<cbor_callbacks> = {
+  var table = cbor_empty_callbacks
+  table.uint8 = { fill($0, .unsigned, UInt64($1)) }
+  table.uint16 = { fill($0, .unsigned, UInt64($1)) }
+  table.uint32 = { fill($0, .unsigned, UInt64($1)) }
+  table.uint64 = { fill($0, .unsigned, $1) }
+  table.negint8 = { fill($0, .negative, UInt64($1)) }
+  table.negint16 = { fill($0, .negative, UInt64($1)) }
+  table.negint32 = { fill($0, .negative, UInt64($1)) }
+  table.negint64 = { fill($0, .negative, $1) }
+  // libcbor's field names are swapped in places: `byte_string` and `string` are the definite
+  // forms, `array_start` and `map_start` the definite containers.
+  table.byte_string = { fillString($0, .bytes, $1, $2) }
+  table.string = { fillString($0, .text, $1, $2) }
+  table.array_start = { fill($0, .array, UInt64($1)) }
+  table.map_start = { fill($0, .map, UInt64($1)) }
+  table.tag = { fill($0, .tag, $1) }
+  table.float2 = { fillFloat($0, Double($1)) }
+  table.float4 = { fillFloat($0, Double($1)) }
+  table.float8 = { fillFloat($0, $1) }
+  table.null = { fill($0, .null, 0) }
+  table.boolean = { fill($0, .bool, $1 ? 1 : 0) }
+  let pointer = UnsafeMutablePointer<cbor_callbacks>.allocate(capacity: 1)
+  pointer.initialize(to: table)
+  return UnsafePointer(pointer)
+}()

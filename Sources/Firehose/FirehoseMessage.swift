@@ -1,0 +1,82 @@
+/// The kinds of relay frame, as counted by `contrail_relay_frames_total{type}` (PROTOCOL §5.2).
+public enum FrameType: Int, CaseIterable, Sendable {
+  case commit, identity, account, sync, info, legacy, unknown, error, undecodable
+
+  public var label: String {
+    switch self {
+    case .commit: "commit"
+    case .identity: "identity"
+    case .account: "account"
+    case .sync: "sync"
+    case .info: "info"
+    case .legacy: "legacy"
+    case .unknown: "unknown"
+    case .error: "error"
+    case .undecodable: "undecodable"
+    }
+  }
+}
+
+/// One operation of a `#commit`. Byte ranges point into the frame.
+public struct CommitOp {
+  public var action: UnsafeRawBufferPointer
+  public var path: UnsafeRawBufferPointer
+  /// The binary CID, or nil when missing or null.
+  public var cid: UnsafeRawBufferPointer?
+}
+
+/// The `#commit` body fields the translator uses (PROTOCOL §5.3).
+public struct CommitMessage {
+  public var seq: Int64
+  public var repo: UnsafeRawBufferPointer
+  public var rev: UnsafeRawBufferPointer
+  /// Nil when absent or not a string (then the commit is dropped as `bad_time`).
+  public var time: UnsafeRawBufferPointer?
+  public var tooBig: Bool
+  /// The CAR; nil when absent (then the commit is dropped as `bad_car`).
+  public var blocks: UnsafeRawBufferPointer?
+  public var ops: [CommitOp]
+}
+
+/// An `#identity` body.
+public struct IdentityMessage {
+  public var seq: Int64
+  public var did: UnsafeRawBufferPointer
+  public var time: UnsafeRawBufferPointer?
+  public var handle: UnsafeRawBufferPointer?
+}
+
+/// An `#account` body.
+public struct AccountMessage {
+  public var seq: Int64
+  public var did: UnsafeRawBufferPointer
+  public var time: UnsafeRawBufferPointer?
+  public var active: Bool
+  public var status: UnsafeRawBufferPointer?
+}
+
+/// A decoded relay frame. Byte ranges point into the frame, which must outlive the message.
+public enum FirehoseMessage {
+  case commit(CommitMessage)
+  case identity(IdentityMessage)
+  case account(AccountMessage)
+  /// An `op = -1` frame, e.g. `FutureCursor` or `ConsumerTooSlow`.
+  case error(code: String, message: String?)
+  /// `#info`, e.g. `OutdatedCursor`.
+  case info(name: String, message: String?)
+  /// A frame that produces nothing: `#sync`, legacy types, unknown types or ops.
+  case ignored(FrameType)
+  case undecodable
+
+  public var type: FrameType {
+    switch self {
+    case .commit: .commit
+    case .identity: .identity
+    case .account: .account
+    case .error: .error
+    case .info: .info
+    case .ignored(let type): type
+    case .undecodable: .undecodable
+    }
+  }
+}

@@ -1,0 +1,130 @@
+/// Writes strings as JSON string literals exactly as Go's `encoding/json` does (PROTOCOL §3.5):
+/// `"` `\` and controls escaped, `&<>` and U+2028/U+2029 as `\u` escapes, everything else raw UTF-8.
+public enum JSONString {
+  /// What to do with bytes that are not valid UTF-8.
+  public enum InvalidUTF8 {
+    /// Fail (records: the op is dropped).
+    case reject
+    /// Write `\ufffd` for each bad byte, as Go does.
+    case replace
+  }
+
+  /// Appends `"…"` for `text`. Returns false (leaving partial output) if `text` is not valid
+  /// UTF-8 and `invalid` is `.reject`.
+  @discardableResult
+  public static func write(
+    _ text: UnsafeRawBufferPointer, to out: inout ByteSink, invalid: InvalidUTF8 = .reject
+  ) -> Bool {
+    out.reserve(text.count + 2)
+    out.append(UInt8(ascii: "\""))
+    guard let base = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+      out.append(UInt8(ascii: "\""))
+      return true
+    }
+    let n = text.count
+    var runStart = 0  // first byte not yet copied
+    var i = 0
+    while i < n {
+      let c = base[i]
+      if c < 0x80 {
+        if escapeClass[Int(c)] == 0 {
+          i += 1
+          continue
+        }
+        out.append(base + runStart, count: i - runStart)
+        writeEscape(c, to: &out)
+        i += 1
+        runStart = i
+        continue
+      }
+      let length = validSequenceLength(base, i, n)
+      if length == 0 {
+        guard case .replace = invalid else { return false }
+        out.append(base + runStart, count: i - runStart)
+        out.append("\\ufffd")
+        i += 1
+        runStart = i
+        continue
+      }
+      // U+2028 and U+2029 are E2 80 A8 and E2 80 A9.
+      if length == 3, c == 0xE2, base[i + 1] == 0x80, base[i + 2] & 0xFE == 0xA8 {
+        out.append(base + runStart, count: i - runStart)
+        out.append(base[i + 2] == 0xA8 ? "\\u2028" : "\\u2029")
+        i += 3
+        runStart = i
+        continue
+      }
+      i += length
+    }
+    out.append(base + runStart, count: n - runStart)
+    out.append(UInt8(ascii: "\""))
+    return true
+  }
+
+  /// Whether `text` is valid UTF-8 (no overlongs, surrogates or values past U+10FFFF).
+  public static func isValidUTF8(_ text: UnsafeRawBufferPointer) -> Bool {
+    guard let base = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return true }
+    var i = 0
+    while i < text.count {
+      if base[i] < 0x80 {
+        i += 1
+      } else {
+        let length = validSequenceLength(base, i, text.count)
+        if length == 0 { return false }
+        i += length
+      }
+    }
+    return true
+  }
+
+  @inline(__always)
+  private static func writeEscape(_ c: UInt8, to out: inout ByteSink) {
+    switch c {
+    case UInt8(ascii: "\""): out.append("\\\"")
+    case UInt8(ascii: "\\"): out.append("\\\\")
+    case 0x0A: out.append("\\n")
+    case 0x0D: out.append("\\r")
+    case 0x09: out.append("\\t")
+    default:
+      // Controls, `&`, `<` and `>`: \u00XX with lowercase hex.
+      out.append("\\u00")
+      out.append(hexDigit(c >> 4))
+      out.append(hexDigit(c & 0x0F))
+    }
+  }
+
+  @inline(__always)
+  private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? v &+ 48 : v &+ 87 }
+
+  /// Length (2–4) of the valid UTF-8 sequence starting at a non-ASCII byte, or 0 if invalid.
+  @inline(__always)
+  private static func validSequenceLength(
+    _ p: UnsafePointer<UInt8>, _ i: Int, _ n: Int
+  ) -> Int {
+    let c = p[i]
+    @inline(__always) func cont(_ k: Int) -> Bool { i + k < n && p[i + k] & 0xC0 == 0x80 }
+    switch c {
+    case 0xC2...0xDF:
+      return cont(1) ? 2 : 0
+    case 0xE0...0xEF:
+      guard cont(1), cont(2) else { return 0 }
+      let b1 = p[i + 1]
+      if c == 0xE0 && b1 < 0xA0 { return 0 }  // overlong
+      if c == 0xED && b1 >= 0xA0 { return 0 }  // surrogate
+      return 3
+    case 0xF0...0xF4:
+      guard cont(1), cont(2), cont(3) else { return 0 }
+      let b1 = p[i + 1]
+      if c == 0xF0 && b1 < 0x90 { return 0 }  // overlong
+      if c == 0xF4 && b1 >= 0x90 { return 0 }  // past U+10FFFF
+      return 4
+    default:
+      return 0
+    }
+  }
+}
+
+/// 1 for ASCII bytes that need an escape in Go's JSON strings, else 0.
+private let escapeClass: [UInt8] = (0..<128).map { c in
+  (c < 0x20 || c == 0x22 || c == 0x5C || c == 0x26 || c == 0x3C || c == 0x3E) ? 1 : 0
+}

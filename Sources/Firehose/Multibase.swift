@@ -1,0 +1,152 @@
+/// The byte-to-text encodings atproto JSON uses: base32-lower (CIDv1), base58btc (CIDv0) and
+/// standard base64 without padding (`$bytes`).
+public enum Multibase {
+  private static let base32Alphabet = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
+  private static let base58Alphabet = Array(
+    "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz".utf8)
+  private static let base64Alphabet = Array(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+  /// Appends RFC 4648 base32, lowercase, unpadded.
+  public static func appendBase32(_ data: UnsafeRawBufferPointer, to out: inout ByteSink) {
+    out.reserve((data.count * 8 + 4) / 5)
+    base32Alphabet.withUnsafeBufferPointer { alphabet in
+      var buffer: UInt64 = 0
+      var bits = 0
+      for byte in data {
+        buffer = (buffer << 8) | UInt64(byte)
+        bits += 8
+        while bits >= 5 {
+          bits -= 5
+          out.append(alphabet[Int((buffer >> UInt64(bits)) & 31)])
+        }
+      }
+      if bits > 0 { out.append(alphabet[Int((buffer << UInt64(5 - bits)) & 31)]) }
+    }
+  }
+
+  /// Decodes base32-lower without padding; nil on any other character or a bad length.
+  public static func decodeBase32(_ text: some Sequence<UInt8>) -> [UInt8]? {
+    var out: [UInt8] = []
+    var buffer: UInt64 = 0
+    var bits = 0
+    for c in text {
+      let v: UInt8
+      switch c {
+      case UInt8(ascii: "a")...UInt8(ascii: "z"): v = c - UInt8(ascii: "a")
+      case UInt8(ascii: "2")...UInt8(ascii: "7"): v = c - UInt8(ascii: "2") + 26
+      default: return nil
+      }
+      buffer = (buffer << 5) | UInt64(v)
+      bits += 5
+      if bits >= 8 {
+        bits -= 8
+        out.append(UInt8(truncatingIfNeeded: buffer >> UInt64(bits)))
+      }
+    }
+    // Leftover bits must be fewer than 5 (a whole extra character would be a bad length).
+    return bits < 5 ? out : nil
+  }
+
+  /// Appends base58btc (Bitcoin alphabet).
+  public static func appendBase58(_ data: UnsafeRawBufferPointer, to out: inout ByteSink) {
+    var zeros = 0
+    while zeros < data.count && data[zeros] == 0 { zeros += 1 }
+    // Big-endian base-58 digits, most significant first.
+    var digits = [UInt8](repeating: 0, count: data.count * 138 / 100 + 1)
+    var length = 0
+    for byte in data[zeros...] {
+      var carry = Int(byte)
+      var k = 0
+      var j = digits.count - 1
+      while carry != 0 || k < length {
+        carry += 256 * Int(digits[j])
+        digits[j] = UInt8(carry % 58)
+        carry /= 58
+        j -= 1
+        k += 1
+      }
+      length = k
+    }
+    for _ in 0..<zeros { out.append(UInt8(ascii: "1")) }
+    for d in digits[(digits.count - length)...] { out.append(base58Alphabet[Int(d)]) }
+  }
+
+  /// Decodes base58btc; nil on a character outside the alphabet.
+  public static func decodeBase58(_ text: some Collection<UInt8>) -> [UInt8]? {
+    var zeros = 0
+    for c in text {
+      guard c == UInt8(ascii: "1") else { break }
+      zeros += 1
+    }
+    var bytes: [UInt8] = []  // little-endian base-256 digits
+    for c in text.dropFirst(zeros) {
+      guard let value = base58Alphabet.firstIndex(of: c) else { return nil }
+      var carry = value
+      for k in bytes.indices {
+        carry += Int(bytes[k]) * 58
+        bytes[k] = UInt8(carry & 0xFF)
+        carry >>= 8
+      }
+      while carry > 0 {
+        bytes.append(UInt8(carry & 0xFF))
+        carry >>= 8
+      }
+    }
+    return [UInt8](repeating: 0, count: zeros) + bytes.reversed()
+  }
+
+  /// Appends standard base64 (`+/`) without padding.
+  public static func appendBase64(_ data: UnsafeRawBufferPointer, to out: inout ByteSink) {
+    out.reserve((data.count + 2) / 3 * 4)
+    base64Alphabet.withUnsafeBufferPointer { alphabet in
+      var i = 0
+      while i + 3 <= data.count {
+        let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
+        out.append(alphabet[Int(v >> 18)])
+        out.append(alphabet[Int((v >> 12) & 63)])
+        out.append(alphabet[Int((v >> 6) & 63)])
+        out.append(alphabet[Int(v & 63)])
+        i += 3
+      }
+      let rest = data.count - i
+      if rest == 1 {
+        let v = UInt32(data[i]) << 16
+        out.append(alphabet[Int(v >> 18)])
+        out.append(alphabet[Int((v >> 12) & 63)])
+      } else if rest == 2 {
+        let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8
+        out.append(alphabet[Int(v >> 18)])
+        out.append(alphabet[Int((v >> 12) & 63)])
+        out.append(alphabet[Int((v >> 6) & 63)])
+      }
+    }
+  }
+
+  /// Decodes standard base64 without padding; nil on `=`, other characters or a length of 4k+1.
+  public static func decodeBase64Unpadded(_ text: UnsafeRawBufferPointer) -> [UInt8]? {
+    if text.count % 4 == 1 { return nil }
+    var out: [UInt8] = []
+    out.reserveCapacity(text.count * 3 / 4)
+    var buffer: UInt32 = 0
+    var bits = 0
+    for c in text {
+      let v: UInt32
+      switch c {
+      case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = UInt32(c - UInt8(ascii: "A"))
+      case UInt8(ascii: "a")...UInt8(ascii: "z"): v = UInt32(c - UInt8(ascii: "a")) + 26
+      case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt32(c - UInt8(ascii: "0")) + 52
+      case UInt8(ascii: "+"): v = 62
+      case UInt8(ascii: "/"): v = 63
+      default: return nil
+      }
+      buffer = (buffer << 6) | v
+      bits += 6
+      if bits >= 8 {
+        bits -= 8
+        out.append(UInt8(truncatingIfNeeded: buffer >> UInt32(bits)))
+      }
+    }
+    return out
+  }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// The `contrail` command line: thin commands over the modules.
+@main
+struct Contrail: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "contrail",
+    abstract: "A Jetstream-compatible AT Protocol firehose translator.",
+    subcommands: [Translate.self, Bench.self])
+}
