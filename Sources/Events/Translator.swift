@@ -20,6 +20,7 @@ public final class Translator {
   private var converter = RecordConverter()
   private var record = ByteSink(capacity: 64 << 10)
   private var event = ByteSink(capacity: 64 << 10)
+  private var blocks: [CARFile.Block] = []
 
   public init(sequencer: Sequencer = Sequencer()) {
     self.sequencer = sequencer
@@ -85,8 +86,8 @@ public final class Translator {
     guard let time = commit.time, RFC3339.isValid(time) else {
       return counters.count(drop: .badTime, .commit)
     }
-    guard let blocks = commit.blocks, let car = CARFile(blocks),
-      let root = car.block(for: car.root), CommitBlock(root) != nil
+    guard let car = commit.blocks, let rootCID = CARFile.read(car, into: &blocks),
+      let root = CARFile.block(for: rootCID, in: blocks), CommitBlock(root) != nil
     else { return counters.count(drop: .badCar, .commit) }
     for op in commit.ops {
       guard let (collection, rkey) = Self.splitPath(op.path) else {
@@ -111,7 +112,7 @@ public final class Translator {
           counters.count(drop: .nullCid, .op)
           continue
         }
-        guard let block = car.block(for: opCID) else {
+        guard let block = CARFile.block(for: opCID, in: blocks) else {
           counters.count(drop: .missingBlock, .op)
           continue
         }

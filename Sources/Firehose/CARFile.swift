@@ -12,6 +12,18 @@ public struct CARFile {
   /// Parses a CARv1; nil on a bad varint or header, `version` ≠ 1, no root, a section running
   /// past the end or an unparseable CID.
   public init?(_ car: UnsafeRawBufferPointer) {
+    var storage: [Block] = []
+    guard let root = Self.read(car, into: &storage) else { return nil }
+    self.root = root
+    self.blocks = storage
+  }
+
+  /// The same as `init?` for hot paths: fills `blocks` (a reusable buffer, cleared first) and
+  /// returns the first root.
+  public static func read(_ car: UnsafeRawBufferPointer, into blocks: inout [Block])
+    -> UnsafeRawBufferPointer?
+  {
+    blocks.removeAll(keepingCapacity: true)
     guard let (headerLength, varintLength) = Varint.read(car, at: 0),
       headerLength <= car.count - varintLength
     else { return nil }
@@ -20,8 +32,6 @@ public struct CARFile {
       let root = Self.firstRoot(
         UnsafeRawBufferPointer(rebasing: car[varintLength..<offset]))
     else { return nil }
-    self.root = root
-    self.blocks = []
     while offset < car.count {
       guard let (sectionLength, length) = Varint.read(car, at: offset),
         sectionLength <= car.count - offset - length
@@ -29,16 +39,23 @@ public struct CARFile {
       let section = UnsafeRawBufferPointer(
         rebasing: car[(offset + length)..<(offset + length + sectionLength)])
       guard let cidLength = CID.length(section) else { return nil }
-      self.blocks.append(
+      blocks.append(
         Block(
           cid: UnsafeRawBufferPointer(rebasing: section[..<cidLength]),
           data: UnsafeRawBufferPointer(rebasing: section[cidLength...])))
       offset += length + sectionLength
     }
+    return root
   }
 
   /// The data of the block with these CID bytes, if present.
   public func block(for cid: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+    Self.block(for: cid, in: blocks)
+  }
+
+  public static func block(for cid: UnsafeRawBufferPointer, in blocks: [Block])
+    -> UnsafeRawBufferPointer?
+  {
     for block in blocks where compare(block.cid, cid) == 0 { return block.data }
     return nil
   }

@@ -84,34 +84,20 @@ public struct CBORReader {
   /// Skips one complete value (containers included) without looking at it.
   /// Fails on invalid input or nesting deeper than `maxDepth`.
   public mutating func skipValue(maxDepth: Int = 128) -> Bool {
-    var pending = 1  // values still to skip at the current level and above
-    var depth = 0
-    var stack: [Int] = []
-    while pending > 0 {
-      pending -= 1
-      switch next() {
-      case .invalid: return false
-      case .array(let n):
-        depth += 1
-        if depth > maxDepth { return false }
-        stack.append(pending)
-        pending = n
-      case .map(let n):
-        depth += 1
-        if depth > maxDepth { return false }
-        let (double, overflow) = n.multipliedReportingOverflow(by: 2)
-        if overflow { return false }
-        stack.append(pending)
-        pending = double
-      case .tag:
-        pending += 1
-      default: break
-      }
-      while pending == 0, let outer = stack.popLast() {
-        pending = outer
-        depth -= 1
-      }
+    switch next() {
+    case .invalid: return false
+    case .array(let n): return skipValues(n, maxDepth: maxDepth - 1)
+    case .map(let n):
+      let (both, overflow) = n.multipliedReportingOverflow(by: 2)
+      return !overflow && skipValues(both, maxDepth: maxDepth - 1)
+    case .tag: return maxDepth > 0 && skipValue(maxDepth: maxDepth - 1)
+    default: return true
     }
+  }
+
+  private mutating func skipValues(_ count: Int, maxDepth: Int) -> Bool {
+    guard maxDepth >= 0 else { return false }
+    for _ in 0..<count where !skipValue(maxDepth: maxDepth) { return false }
     return true
   }
 }

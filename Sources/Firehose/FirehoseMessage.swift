@@ -35,7 +35,29 @@ public struct CommitMessage {
   public var tooBig: Bool
   /// The CAR; nil when absent (then the commit is dropped as `bad_car`).
   public var blocks: UnsafeRawBufferPointer?
-  public var ops: [CommitOp]
+  public var ops: CommitOps
+}
+
+/// The ops of a commit, decoded lazily from the frame (they were validated when the frame was
+/// decoded), so that reading a commit allocates nothing.
+public struct CommitOps: Sequence {
+  let encoded: UnsafeRawBufferPointer  // the items of the CBOR array, without its header
+  public let count: Int
+
+  public func makeIterator() -> Iterator {
+    Iterator(reader: CBORReader(encoded), remaining: count)
+  }
+
+  public struct Iterator: IteratorProtocol {
+    var reader: CBORReader
+    var remaining: Int
+
+    public mutating func next() -> CommitOp? {
+      guard remaining > 0 else { return nil }
+      remaining -= 1
+      return FrameDecoder.decodeOp(&reader)
+    }
+  }
 }
 
 /// An `#identity` body.

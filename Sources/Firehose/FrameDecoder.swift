@@ -76,7 +76,7 @@ public enum FrameDecoder {
     var time: UnsafeRawBufferPointer? = nil
     var tooBig = false
     var blocks: UnsafeRawBufferPointer? = nil
-    var ops: [CommitOp] = []
+    var ops = CommitOps(encoded: UnsafeRawBufferPointer(start: nil, count: 0), count: 0)
     let ok = forEachField(body) { key, reader in
       if key.matches("seq") {
         seq = readSeq(&reader)
@@ -98,10 +98,11 @@ public enum FrameDecoder {
         blocks = b
       } else if key.matches("ops") {
         guard case .array(let count) = reader.next() else { return false }
+        let start = reader.offset
         for _ in 0..<count {
-          guard let op = decodeOp(&reader) else { return false }
-          ops.append(op)
+          guard decodeOp(&reader) != nil else { return false }
         }
+        ops = CommitOps(encoded: reader.slice(from: start), count: count)
       } else {
         return nil
       }
@@ -114,7 +115,7 @@ public enum FrameDecoder {
         time: time, tooBig: tooBig, blocks: blocks, ops: ops))
   }
 
-  private static func decodeOp(_ reader: inout CBORReader) -> CommitOp? {
+  static func decodeOp(_ reader: inout CBORReader) -> CommitOp? {
     guard case .map(let count) = reader.next() else { return nil }
     var action: UnsafeRawBufferPointer? = nil
     var path: UnsafeRawBufferPointer? = nil

@@ -25,9 +25,14 @@ public enum JSONString {
     var runStart = 0  // first byte not yet copied
     var i = 0
     while i < n {
+      // Skip 8 plain ASCII bytes at a time.
+      if i + 8 <= n && !wordNeedsAttention(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) {
+        i += 8
+        continue
+      }
       let c = base[i]
       if c < 0x80 {
-        if escapeClass[Int(c)] == 0 {
+        if !needsEscape(c) {
           i += 1
           continue
         }
@@ -124,7 +129,25 @@ public enum JSONString {
   }
 }
 
-/// 1 for ASCII bytes that need an escape in Go's JSON strings, else 0.
-private let escapeClass: [UInt8] = (0..<128).map { c in
-  (c < 0x20 || c == 0x22 || c == 0x5C || c == 0x26 || c == 0x3C || c == 0x3E) ? 1 : 0
+/// Whether any of 8 bytes is non-ASCII or needs an escape (SWAR: a zero byte of `x` shows as a
+/// set high bit of `(x - 0x01…) & ~x & 0x80…`).
+@inline(__always)
+private func wordNeedsAttention(_ v: UInt64) -> Bool {
+  let ones: UInt64 = 0x0101_0101_0101_0101
+  let highs: UInt64 = 0x8080_8080_8080_8080
+  @inline(__always) func hasZeroByte(_ x: UInt64) -> Bool { (x &- ones) & ~x & highs != 0 }
+  if v & highs != 0 { return true }  // non-ASCII
+  if (v &- ones &* 0x20) & ~v & highs != 0 { return true }  // a control byte (< 0x20)
+  if hasZeroByte((v | ones &* 0x04) ^ (ones &* 0x26)) { return true }  // `"` 0x22 or `&` 0x26
+  if hasZeroByte((v | ones &* 0x02) ^ (ones &* 0x3E)) { return true }  // `<` 0x3C or `>` 0x3E
+  return hasZeroByte(v ^ (ones &* 0x5C))  // `\`
+}
+
+/// Whether an ASCII byte needs an escape in Go's JSON strings: controls, `"`, `&`, `<`, `>`
+/// (bits of the low mask) and `\` (the high mask).
+@inline(__always)
+private func needsEscape(_ c: UInt8) -> Bool {
+  let low: UInt64 = 0x5000_0044_FFFF_FFFF
+  let high: UInt64 = 1 << (0x5C - 64)
+  return c < 64 ? (low >> UInt64(c)) & 1 != 0 : (high >> UInt64(c &- 64)) & 1 != 0
 }

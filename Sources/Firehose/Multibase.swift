@@ -1,28 +1,49 @@
 /// The byte-to-text encodings atproto JSON uses: base32-lower (CIDv1), base58btc (CIDv0) and
 /// standard base64 without padding (`$bytes`).
 public enum Multibase {
-  private static let base32Alphabet = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
   private static let base58Alphabet = Array(
     "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz".utf8)
-  private static let base64Alphabet = Array(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+  @inline(__always)
+  private static func base32Digit(_ v: UInt64) -> UInt8 {
+    v < 26 ? UInt8(truncatingIfNeeded: v) &+ UInt8(ascii: "a") : UInt8(truncatingIfNeeded: v) &+ 24
+  }
+
+  @inline(__always)
+  private static func base64Digit(_ v: UInt32) -> UInt8 {
+    let d = UInt8(truncatingIfNeeded: v)
+    switch d {
+    case 0..<26: return d &+ UInt8(ascii: "A")
+    case 26..<52: return d &+ 71  // 'a' - 26
+    case 52..<62: return d &- 4  // '0' - 52
+    case 62: return UInt8(ascii: "+")
+    default: return UInt8(ascii: "/")
+    }
+  }
 
   /// Appends RFC 4648 base32, lowercase, unpadded.
   public static func appendBase32(_ data: UnsafeRawBufferPointer, to out: inout ByteSink) {
     out.reserve((data.count * 8 + 4) / 5)
-    base32Alphabet.withUnsafeBufferPointer { alphabet in
-      var buffer: UInt64 = 0
-      var bits = 0
-      for byte in data {
-        buffer = (buffer << 8) | UInt64(byte)
-        bits += 8
-        while bits >= 5 {
-          bits -= 5
-          out.append(alphabet[Int((buffer >> UInt64(bits)) & 31)])
-        }
-      }
-      if bits > 0 { out.append(alphabet[Int((buffer << UInt64(5 - bits)) & 31)]) }
+    var i = 0
+    // Whole groups: 5 bytes → 8 characters.
+    while i + 5 <= data.count {
+      var group: UInt64 = 0
+      for k in 0..<5 { group = group << 8 | UInt64(data[i + k]) }
+      for k in (0..<8).reversed() { out.append(base32Digit((group >> UInt64(5 * k)) & 31)) }
+      i += 5
     }
+    var buffer: UInt64 = 0
+    var bits = 0
+    while i < data.count {
+      buffer = (buffer << 8) | UInt64(data[i])
+      bits += 8
+      i += 1
+      while bits >= 5 {
+        bits -= 5
+        out.append(base32Digit((buffer >> UInt64(bits)) & 31))
+      }
+    }
+    if bits > 0 { out.append(base32Digit((buffer << UInt64(5 - bits)) & 31)) }
   }
 
   /// Decodes base32-lower without padding; nil on any other character or a bad length.
@@ -99,28 +120,21 @@ public enum Multibase {
   /// Appends standard base64 (`+/`) without padding.
   public static func appendBase64(_ data: UnsafeRawBufferPointer, to out: inout ByteSink) {
     out.reserve((data.count + 2) / 3 * 4)
-    base64Alphabet.withUnsafeBufferPointer { alphabet in
-      var i = 0
-      while i + 3 <= data.count {
-        let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
-        out.append(alphabet[Int(v >> 18)])
-        out.append(alphabet[Int((v >> 12) & 63)])
-        out.append(alphabet[Int((v >> 6) & 63)])
-        out.append(alphabet[Int(v & 63)])
-        i += 3
-      }
-      let rest = data.count - i
-      if rest == 1 {
-        let v = UInt32(data[i]) << 16
-        out.append(alphabet[Int(v >> 18)])
-        out.append(alphabet[Int((v >> 12) & 63)])
-      } else if rest == 2 {
-        let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8
-        out.append(alphabet[Int(v >> 18)])
-        out.append(alphabet[Int((v >> 12) & 63)])
-        out.append(alphabet[Int((v >> 6) & 63)])
-      }
+    var i = 0
+    while i + 3 <= data.count {
+      let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
+      out.append(base64Digit(v >> 18))
+      out.append(base64Digit((v >> 12) & 63))
+      out.append(base64Digit((v >> 6) & 63))
+      out.append(base64Digit(v & 63))
+      i += 3
     }
+    let rest = data.count - i
+    guard rest > 0 else { return }
+    let v = UInt32(data[i]) << 16 | (rest == 2 ? UInt32(data[i + 1]) << 8 : 0)
+    out.append(base64Digit(v >> 18))
+    out.append(base64Digit((v >> 12) & 63))
+    if rest == 2 { out.append(base64Digit((v >> 6) & 63)) }
   }
 
   /// Decodes standard base64 without padding; nil on `=`, other characters or a length of 4k+1.

@@ -228,9 +228,11 @@ public struct RecordConverter {
   private mutating func rewriteSorted(from first: Int, mapStart: Int, _ out: inout ByteSink) {
     let region = copyToScratch(mapStart, out.count, &out)
     out.append(UInt8(ascii: "{"))
-    for i in first..<entries.count {
-      if i > first { out.append(UInt8(ascii: ",")) }
-      appendScratch(entries[i].start - region, entries[i].end - region, &out)
+    entries.withUnsafeBufferPointer { entries in
+      for i in first..<entries.count {
+        if i > first { out.append(UInt8(ascii: ",")) }
+        out.append(scratch.base + entries[i].start - region, count: entries[i].end - entries[i].start)
+      }
     }
     out.append(UInt8(ascii: "}"))
   }
@@ -278,7 +280,9 @@ extension UnsafeRawBufferPointer {
   /// Whether these bytes equal an ASCII literal.
   @inline(__always)
   public func matches(_ literal: StaticString) -> Bool {
-    count == literal.utf8CodeUnitCount
-      && (count == 0 || memcmp(baseAddress!, literal.utf8Start, count) == 0)
+    guard count == literal.utf8CodeUnitCount else { return false }
+    let expected = literal.utf8Start
+    for i in 0..<count where self[i] != expected[i] { return false }
+    return true
   }
 }

@@ -23,6 +23,9 @@ struct BenchTranslate: ParsableCommand {
   @Option(help: "Timed passes over all frames.")
   var passes: Int = 200
 
+  @Flag(help: "Skip the token-walk baseline (for profiling the translator alone).")
+  var noBaseline = false
+
   func run() throws {
     let path = input ?? Self.defaultInput()
     let frames = try FramesFile.read(path: path).frames
@@ -31,7 +34,7 @@ struct BenchTranslate: ParsableCommand {
     print("input: \(path) (\(frames.count) frames, \(bytes) bytes), \(passes) passes, 1 thread")
 
     // Baseline: walk every CBOR token of each frame and of every CAR block, doing nothing else.
-    let scan = measure(passes) {
+    let scan = measure(noBaseline ? 0 : passes) {
       var tokens = 0
       for frame in frames {
         frame.withUnsafeBytes { tokens &+= Self.walk($0) }
@@ -56,6 +59,7 @@ struct BenchTranslate: ParsableCommand {
     print("translate: \(rate(frames.count, seconds)) frames/s, \(rate(eventCount, seconds)) events/s, "
       + "\(rate(bytes / 1000, seconds * 1000)) MB/s, "
       + "\(format3(seconds / Double(eventCount) * 1e6)) µs/event")
+    guard !noBaseline else { return }
     print("baseline token walk (libcbor only): \(rate(frames.count, scanSeconds)) frames/s, "
       + "\(format3(scanSeconds / Double(eventCount) * 1e6)) µs/event-equivalent")
     print("ratio translate / token walk: \(format3(seconds / scanSeconds))")
