@@ -27,8 +27,13 @@ let package = Package(
         "Firehose", "Events", "Compression", "SyntheticFirehose",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
-    .testTarget(name: "FirehoseTests", dependencies: ["Firehose"]),
+    .target(
+      name: "TestSupport", dependencies: ["Firehose", "SyntheticFirehose"],
+      path: "Tests/TestSupport"),
     .testTarget(
-      name: "EventsTests", dependencies: ["Events", "Firehose", "SyntheticFirehose"]),
+      name: "FirehoseTests", dependencies: ["Firehose", "SyntheticFirehose", "TestSupport"]),
+    .testTarget(
+      name: "EventsTests",
+      dependencies: ["Events", "Firehose", "SyntheticFirehose", "TestSupport"]),
   ]
 )

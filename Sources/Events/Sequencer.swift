@@ -11,7 +11,9 @@ public struct Sequencer: Sendable {
   public private(set) var last: Int64
   private let clock: @Sendable () -> Int64
 
-  public init(last: Int64 = 0, clock: @escaping @Sendable () -> Int64 = Sequencer.wallClockMicroseconds) {
+  public init(
+    last: Int64 = 0, clock: @escaping @Sendable () -> Int64 = Sequencer.wallClockMicroseconds
+  ) {
     self.last = last
     self.clock = clock
   }

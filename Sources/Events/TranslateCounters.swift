@@ -55,7 +55,11 @@ public struct TranslateCounters: Sendable, Equatable {
     for type in [FrameType.undecodable, .error] where frames(type) > 0 {
       skipped.append("\(type.label) frames \(frames(type))")
     }
-    for (key, n) in drops.sorted(by: { ($0.key.scope.rawValue, $0.key.reason.rawValue) < ($1.key.scope.rawValue, $1.key.reason.rawValue) }) {
+    for (key, n) in drops.sorted(by: {
+      ($0.key.scope.rawValue, $0.key.reason.rawValue) < (
+        $1.key.scope.rawValue, $1.key.reason.rawValue
+      )
+    }) {
       skipped.append("\(key.reason.rawValue) (\(key.scope.rawValue)) \(n)")
     }
     let skippedTotal = frames(.undecodable) + frames(.error) + totalDrops

@@ -69,7 +69,8 @@ public struct CBORReader {
     switch slot.kind {
     case .unsigned: return .unsigned(slot.argument)
     case .negative: return .negative(slot.argument)
-    case .bytes: return .bytes(UnsafeRawBufferPointer(start: slot.pointer, count: Int(slot.argument)))
+    case .bytes:
+      return .bytes(UnsafeRawBufferPointer(start: slot.pointer, count: Int(slot.argument)))
     case .text: return .text(UnsafeRawBufferPointer(start: slot.pointer, count: Int(slot.argument)))
     case .array: return .array(Int(slot.argument))
     case .map: return .map(Int(slot.argument))
@@ -110,7 +111,9 @@ nonisolated(unsafe) private let emptyByte: UnsafeMutablePointer<UInt8> = {
 
 /// What the C callbacks fill in for one `cbor_stream_decode` call.
 private struct TokenSlot {
-  enum Kind: UInt8 { case none, unsigned, negative, bytes, text, array, map, tag, float, bool, null }
+  enum Kind: UInt8 {
+    case none, unsigned, negative, bytes, text, array, map, tag, float, bool, null
+  }
   var kind: Kind = .none
   var argument: UInt64 = 0
   var pointer: UnsafeRawPointer? = nil

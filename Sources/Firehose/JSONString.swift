@@ -26,7 +26,9 @@ public enum JSONString {
     var i = 0
     while i < n {
       // Skip 8 plain ASCII bytes at a time.
-      if i + 8 <= n && !wordNeedsAttention(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) {
+      if i + 8 <= n
+        && !wordNeedsAttention(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+      {
         i += 8
         continue
       }

@@ -185,7 +185,8 @@ public struct RecordConverter {
     if let type = find("$type") {
       guard type.value.kind == .text, type.value.text.count > 0 else { return .invalid }
       guard type.value.text.matches("blob") else { return .ordinary }
-      guard count == 4, let ref = find("ref"), ref.value.kind == .link || ref.value.kind == .linkMap,
+      guard count == 4, let ref = find("ref"),
+        ref.value.kind == .link || ref.value.kind == .linkMap,
         let mime = find("mimeType"), mime.value.kind == .text,
         let size = find("size"), size.value.kind == .nonNegativeInteger
       else { return .invalid }
@@ -231,7 +232,8 @@ public struct RecordConverter {
     entries.withUnsafeBufferPointer { entries in
       for i in first..<entries.count {
         if i > first { out.append(UInt8(ascii: ",")) }
-        out.append(scratch.base + entries[i].start - region, count: entries[i].end - entries[i].start)
+        out.append(
+          scratch.base + entries[i].start - region, count: entries[i].end - entries[i].start)
       }
     }
     out.append(UInt8(ascii: "}"))
@@ -254,7 +256,8 @@ public struct RecordConverter {
   private mutating func sortEntries(from first: Int) -> Bool {
     let end = entries.count
     var sorted = true
-    for i in (first + 1)..<Swift.max(first + 1, end) where compare(entries[i - 1].key, entries[i].key) > 0 {
+    for i in (first + 1)..<Swift.max(first + 1, end)
+    where compare(entries[i - 1].key, entries[i].key) > 0 {
       sorted = false
       break
     }

@@ -3,7 +3,8 @@ public enum Varint {
   /// Reads a varint at `offset`. Returns the value and its encoded length, or nil if it is
   /// truncated or does not fit in 63 bits (at most 9 bytes).
   @inline(__always)
-  public static func read(_ p: UnsafeRawBufferPointer, at offset: Int) -> (value: Int, length: Int)? {
+  public static func read(_ p: UnsafeRawBufferPointer, at offset: Int) -> (value: Int, length: Int)?
+  {
     var value: UInt64 = 0
     var shift: UInt64 = 0
     var i = offset

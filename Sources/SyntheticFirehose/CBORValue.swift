@@ -40,20 +40,20 @@ public indirect enum CBORValue: Sendable, Equatable {
       Self.head(2, UInt64(b.count), &out)
       out.append(contentsOf: b)
     case .text(let s):
-      let utf8 = Array(s.utf8)
-      Self.head(3, UInt64(utf8.count), &out)
-      out.append(contentsOf: utf8)
+      Self.head(3, UInt64(s.utf8.count), &out)
+      out.append(contentsOf: s.utf8)
     case .array(let items):
       Self.head(4, UInt64(items.count), &out)
       for item in items { item.encode(into: &out) }
     case .map(let entries):
       Self.head(5, UInt64(entries.count), &out)
-      let sorted = entries.map { (Array($0.0.utf8), $0.1) }.sorted { a, b in
-        a.0.count != b.0.count ? a.0.count < b.0.count : a.0.lexicographicallyPrecedes(b.0)
+      // Canonical order: shorter keys first, then bytewise.
+      let sorted = entries.sorted { a, b in
+        let (x, y) = (a.0.utf8, b.0.utf8)
+        return x.count != y.count ? x.count < y.count : x.lexicographicallyPrecedes(y)
       }
       for (key, value) in sorted {
-        Self.head(3, UInt64(key.count), &out)
-        out.append(contentsOf: key)
+        CBORValue.text(key).encode(into: &out)
         value.encode(into: &out)
       }
     case .orderedMap(let entries):

@@ -82,7 +82,8 @@ public enum FrameBuilder {
         if !op.omitBlock { blocks.append((cid, data)) }
         cidValue = .link(cid)
       }
-      opValues.append(.map([("action", .text(op.action)), ("path", .text(op.path)), ("cid", cidValue)]))
+      opValues.append(
+        .map([("action", .text(op.action)), ("path", .text(op.path)), ("cid", cidValue)]))
     }
     for extra in extraBlocks { blocks.append((cid(of: extra), extra)) }
     let mstRoot = dataRoot ?? blocks.first?.cid ?? cid(of: CBORValue.map([]).encoded)
@@ -99,7 +100,9 @@ public enum FrameBuilder {
   }
 
   public static func identity(seq: Int64, did: String, time: String, handle: String?) -> [UInt8] {
-    var body: [(String, CBORValue)] = [("seq", .int(seq)), ("did", .text(did)), ("time", .text(time))]
+    var body: [(String, CBORValue)] = [
+      ("seq", .int(seq)), ("did", .text(did)), ("time", .text(time)),
+    ]
     if let handle { body.append(("handle", .text(handle))) }
     return frame(type: "#identity", body: .map(body))
   }

@@ -51,11 +51,16 @@ public enum FramesFile {
   public static func encode(_ frames: [[UInt8]]) -> [UInt8] {
     var out: [UInt8] = []
     out.reserveCapacity(frames.reduce(0) { $0 + $1.count + 4 })
-    for frame in frames {
-      let n = UInt32(frame.count)
-      out.append(contentsOf: [UInt8(n & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n >> 16 & 0xFF), UInt8(n >> 24)])
-      out.append(contentsOf: frame)
-    }
+    for frame in frames { append(frame, to: &out) }
     return out
+  }
+
+  /// Appends one `[u32 little-endian length][frame]` record.
+  public static func append(_ frame: [UInt8], to out: inout [UInt8]) {
+    let n = UInt32(frame.count)
+    out.append(contentsOf: [
+      UInt8(n & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n >> 16 & 0xFF), UInt8(n >> 24),
+    ])
+    out.append(contentsOf: frame)
   }
 }

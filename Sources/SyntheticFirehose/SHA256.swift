@@ -14,52 +14,78 @@ public enum SHA256 {
   ]
 
   public static func hash(_ data: [UInt8]) -> [UInt8] {
-    var h: [UInt32] = [
+    data.withUnsafeBytes { hash($0) }
+  }
+
+  public static func hash(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+    var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (
       0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab,
-      0x5be0_cd19,
-    ]
-    var message = data
-    message.append(0x80)
-    while message.count % 64 != 56 { message.append(0) }
-    withUnsafeBytes(of: (UInt64(data.count) * 8).bigEndian) { message.append(contentsOf: $0) }
-    var w = [UInt32](repeating: 0, count: 64)
+      0x5be0_cd19
+    )
     k.withUnsafeBufferPointer { k in
-      for chunk in stride(from: 0, to: message.count, by: 64) {
-        for i in 0..<16 {
-          let j = chunk + i * 4
-          w[i] =
-            UInt32(message[j]) << 24 | UInt32(message[j + 1]) << 16 | UInt32(message[j + 2]) << 8
-            | UInt32(message[j + 3])
+      withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+        let whole = data.count / 64
+        for block in 0..<whole {
+          compress(
+            UnsafeRawBufferPointer(rebasing: data[(block * 64)..<(block * 64 + 64)]), &state, w, k)
         }
-        for i in 16..<64 {
-          let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
-          let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
-          w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
+        // The tail, 0x80, zeros and the bit length, in one or two final blocks.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { tail in
+          let rest = data.count - whole * 64
+          let blocks = rest < 56 ? 1 : 2
+          tail.initialize(repeating: 0)
+          for i in 0..<rest { tail[i] = data[whole * 64 + i] }
+          tail[rest] = 0x80
+          let bits = UInt64(data.count) * 8
+          for i in 0..<8 {
+            tail[blocks * 64 - 1 - i] = UInt8(truncatingIfNeeded: bits >> (8 * UInt64(i)))
+          }
+          for b in 0..<blocks {
+            compress(
+              UnsafeRawBufferPointer(
+                rebasing: UnsafeRawBufferPointer(tail)[(b * 64)..<(b * 64 + 64)]), &state, w, k)
+          }
         }
-        var (a, b, c, d, e, f, g, hh) = (h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
-        for i in 0..<64 {
-          let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
-          let ch = (e & f) ^ (~e & g)
-          let t1 = hh &+ s1 &+ ch &+ k[i] &+ w[i]
-          let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
-          let maj = (a & b) ^ (a & c) ^ (b & c)
-          let t2 = s0 &+ maj
-          (hh, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ t2)
-        }
-        h[0] &+= a
-        h[1] &+= b
-        h[2] &+= c
-        h[3] &+= d
-        h[4] &+= e
-        h[5] &+= f
-        h[6] &+= g
-        h[7] &+= hh
       }
     }
-    var digest: [UInt8] = []
-    digest.reserveCapacity(32)
-    for word in h { withUnsafeBytes(of: word.bigEndian) { digest.append(contentsOf: $0) } }
+    var digest = [UInt8](repeating: 0, count: 32)
+    withUnsafeBytes(of: &state) { words in
+      for i in 0..<8 {
+        let word = words.load(fromByteOffset: i * 4, as: UInt32.self)
+        for j in 0..<4 {
+          digest[i * 4 + j] = UInt8(truncatingIfNeeded: word >> (24 - 8 * UInt32(j)))
+        }
+      }
+    }
     return digest
+  }
+
+  @inline(__always)
+  private static func compress(
+    _ block: UnsafeRawBufferPointer,
+    _ h: inout (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32),
+    _ w: UnsafeMutableBufferPointer<UInt32>, _ k: UnsafeBufferPointer<UInt32>
+  ) {
+    for i in 0..<16 {
+      w[i] =
+        UInt32(block[i * 4]) << 24 | UInt32(block[i * 4 + 1]) << 16 | UInt32(block[i * 4 + 2]) << 8
+        | UInt32(block[i * 4 + 3])
+    }
+    for i in 16..<64 {
+      let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
+      let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
+      w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
+    }
+    var (a, b, c, d, e, f, g, hh) = h
+    for i in 0..<64 {
+      let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
+      let ch = (e & f) ^ (~e & g)
+      let t1 = hh &+ s1 &+ ch &+ k[i] &+ w[i]
+      let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
+      let maj = (a & b) ^ (a & c) ^ (b & c)
+      (hh, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ s0 &+ maj)
+    }
+    h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e, h.5 &+ f, h.6 &+ g, h.7 &+ hh)
   }
 
   @inline(__always)

@@ -56,12 +56,14 @@ struct BenchTranslate: ParsableCommand {
     let seconds = translate / Double(passes)
     let scanSeconds = scan / Double(passes)
     func rate(_ n: Int, _ s: Double) -> String { String(Int((Double(n) / s).rounded())) }
-    print("translate: \(rate(frames.count, seconds)) frames/s, \(rate(eventCount, seconds)) events/s, "
-      + "\(rate(bytes / 1000, seconds * 1000)) MB/s, "
-      + "\(format3(seconds / Double(eventCount) * 1e6)) µs/event")
+    print(
+      "translate: \(rate(frames.count, seconds)) frames/s, \(rate(eventCount, seconds)) events/s, "
+        + "\(rate(bytes / 1000, seconds * 1000)) MB/s, "
+        + "\(format3(seconds / Double(eventCount) * 1e6)) µs/event")
     guard !noBaseline else { return }
-    print("baseline token walk (libcbor only): \(rate(frames.count, scanSeconds)) frames/s, "
-      + "\(format3(scanSeconds / Double(eventCount) * 1e6)) µs/event-equivalent")
+    print(
+      "baseline token walk (libcbor only): \(rate(frames.count, scanSeconds)) frames/s, "
+        + "\(format3(scanSeconds / Double(eventCount) * 1e6)) µs/event-equivalent")
     print("ratio translate / token walk: \(format3(seconds / scanSeconds))")
   }
 

@@ -6,5 +6,5 @@ struct Contrail: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "contrail",
     abstract: "A Jetstream-compatible AT Protocol firehose translator.",
-    subcommands: [Translate.self, Bench.self])
+    subcommands: [Translate.self, Generate.self, Bench.self])
 }

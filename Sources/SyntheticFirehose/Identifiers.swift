@@ -1,0 +1,56 @@
+/// atproto identifiers for generated data: TIDs (record keys and revisions), DIDs and
+/// RFC 3339 timestamps, all from integers.
+public enum Identifiers {
+  private static let sortableBase32 = Array("234567abcdefghijklmnopqrstuvwxyz".utf8)
+  private static let base32Lower = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
+
+  /// A TID: 53 bits of microseconds and a 10-bit clock id, as 13 sortable base32 characters.
+  public static func tid(microseconds: Int64, clockID: Int) -> String {
+    let value = (UInt64(microseconds) << 10 | UInt64(clockID & 0x3FF)) & 0x7FFF_FFFF_FFFF_FFFF
+    var chars = [UInt8](repeating: 0, count: 13)
+    for i in 0..<13 {
+      chars[12 - i] = sortableBase32[Int((value >> UInt64(5 * i)) & 31)]
+    }
+    return String(decoding: chars, as: UTF8.self)
+  }
+
+  /// A `did:plc:` identifier: 24 base32 characters derived from `value`.
+  public static func plcDID(_ value: UInt64, _ extra: UInt64) -> String {
+    var chars: [UInt8] = []
+    var bits = value
+    for i in 0..<24 {
+      if i == 12 { bits = extra }
+      chars.append(base32Lower[Int(bits & 31)])
+      bits >>= 5
+    }
+    return "did:plc:" + String(decoding: chars, as: UTF8.self)
+  }
+
+  /// `YYYY-MM-DDThh:mm:ss.mmmZ` for microseconds since the Unix epoch.
+  public static func timestamp(microseconds: Int64) -> String {
+    let millis = microseconds / 1000
+    let seconds = millis / 1000
+    let days = seconds / 86_400
+    let secondOfDay = seconds % 86_400
+    let (year, month, day) = civil(fromDays: days)
+    func pad(_ v: Int64, _ width: Int) -> String {
+      let s = String(v)
+      return String(repeating: "0", count: max(0, width - s.count)) + s
+    }
+    return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):"
+      + "\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(millis % 1000, 3))Z"
+  }
+
+  /// Gregorian date for days since 1970-01-01 (Howard Hinnant's algorithm).
+  private static func civil(fromDays days: Int64) -> (Int64, Int64, Int64) {
+    let z = days + 719_468
+    let era = (z >= 0 ? z : z - 146_096) / 146_097
+    let doe = z - era * 146_097
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+    let mp = (5 * doy + 2) / 153
+    let day = doy - (153 * mp + 2) / 5 + 1
+    let month = mp < 10 ? mp + 3 : mp - 9
+    return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
+  }
+}

@@ -1,0 +1,283 @@
+import Events
+import Firehose
+import SyntheticFirehose
+import TestSupport
+import XCTest
+
+/// The frame-level translation vectors of PROTOCOL §11.4.
+final class TranslatorTests: XCTestCase {
+  let did = "did:plc:wq4aajammjtxdomz3e23667t"
+
+  private func like(_ n: Int) -> CBORValue {
+    .map([
+      ("$type", "app.bsky.feed.like"), ("createdAt", "2026-07-04T14:38:08.999Z"),
+      (
+        "subject",
+        .map([("cid", "bafyreiftot7e"), ("uri", .text("at://did:plc:x/app.bsky.feed.post/\(n)"))])
+      ),
+    ])
+  }
+
+  /// Translates frames with a clock stuck at 1000 µs (so time_us counts 1001, 1002, …) and returns the JSON lines.
+  private func translate(_ frames: [[UInt8]], translator: Translator? = nil) -> (
+    lines: [String], translator: Translator
+  ) {
+    let t = translator ?? Translator(sequencer: Sequencer(last: 1000, clock: { 1000 }))
+    var events: [Event] = []
+    for frame in frames { t.translate(frame, into: &events) }
+    return (events.map { String(decoding: $0.json, as: UTF8.self) }, t)
+  }
+
+  func testCreateUpdateDeleteShapes() {
+    let frame = FrameBuilder.commit(
+      seq: 7, repo: did, rev: "3mptbypluud2a",
+      ops: [
+        .init(action: "create", path: "app.bsky.feed.like/3a", record: like(1)),
+        .init(action: "update", path: "app.bsky.feed.like/3b", record: like(2)),
+        .init(action: "delete", path: "app.bsky.graph.follow/3c"),
+      ])
+    let (lines, translator) = translate([frame])
+    let cid1 = cidText(like(1))
+    let cid2 = cidText(like(2))
+    XCTAssertEqual(
+      lines,
+      [
+        #"{"did":"\#(did)","time_us":1001,"kind":"commit","commit":{"rev":"3mptbypluud2a","operation":"create","collection":"app.bsky.feed.like","rkey":"3a","record":{"$type":"app.bsky.feed.like","createdAt":"2026-07-04T14:38:08.999Z","subject":{"cid":"bafyreiftot7e","uri":"at://did:plc:x/app.bsky.feed.post/1"}},"cid":"\#(cid1)"}}"#,
+        #"{"did":"\#(did)","time_us":1002,"kind":"commit","commit":{"rev":"3mptbypluud2a","operation":"update","collection":"app.bsky.feed.like","rkey":"3b","record":{"$type":"app.bsky.feed.like","createdAt":"2026-07-04T14:38:08.999Z","subject":{"cid":"bafyreiftot7e","uri":"at://did:plc:x/app.bsky.feed.post/2"}},"cid":"\#(cid2)"}}"#,
+        #"{"did":"\#(did)","time_us":1003,"kind":"commit","commit":{"rev":"3mptbypluud2a","operation":"delete","collection":"app.bsky.graph.follow","rkey":"3c"}}"#,
+      ])
+    XCTAssertEqual(translator.counters.events(.commit), 3)
+    XCTAssertEqual(translator.counters.frames(.commit), 1)
+  }
+
+  func testEventMetadata() {
+    let frame = FrameBuilder.commit(
+      seq: 42, repo: did, rev: "r",
+      ops: [.init(action: "create", path: "app.bsky.feed.like/3a", record: like(1))])
+    let translator = Translator(sequencer: Sequencer(clock: { 5 }))
+    var events: [Event] = []
+    XCTAssertEqual(translator.translate(frame, into: &events), .translated(.commit, seq: 42))
+    XCTAssertEqual(events.count, 1)
+    XCTAssertEqual(events[0].seq, 42)
+    XCTAssertEqual(events[0].kind, .commit)
+    XCTAssertEqual(events[0].did, did)
+    XCTAssertEqual(events[0].collection, "app.bsky.feed.like")
+    XCTAssertEqual(events[0].timeUS, 5)
+  }
+
+  func testMissingBlockDropsOnlyThatOp() {
+    let frame = FrameBuilder.commit(
+      seq: 1, repo: did, rev: "r",
+      ops: [
+        .init(action: "create", path: "app.bsky.feed.like/1", record: like(1)),
+        .init(action: "create", path: "app.bsky.feed.like/2", record: like(2), omitBlock: true),
+        .init(action: "create", path: "app.bsky.feed.like/3", record: like(3)),
+      ])
+    let (lines, translator) = translate([frame])
+    XCTAssertEqual(lines.count, 2)
+    XCTAssertTrue(lines[0].contains(#""rkey":"1""#))
+    XCTAssertTrue(lines[1].contains(#""rkey":"3""#))
+    XCTAssertEqual(translator.counters.drops(.op, .missingBlock), 1)
+  }
+
+  func testTooBigDropsTheCommit() {
+    let frame = FrameBuilder.commit(
+      seq: 1, repo: did, rev: "r", ops: [.init(action: "create", path: "a.b.c/1", record: like(1))],
+      tooBig: true)
+    let (lines, translator) = translate([frame])
+    XCTAssertEqual(lines, [])
+    XCTAssertEqual(translator.counters.drops(.commit, .tooBig), 1)
+  }
+
+  func testBadCARDropsTheCommitDeletesIncluded() {
+    let good = FrameBuilder.car(
+      root: FrameBuilder.cid(of: [0xA0]), blocks: [(FrameBuilder.cid(of: [0xA0]), [0xA0])])
+    let cases: [String: [UInt8]] = [
+      "truncated": Array(good.dropLast(3)),
+      "garbage": [0xFF, 0xFF, 0xFF],
+      "root is not a commit": good,
+      "commit version 4": {
+        let commit = FrameBuilder.commitBlock(
+          did: did, rev: "r", data: FrameBuilder.cid(of: [0xA0]), version: 4)
+        let cid = FrameBuilder.cid(of: commit)
+        return FrameBuilder.car(root: cid, blocks: [(cid, commit)])
+      }(),
+      "root block missing": FrameBuilder.car(root: FrameBuilder.cid(of: [0x01]), blocks: []),
+    ]
+    for (name, car) in cases {
+      let frame = FrameBuilder.commit(
+        seq: 1, repo: did, rev: "r",
+        ops: [
+          .init(action: "delete", path: "a.b.c/1"),
+          .init(action: "create", path: "a.b.c/2", record: like(1)),
+        ],
+        blocksOverride: car)
+      let (lines, translator) = translate([frame])
+      XCTAssertEqual(lines, [], name)
+      XCTAssertEqual(translator.counters.drops(.commit, .badCar), 1, name)
+    }
+  }
+
+  func testBadCommitTimeDropsTheCommit() {
+    let frame = FrameBuilder.commit(
+      seq: 1, repo: did, rev: "r", time: "yesterday",
+      ops: [.init(action: "delete", path: "a.b.c/1")])
+    let (lines, translator) = translate([frame])
+    XCTAssertEqual(lines, [])
+    XCTAssertEqual(translator.counters.drops(.commit, .badTime), 1)
+  }
+
+  func testUnknownActionIsSkipped() {
+    let frame = FrameBuilder.commit(
+      seq: 1, repo: did, rev: "r",
+      ops: [
+        .init(action: "create", path: "a.b.c/1", record: like(1)),
+        .init(action: "frobnicate", path: "a.b.c/2", record: like(2)),
+        .init(action: "delete", path: "a.b.c/3"),
+      ])
+    let (lines, translator) = translate([frame])
+    XCTAssertEqual(lines.count, 2)
+    XCTAssertEqual(translator.counters.drops(.op, .unknownAction), 1)
+  }
+
+  func testPaths() {
+    let frame = FrameBuilder.commit(
+      seq: 1, repo: did, rev: "r",
+      ops: [
+        .init(action: "delete", path: "coll.x.y/rk/extra"),
+        .init(action: "delete", path: "noslash"),
+      ])
+    let (lines, translator) = translate([frame])
+    XCTAssertEqual(lines.count, 1)
+    XCTAssertTrue(lines[0].hasSuffix(#""collection":"coll.x.y","rkey":"rk"}}"#), lines[0])
+    XCTAssertEqual(translator.counters.drops(.op, .badPath), 1)
+  }
+
+  func testNullCIDAndBadRecordDropOneOp() {
+    let padded = CBORValue.map([("$type", "a.b.c"), ("d", .map([("$bytes", "AQI=")]))])
+    let frame = FrameBuilder.commit(
+      seq: 1, repo: did, rev: "r",
+      ops: [
+        .init(action: "create", path: "a.b.c/1"),  // no record → null cid
+        .init(action: "create", path: "a.b.c/2", record: padded),
+        .init(action: "create", path: "a.b.c/3", record: like(3)),
+      ])
+    let (lines, translator) = translate([frame])
+    XCTAssertEqual(lines.count, 1)
+    XCTAssertEqual(translator.counters.drops(.op, .nullCid), 1)
+    XCTAssertEqual(translator.counters.drops(.op, .badRecord), 1)
+  }
+
+  func testEmptyRevCollectionAndRkeyAreOmitted() {
+    let frame = FrameBuilder.commit(
+      seq: 1, repo: did, rev: "", ops: [.init(action: "delete", path: "/")])
+    let (lines, _) = translate([frame])
+    XCTAssertEqual(
+      lines, [#"{"did":"\#(did)","time_us":1001,"kind":"commit","commit":{"operation":"delete"}}"#])
+  }
+
+  func testIdentityAndAccount() {
+    let frames = [
+      FrameBuilder.identity(seq: 10, did: did, time: "2026-07-04T14:38:07.877Z", handle: nil),
+      FrameBuilder.identity(
+        seq: 11, did: did, time: "2026-07-04T14:38:07.877Z", handle: "handle.invalid"),
+      FrameBuilder.identity(seq: 12, did: did, time: "not-a-time", handle: "x.test"),
+      FrameBuilder.account(
+        seq: 13, did: did, time: "2026-07-04T14:38:07.877Z", active: false, status: "deactivated"),
+      FrameBuilder.account(
+        seq: 14, did: did, time: "2026-07-04T14:38:07.877Z", active: true, status: nil),
+      FrameBuilder.frame(
+        type: "#account",
+        body: .map([("seq", 15), ("did", .text(did)), ("time", "2026-07-04T14:38:07Z")])),
+      FrameBuilder.frame(
+        type: "#identity",
+        body: .map([
+          ("seq", 16), ("did", .text(did)), ("time", "2026-07-04T14:38:07Z"), ("handle", .null),
+        ])),
+    ]
+    let (lines, translator) = translate(frames)
+    XCTAssertEqual(
+      lines,
+      [
+        #"{"did":"\#(did)","time_us":1001,"kind":"identity","identity":{"did":"\#(did)","seq":10,"time":"2026-07-04T14:38:07.877Z"}}"#,
+        #"{"did":"\#(did)","time_us":1002,"kind":"identity","identity":{"did":"\#(did)","handle":"handle.invalid","seq":11,"time":"2026-07-04T14:38:07.877Z"}}"#,
+        #"{"did":"\#(did)","time_us":1003,"kind":"account","account":{"active":false,"did":"\#(did)","seq":13,"status":"deactivated","time":"2026-07-04T14:38:07.877Z"}}"#,
+        #"{"did":"\#(did)","time_us":1004,"kind":"account","account":{"active":true,"did":"\#(did)","seq":14,"time":"2026-07-04T14:38:07.877Z"}}"#,
+        #"{"did":"\#(did)","time_us":1005,"kind":"account","account":{"active":false,"did":"\#(did)","seq":15,"time":"2026-07-04T14:38:07Z"}}"#,
+        #"{"did":"\#(did)","time_us":1006,"kind":"identity","identity":{"did":"\#(did)","seq":16,"time":"2026-07-04T14:38:07Z"}}"#,
+      ])
+    XCTAssertEqual(translator.counters.drops(.event, .badTime), 1)
+  }
+
+  func testIgnoredFrameTypesAreCountedByType() {
+    let body = CBORValue.map([("seq", 1)])
+    let frames = [
+      FrameBuilder.frame(type: "#sync", body: body),
+      FrameBuilder.frame(type: "#info", body: .map([("name", "OutdatedCursor")])),
+      FrameBuilder.frame(type: "#handle", body: body),
+      FrameBuilder.frame(type: "#tombstone", body: body),
+      FrameBuilder.frame(type: "#foo", body: body),
+      FrameBuilder.frame(type: "#commit", op: 2, body: body),
+      [0xFF, 0x00],
+    ]
+    let translator = Translator()
+    var events: [Event] = []
+    let outcomes = frames.map { translator.translate($0, into: &events) }
+    XCTAssertEqual(events.count, 0)
+    XCTAssertEqual(
+      outcomes,
+      [
+        .ignored(.sync), .info(name: "OutdatedCursor", message: nil), .ignored(.legacy),
+        .ignored(.legacy),
+        .ignored(.unknown), .ignored(.unknown), .ignored(.undecodable),
+      ])
+    let c = translator.counters
+    XCTAssertEqual(
+      [
+        c.frames(.sync), c.frames(.info), c.frames(.legacy), c.frames(.unknown),
+        c.frames(.undecodable),
+      ],
+      [1, 1, 2, 2, 1])
+  }
+
+  func testErrorFrame() {
+    let translator = Translator()
+    var events: [Event] = []
+    let outcome = translator.translate(
+      FrameBuilder.error("ConsumerTooSlow", message: "slow"), into: &events)
+    XCTAssertEqual(outcome, .error(code: "ConsumerTooSlow", message: "slow"))
+    XCTAssertEqual(translator.counters.frames(.error), 1)
+    XCTAssertEqual(translator.counters.errorCodes, ["ConsumerTooSlow": 1])
+    XCTAssertEqual(events.count, 0)
+  }
+
+  func testMalformedBodiesAreUndecodable() {
+    let cases: [[UInt8]] = [
+      FrameBuilder.frame(type: "#commit", body: .map([("seq", 1)])),  // no repo
+      FrameBuilder.frame(type: "#commit", body: .map([("seq", 1), ("repo", 5)])),
+      FrameBuilder.frame(
+        type: "#commit", body: .map([("seq", 1), ("repo", "x"), ("ops", .array([1]))])),
+      FrameBuilder.frame(type: "#identity", body: .map([("did", "x")])),  // no seq
+      // A truncated body.
+      FrameBuilder.frame(type: "#commit", body: .raw([0xA1, 0x63] + Array("seq".utf8))),
+      CBORValue.map([("op", 1), ("t", "#commit")]).encoded,  // no body
+      // A body map declaring 2^32 entries, and `blocks` declaring 4 GiB.
+      CBORValue.map([("op", 1), ("t", "#commit")]).encoded + [0xBB, 0, 0, 0, 1, 0, 0, 0, 0],
+      CBORValue.map([("op", 1), ("t", "#commit")]).encoded
+        + [0xA1, 0x66] + Array("blocks".utf8) + [0x5B, 0, 0, 0, 1, 0, 0, 0, 0],
+    ]
+    let translator = Translator()
+    var events: [Event] = []
+    for frame in cases {
+      XCTAssertEqual(translator.translate(frame, into: &events), .ignored(.undecodable))
+    }
+    XCTAssertEqual(events.count, 0)
+  }
+
+  private func cidText(_ record: CBORValue) -> String {
+    var sink = ByteSink()
+    defer { sink.release() }
+    FrameBuilder.cid(of: record.encoded).withUnsafeBytes { CID.appendString($0, to: &sink) }
+    return String(decoding: sink.bytes, as: UTF8.self)
+  }
+}
