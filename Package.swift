@@ -3,12 +3,13 @@ import PackageDescription
 
 let package = Package(
   name: "Contrail",
-  platforms: [.macOS(.v14)],
+  platforms: [.macOS(.v15)],
   products: [
     .executable(name: "contrail", targets: ["contrail"])
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
   ],
   targets: [
     .systemLibrary(
@@ -20,7 +21,15 @@ let package = Package(
     .target(name: "Firehose", dependencies: ["CCBOR"]),
     .target(name: "Events", dependencies: ["Firehose"]),
     .target(name: "Compression", dependencies: ["CZstd"]),
-    .target(name: "SyntheticFirehose", dependencies: ["Firehose", "Compression"]),
+    .target(
+      name: "SyntheticFirehose",
+      dependencies: [
+        "Firehose", "Compression",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+      ]),
     .executableTarget(
       name: "contrail",
       dependencies: [
@@ -28,10 +37,20 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .target(
-      name: "TestSupport", dependencies: ["Firehose", "SyntheticFirehose"],
+      name: "TestSupport",
+      dependencies: [
+        "Firehose", "SyntheticFirehose",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+      ],
       path: "Tests/TestSupport"),
     .testTarget(
       name: "FirehoseTests", dependencies: ["Firehose", "SyntheticFirehose", "TestSupport"]),
+    .testTarget(
+      name: "SyntheticFirehoseTests",
+      dependencies: ["SyntheticFirehose", "Firehose", "Events", "TestSupport"]),
     .testTarget(
       name: "EventsTests",
       dependencies: ["Events", "Firehose", "SyntheticFirehose", "TestSupport"]),

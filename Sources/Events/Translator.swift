@@ -1,5 +1,11 @@
 import Firehose
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// What a frame turned out to be, for ingest to act on (reconnect on errors, log infos).
 public enum FrameOutcome: Sendable, Equatable {
   /// A `#commit`, `#identity` or `#account` with its relay seq (it may have produced no events).
@@ -15,26 +21,74 @@ public enum FrameOutcome: Sendable, Equatable {
 ///
 /// Not thread-safe: one translator per ingest pipeline; it reuses its buffers across frames.
 public final class Translator {
-  public var sequencer: Sequencer
-  public private(set) var counters = TranslateCounters()
-  private var converter = RecordConverter()
-  private var record = ByteSink(capacity: 64 << 10)
-  private var event = ByteSink(capacity: 64 << 10)
-  private var blocks: [CARFile.Block] = []
+  /// The mutable state lives behind a pointer: the hot path then pays no exclusivity checks.
+  private let state: UnsafeMutablePointer<TranslatorState>
 
   public init(sequencer: Sequencer = Sequencer()) {
-    self.sequencer = sequencer
+    state = .allocate(capacity: 1)
+    state.initialize(to: TranslatorState(sequencer: sequencer))
   }
 
   deinit {
+    state.pointee.release()
+    state.deinitialize(count: 1)
+    state.deallocate()
+  }
+
+  public var sequencer: Sequencer {
+    get { state.pointee.sequencer }
+    set { state.pointee.sequencer = newValue }
+  }
+
+  public var counters: TranslateCounters { state.pointee.counters }
+
+  /// Translates one frame, appending its events (in op order) to `events`.
+  @discardableResult
+  public func translate(_ frame: UnsafeRawBufferPointer, into events: inout [Event])
+    -> FrameOutcome
+  {
+    state.pointee.translate(frame, into: &events)
+  }
+
+  /// Convenience for callers holding the frame as an array.
+  @discardableResult
+  public func translate(_ frame: [UInt8], into events: inout [Event]) -> FrameOutcome {
+    frame.withUnsafeBytes { translate($0, into: &events) }
+  }
+
+  /// `collection/rkey[/…]`: the text before the first `/`, and after it up to the next `/`.
+  static func splitPath(_ path: UnsafeRawBufferPointer)
+    -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)?
+  {
+    guard let slash = path.firstIndex(of: UInt8(ascii: "/")) else { return nil }
+    let rest = path[(slash + 1)...]
+    let rkeyEnd = rest.firstIndex(of: UInt8(ascii: "/")) ?? path.count
+    return (
+      UnsafeRawBufferPointer(rebasing: path[..<slash]),
+      UnsafeRawBufferPointer(rebasing: path[(slash + 1)..<rkeyEnd])
+    )
+  }
+}
+
+/// Everything the translator mutates per frame, with reusable buffers.
+private struct TranslatorState {
+  var sequencer: Sequencer
+  var counters = TranslateCounters()
+  var converter = RecordConverter()
+  var record = ByteSink(capacity: 64 << 10)
+  var event = ByteSink(capacity: 64 << 10)
+  var blocks: [CARFile.Block] = []
+  var collections = CollectionNames()
+
+  init(sequencer: Sequencer) { self.sequencer = sequencer }
+
+  func release() {
     converter.release()
     record.release()
     event.release()
   }
 
-  /// Translates one frame, appending its events (in op order) to `events`.
-  @discardableResult
-  public func translate(_ frame: UnsafeRawBufferPointer, into events: inout [Event])
+  mutating func translate(_ frame: UnsafeRawBufferPointer, into events: inout [Event])
     -> FrameOutcome
   {
     let message = FrameDecoder.decode(frame)
@@ -51,7 +105,7 @@ public final class Translator {
       let timeUS = sequencer.next()
       event.count = 0
       EventJSON.identity(identity, time: time, timeUS: timeUS, to: &event)
-      append(.identity, timeUS, identity.seq, identity.did, nil, into: &events)
+      append(.identity, timeUS, identity.seq, identity.did, "", into: &events)
       return .translated(.identity, seq: identity.seq)
     case .account(let account):
       guard let time = account.time, RFC3339.isValid(time) else {
@@ -61,7 +115,7 @@ public final class Translator {
       let timeUS = sequencer.next()
       event.count = 0
       EventJSON.account(account, time: time, timeUS: timeUS, to: &event)
-      append(.account, timeUS, account.seq, account.did, nil, into: &events)
+      append(.account, timeUS, account.seq, account.did, "", into: &events)
       return .translated(.account, seq: account.seq)
     case .error(let code, let detail):
       counters.count(errorCode: code)
@@ -75,13 +129,7 @@ public final class Translator {
     }
   }
 
-  /// Convenience for callers holding the frame as an array.
-  @discardableResult
-  public func translate(_ frame: [UInt8], into events: inout [Event]) -> FrameOutcome {
-    frame.withUnsafeBytes { translate($0, into: &events) }
-  }
-
-  private func translate(_ commit: CommitMessage, into events: inout [Event]) {
+  private mutating func translate(_ commit: CommitMessage, into events: inout [Event]) {
     if commit.tooBig { return counters.count(drop: .tooBig, .commit) }
     guard let time = commit.time, RFC3339.isValid(time) else {
       return counters.count(drop: .badTime, .commit)
@@ -90,7 +138,7 @@ public final class Translator {
       let root = CARFile.block(for: rootCID, in: blocks), CommitBlock(root) != nil
     else { return counters.count(drop: .badCar, .commit) }
     for op in commit.ops {
-      guard let (collection, rkey) = Self.splitPath(op.path) else {
+      guard let (collection, rkey) = Translator.splitPath(op.path) else {
         counters.count(drop: .badPath, .op)
         continue
       }
@@ -127,32 +175,41 @@ public final class Translator {
       EventJSON.commit(
         did: commit.repo, timeUS: timeUS, rev: commit.rev, operation: operation,
         collection: collection, rkey: rkey, record: record.bytes, cid: cid, to: &event)
-      append(.commit, timeUS, commit.seq, commit.repo, collection, into: &events)
+      append(.commit, timeUS, commit.seq, commit.repo, collections.name(collection), into: &events)
     }
   }
 
-  private func append(
+  private mutating func append(
     _ kind: EventKind, _ timeUS: Int64, _ seq: Int64, _ did: UnsafeRawBufferPointer,
-    _ collection: UnsafeRawBufferPointer?, into events: inout [Event]
+    _ collection: String, into events: inout [Event]
   ) {
     counters.count(event: kind)
     events.append(
       Event(
         timeUS: timeUS, seq: seq, kind: kind, did: String(decoding: did, as: UTF8.self),
-        collection: collection.map { String(decoding: $0, as: UTF8.self) } ?? "",
-        json: event.array()))
+        collection: collection, json: event.array()))
+  }
+}
+
+/// Interns collection names: the firehose carries a few dozen distinct ones, so each event can
+/// share a `String` instead of allocating one.
+private struct CollectionNames {
+  private var known: [(bytes: [UInt8], name: String)] = []
+  private static let limit = 256
+
+  mutating func name(_ bytes: UnsafeRawBufferPointer) -> String {
+    for index in known.indices where Self.same(known[index].bytes, bytes) {
+      if index > 0 { known.swapAt(index, index - 1) }  // frequent names drift to the front
+      return known[max(index - 1, 0)].name
+    }
+    let name = String(decoding: bytes, as: UTF8.self)
+    if known.count < Self.limit { known.append((Array(bytes), name)) }
+    return name
   }
 
-  /// `collection/rkey[/…]`: the text before the first `/`, and after it up to the next `/`.
-  static func splitPath(_ path: UnsafeRawBufferPointer)
-    -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)?
-  {
-    guard let slash = path.firstIndex(of: UInt8(ascii: "/")) else { return nil }
-    let rest = path[(slash + 1)...]
-    let rkeyEnd = rest.firstIndex(of: UInt8(ascii: "/")) ?? path.count
-    return (
-      UnsafeRawBufferPointer(rebasing: path[..<slash]),
-      UnsafeRawBufferPointer(rebasing: path[(slash + 1)..<rkeyEnd])
-    )
+  private static func same(_ a: [UInt8], _ b: UnsafeRawBufferPointer) -> Bool {
+    guard a.count == b.count else { return false }
+    guard a.count > 0 else { return true }
+    return a.withUnsafeBytes { memcmp($0.baseAddress!, b.baseAddress!, b.count) == 0 }
   }
 }

@@ -40,16 +40,16 @@ public struct FirehoseGenerator {
     let did = accounts.did(account)
     let time = Identifiers.timestamp(microseconds: clock)
     switch roll {
-    case 0..<50:
+    case 0..<55:
       let handle: String? = random.chance(900) ? accounts.handle(account) : nil
       return FrameBuilder.identity(seq: seq, did: did, time: time, handle: handle)
-    case 50..<100:
+    case 55..<110:
       let active = random.chance(800)
       let status: String? = active ? nil : random.pick(["deactivated", "takendown", "deleted"])
       return FrameBuilder.account(seq: seq, did: did, time: time, active: active, status: status)
-    case 100..<115:
+    case 110..<125:
       return sync(did: did, account: account, time: time)
-    case 115..<118:
+    case 125..<128:
       return FrameBuilder.frame(
         type: "#info",
         body: .map([
@@ -76,8 +76,10 @@ public struct FirehoseGenerator {
     var ops: [CBORValue] = []
     var blocks: [(cid: [UInt8], data: [UInt8])] = []
     var changes: [(key: [UInt8], change: MSTPool.Change)] = []
-    for _ in 0..<opCount {
+    var paths: Set<String> = []
+    while paths.count < opCount {
       let (action, path, record) = chooseOp()
+      guard paths.insert(path).inserted else { continue }  // one op per path in a commit
       var cid = CBORValue.null
       var change = MSTPool.Change.delete
       if let record {

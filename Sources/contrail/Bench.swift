@@ -10,8 +10,8 @@ struct Bench: ParsableCommand {
     subcommands: [BenchTranslate.self])
 }
 
-/// Decode + JSON throughput of the translator on one thread, with a token-walk baseline
-/// measured in the same run.
+/// Decode + JSON throughput of the translator on one thread, with a libcbor token-walk
+/// baseline measured in the same run (the machine is shared: compare ratios, not times).
 struct BenchTranslate: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "translate",
@@ -20,67 +20,98 @@ struct BenchTranslate: ParsableCommand {
   @Argument(help: "A frames file (default: the real capture in ../shared, else the fixture).")
   var input: String?
 
-  @Option(help: "Timed passes over all frames.")
+  @Option(help: "Passes over each window of frames per trial.")
   var passes: Int = 200
+
+  @Option(help: "Trials; the best and the median are reported.")
+  var trials: Int = 5
+
+  @Option(help: "Process the frames in consecutive windows of this many (default: all at once).")
+  var window: Int?
 
   @Flag(help: "Skip the token-walk baseline (for profiling the translator alone).")
   var noBaseline = false
+
+  func validate() throws {
+    guard passes > 0, trials > 0, (window ?? 1) > 0 else {
+      throw ValidationError("--passes, --trials and --window must be positive")
+    }
+  }
 
   func run() throws {
     let path = input ?? Self.defaultInput()
     let frames = try FramesFile.read(path: path).frames
     guard !frames.isEmpty else { throw CLIError("\(path) holds no frames") }
     let bytes = frames.reduce(0) { $0 + $1.count }
-    print("input: \(path) (\(frames.count) frames, \(bytes) bytes), \(passes) passes, 1 thread")
-
-    // Baseline: walk every CBOR token of each frame and of every CAR block, doing nothing else.
-    let scan = measure(noBaseline ? 0 : passes) {
-      var tokens = 0
-      for frame in frames {
-        frame.withUnsafeBytes { tokens &+= Self.walk($0) }
-      }
-      return tokens
+    let size = window ?? frames.count
+    let windows = stride(from: 0, to: frames.count, by: size).map {
+      Array(frames[$0..<min($0 + size, frames.count)])
     }
+    print(
+      "input: \(path) (\(frames.count) frames, \(bytes) bytes); windows of \(size) frames, "
+        + "\(passes) passes each, \(trials) trials, 1 thread")
+
     let translator = Translator()
     var events: [Event] = []
-    var eventCount = 0
-    let translate = measure(passes) {
-      eventCount = 0
-      for frame in frames {
+    let translate = measure {
+      var count = 0
+      for frame in $0 {
         events.removeAll(keepingCapacity: true)
         translator.translate(frame, into: &events)
-        eventCount += events.count
+        count += events.count
       }
-      return eventCount
+      return count
     }
-    let seconds = translate / Double(passes)
-    let scanSeconds = scan / Double(passes)
-    func rate(_ n: Int, _ s: Double) -> String { String(Int((Double(n) / s).rounded())) }
-    print(
-      "translate: \(rate(frames.count, seconds)) frames/s, \(rate(eventCount, seconds)) events/s, "
-        + "\(rate(bytes / 1000, seconds * 1000)) MB/s, "
-        + "\(format3(seconds / Double(eventCount) * 1e6)) µs/event")
+    let eventCount = windows.reduce(0) { total, window in
+      var events: [Event] = []
+      let counter = Translator()
+      for frame in window { counter.translate(frame, into: &events) }
+      return total + events.count
+    }
+    func report(_ name: String, _ seconds: Double) {
+      let perPass = seconds / Double(passes)
+      print(
+        "\(name): \(Int(Double(frames.count) / perPass)) frames/s, "
+          + "\(Int(Double(eventCount) / perPass)) events/s, \(Int(Double(bytes) / perPass / 1e6)) MB/s, "
+          + "\(format3(perPass / Double(eventCount) * 1e6)) µs/event")
+    }
+    report("translate best  ", translate.best)
+    report("translate median", translate.median)
     guard !noBaseline else { return }
-    print(
-      "baseline token walk (libcbor only): \(rate(frames.count, scanSeconds)) frames/s, "
-        + "\(format3(scanSeconds / Double(eventCount) * 1e6)) µs/event-equivalent")
-    print("ratio translate / token walk: \(format3(seconds / scanSeconds))")
+    // Baseline: walk every CBOR token of each frame and of every CAR block, doing nothing else.
+    let walk = measure { window in
+      var tokens = 0
+      for frame in window { frame.withUnsafeBytes { tokens &+= Self.walk($0) } }
+      return tokens
+    }
+    report("token walk best ", walk.best)
+    print("ratio translate / token walk (best): \(format3(translate.best / walk.best))")
+    print("translated \(eventCount) events per pass; drops \(translator.counters.totalDrops)")
+
+    func measure(_ body: ([[UInt8]]) -> Int) -> (best: Double, median: Double) {
+      var times: [Double] = []
+      var sink = 0
+      let clock = ContinuousClock()
+      for _ in 0..<trials {
+        var total = Duration.zero
+        for window in windows {
+          sink &+= body(window)  // warm-up pass
+          total += clock.measure {
+            for _ in 0..<passes { sink &+= body(window) }
+          }
+        }
+        times.append(
+          Double(total.components.seconds) + Double(total.components.attoseconds) * 1e-18)
+      }
+      if sink == Int.min { print(sink) }  // keep the work observable
+      times.sort()
+      return (times[0], times[times.count / 2])
+    }
   }
 
   static func defaultInput() -> String {
     let capture = "../shared/corpus/jetstream-v1-capture/frames.bin.zst"
     return fileExists(capture) ? capture : "Fixtures/synthetic-2000.frames.zst"
-  }
-
-  /// Total seconds for `passes` runs of `body`, after one warm-up run.
-  private func measure(_ passes: Int, _ body: () -> Int) -> Double {
-    var sink = body()
-    let clock = ContinuousClock()
-    let elapsed = clock.measure {
-      for _ in 0..<passes { sink &+= body() }
-    }
-    if sink == Int.min { print(sink) }  // keep the work observable
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
   }
 
   /// Counts the tokens of a frame's header and body, and of every block in its CAR.
@@ -91,13 +122,12 @@ struct BenchTranslate: ParsableCommand {
       switch reader.next() {
       case .invalid: return tokens
       case .bytes(let b) where b.count > 64:
-        if let car = CARFile(b) {
-          for block in car.blocks {
-            var inner = CBORReader(block.data)
-            while !inner.isAtEnd, case let token = inner.next() {
-              if case .invalid = token { break }
-              tokens += 1
-            }
+        guard let car = CARFile(b) else { continue }
+        for block in car.blocks {
+          var inner = CBORReader(block.data)
+          while !inner.isAtEnd {
+            if case .invalid = inner.next() { break }
+            tokens += 1
           }
         }
       default: tokens += 1
@@ -108,6 +138,5 @@ struct BenchTranslate: ParsableCommand {
 }
 
 func format3(_ value: Double) -> String {
-  let scaled = (value * 1000).rounded() / 1000
-  return "\(scaled)"
+  "\((value * 1000).rounded() / 1000)"
 }

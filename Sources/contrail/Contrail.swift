@@ -2,9 +2,9 @@ import ArgumentParser
 
 /// The `contrail` command line: thin commands over the modules.
 @main
-struct Contrail: ParsableCommand {
+struct Contrail: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "contrail",
     abstract: "A Jetstream-compatible AT Protocol firehose translator.",
-    subcommands: [Translate.self, Generate.self, Bench.self])
+    subcommands: [Translate.self, Generate.self, FakeRelay.self, Bench.self])
 }
