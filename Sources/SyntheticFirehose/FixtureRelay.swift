@@ -224,7 +224,8 @@ public final class FixtureRelay: Sendable {
         position += 1
       }
       if frames.isEmpty {
-        try await Task.sleep(for: .milliseconds(20))  // paced, or idle at the end like a quiet relay
+        // Nothing due yet (paced), or the end of the frames (idle like a quiet relay).
+        try await Task.sleep(for: .milliseconds(20))
         continue
       }
       try await outbound.write(contentsOf: frames)

@@ -138,15 +138,17 @@ final class FixtureRelayTests: XCTestCase {
   }
 
   func testRatePacesEachConnection() async throws {
-    try await withRelay(FileRelaySource(frames: frames(60), loop: false), { $0.rate = 100 }) {
-      _, port in
-      let client = try await TestWebSocketClient.connect(port: port, target: FixtureRelay.path)
-      let clock = ContinuousClock()
-      let started = clock.now
-      _ = try await receive(client, 60)
-      XCTAssertGreaterThanOrEqual(clock.now - started, .milliseconds(450), "60 frames at 100/s")
-      await client.close()
-    }
+    let source = FileRelaySource(frames: frames(60), loop: false)
+    try await withRelay(
+      source, { $0.rate = 100 },
+      { _, port in
+        let client = try await TestWebSocketClient.connect(port: port, target: FixtureRelay.path)
+        let clock = ContinuousClock()
+        let started = clock.now
+        _ = try await receive(client, 60)
+        XCTAssertGreaterThanOrEqual(clock.now - started, .milliseconds(450), "60 frames at 100/s")
+        await client.close()
+      })
   }
 
   func testSyntheticSourceIsEndlessAndResumable() async throws {
