@@ -6,11 +6,14 @@ import XCTest
 
 /// Damaged real frames never crash the translator and never yield events that were not in them.
 final class RobustnessTests: XCTestCase {
+  /// The real capture when `../shared` is there, and always the first 60 fixture frames.
   private func captureFrames() throws -> [[UInt8]] {
-    guard let path = SharedData.path("corpus/jetstream-v1-capture/frames.bin.zst") else {
-      throw XCTSkip(SharedData.skipMessage)
+    let fixture = try FramesFile.read(
+      path: SharedData.projectRoot + "/Fixtures/synthetic-2000.frames.zst")
+    let capture = try SharedData.path("corpus/jetstream-v1-capture/frames.bin.zst").map {
+      try FramesFile.read(path: $0).frames
     }
-    return try FramesFile.read(path: path).frames
+    return (capture ?? []) + fixture.frames.prefix(60)
   }
 
   private func lines(_ frame: [UInt8], _ translator: Translator) -> [String] {
@@ -33,7 +36,7 @@ final class RobustnessTests: XCTestCase {
         truncations += 1
       }
     }
-    XCTAssertGreaterThan(truncations, 40_000)
+    XCTAssertGreaterThan(truncations, 15_000)
   }
 
   func testBitFlipsNeverCrashOrYieldMalformedEvents() throws {
