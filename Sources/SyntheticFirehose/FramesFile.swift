@@ -1,18 +1,8 @@
 import Compression
 
-#if canImport(FoundationEssentials)
-  import FoundationEssentials
-#else
-  import Foundation
-#endif
-
 /// A frames file: relay frames stored as `[u32 little-endian length][frame bytes]…`, plain or
 /// as one zstd stream (detected by its magic). Fixtures, captures and benchmarks use it.
 public enum FramesFile {
-  public struct Failure: Error, CustomStringConvertible {
-    public let description: String
-  }
-
   /// The frames of a file, and how many bytes at its end did not form a whole record.
   public struct Contents: Sendable {
     public var frames: [[UInt8]]
@@ -22,13 +12,7 @@ public enum FramesFile {
   /// Reads the file at `path`. Throws only when the file cannot be read or its zstd stream is
   /// corrupt; a damaged tail is reported in `unreadableTailBytes`.
   public static func read(path: String) throws -> Contents {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path))
-    } catch {
-      throw Failure(description: "cannot read \(path): \(error)")
-    }
-    return try parse([UInt8](data))
+    try parse(try FileBytes.read(path))
   }
 
   /// Splits file contents (decompressing them first when they are zstd) into frames.

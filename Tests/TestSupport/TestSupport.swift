@@ -23,18 +23,9 @@ public enum SharedData {
   public static let skipMessage =
     "../shared is absent: the shared conformance data (capture, dictionaries) is needed for this test"
 
-  /// The contents of a file as bytes.
+  /// The contents of a file as bytes, or nil when it cannot be read.
   public static func read(_ path: String) -> [UInt8]? {
-    guard let file = fopen(path, "rb") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-      let n = fread(&chunk, 1, chunk.count, file)
-      if n == 0 { break }
-      bytes.append(contentsOf: chunk[..<n])
-    }
-    return bytes
+    try? FileBytes.read(path)
   }
 }
 

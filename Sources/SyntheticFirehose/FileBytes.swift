@@ -1,0 +1,30 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Reads whole files as bytes, with errors that name the file and the system's reason.
+public enum FileBytes {
+  public struct Failure: Error, CustomStringConvertible {
+    public let description: String
+  }
+
+  public static func read(_ path: String) throws -> [UInt8] {
+    guard let file = fopen(path, "rb") else {
+      throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))")
+    }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+      let n = fread(&chunk, 1, chunk.count, file)
+      bytes.append(contentsOf: chunk[..<n])
+      if n < chunk.count { break }
+    }
+    if ferror(file) != 0 {
+      throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))")
+    }
+    return bytes
+  }
+}
