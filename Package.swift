@@ -1,6 +1,14 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// SwiftNIO's websocket stack, for the fixture relay and the test client.
+let websocket: [Target.Dependency] = [
+  .product(name: "NIOCore", package: "swift-nio"),
+  .product(name: "NIOPosix", package: "swift-nio"),
+  .product(name: "NIOHTTP1", package: "swift-nio"),
+  .product(name: "NIOWebSocket", package: "swift-nio"),
+]
+
 let package = Package(
   name: "Contrail",
   platforms: [.macOS(.v15)],
@@ -23,13 +31,7 @@ let package = Package(
     .target(name: "Compression", dependencies: ["CZstd"]),
     .target(
       name: "SyntheticFirehose",
-      dependencies: [
-        "Firehose", "Compression",
-        .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "NIOPosix", package: "swift-nio"),
-        .product(name: "NIOHTTP1", package: "swift-nio"),
-        .product(name: "NIOWebSocket", package: "swift-nio"),
-      ]),
+      dependencies: ["Firehose", "Compression"] + websocket),
     .executableTarget(
       name: "contrail",
       dependencies: [
@@ -38,13 +40,7 @@ let package = Package(
       ]),
     .target(
       name: "TestSupport",
-      dependencies: [
-        "Firehose", "SyntheticFirehose",
-        .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "NIOPosix", package: "swift-nio"),
-        .product(name: "NIOHTTP1", package: "swift-nio"),
-        .product(name: "NIOWebSocket", package: "swift-nio"),
-      ],
+      dependencies: ["Firehose", "SyntheticFirehose"] + websocket,
       path: "Tests/TestSupport"),
     .testTarget(
       name: "FirehoseTests", dependencies: ["Firehose", "SyntheticFirehose", "TestSupport"]),

@@ -42,7 +42,7 @@ final class RobustnessTests: XCTestCase {
   func testBitFlipsNeverCrashOrYieldMalformedEvents() throws {
     let frames = try captureFrames()
     let translator = Translator()
-    var rng = SplitMix64(seed: 7)
+    var rng = SeededRandom(seed: 7)
     var flips = 0
     for frame in frames {
       let opsBound = max(1, lines(frame, translator).count) + 1
@@ -91,18 +91,5 @@ final class RobustnessTests: XCTestCase {
     XCTAssertEqual(events.count, 0)
     XCTAssertEqual(translator.counters.drops(.op, .badRecord), 2)
     XCTAssertLessThan(elapsed, .seconds(2))
-  }
-}
-
-/// A small deterministic generator for test randomness.
-struct SplitMix64 {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
   }
 }
