@@ -40,10 +40,12 @@ let package = Package(
       ]),
     .target(
       name: "TestSupport",
-      dependencies: ["Firehose", "SyntheticFirehose"] + websocket,
+      dependencies: ["Firehose", "Compression", "SyntheticFirehose"] + websocket,
       path: "Tests/TestSupport"),
     .testTarget(
       name: "FirehoseTests", dependencies: ["Firehose", "SyntheticFirehose", "TestSupport"]),
+    .testTarget(
+      name: "CompressionTests", dependencies: ["Compression", "CZstd", "TestSupport"]),
     .testTarget(
       name: "SyntheticFirehoseTests",
       dependencies: ["SyntheticFirehose", "Firehose", "Events", "TestSupport"]),

@@ -6,5 +6,9 @@ struct Contrail: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "contrail",
     abstract: "A Jetstream-compatible AT Protocol firehose translator.",
-    subcommands: [Translate.self, Generate.self, FakeRelay.self, Bench.self])
+    subcommands: [
+      Translate.self, Generate.self, FakeRelay.self, TrainDictionary.self, Compress.self,
+      Decompress.self,
+      Bench.self,
+    ])
 }

@@ -1,3 +1,4 @@
+import Compression
 import Firehose
 import SyntheticFirehose
 
