@@ -150,7 +150,8 @@ final class CompressionTests: XCTestCase {
       let file = FileManager.default.temporaryDirectory.appendingPathComponent(
         "contrail-\(UUID()).zst")
       defer { try? FileManager.default.removeItem(at: file) }
-      try Data(frames.flatMap { $0 }).write(to: file)  // concatenated frames decode to concatenated events
+      // Concatenated frames decode to the concatenated events.
+      try Data(frames.flatMap { $0 }).write(to: file)
       let decoded = try run(zstd, ["-d", "-q", "-c", "-D", path, file.path])
       XCTAssertEqual(decoded.status, 0)
       XCTAssertTrue(
