@@ -1,0 +1,74 @@
+/// A subscriber's filter (PROTOCOL §2.2–2.4): wanted DIDs apply to every kind; wanted
+/// collections (exact NSIDs or `prefix.*`) apply to commits only, and a commit with an empty
+/// collection passes. No values means no filtering on that field.
+public struct EventFilter: Sendable, Equatable {
+  public static let maxDIDs = 10_000
+  public static let maxCollections = 100
+
+  public let dids: Set<String>
+  public let collections: Set<String>
+  /// Prefixes kept with their final dot (`app.bsky.graph.*` → `app.bsky.graph.`).
+  public let prefixes: Set<String>
+
+  /// Why a filter was rejected; `description` is the exact 400 body of PROTOCOL §2.5.
+  public enum Invalid: Error, Equatable, CustomStringConvertible {
+    case collection(String)
+    case did(String)
+    case tooManyDIDs
+    case tooManyCollections
+
+    public var description: String {
+      switch self {
+      case .collection(let value): "invalid subscriber options: invalid collection: \(value)"
+      case .did(let value): "invalid subscriber options: invalid DID: \(value)"
+      case .tooManyDIDs: "invalid subscriber options: too many wanted DIDs"
+      case .tooManyCollections: "invalid subscriber options: too many wanted collections"
+      }
+    }
+  }
+
+  /// Everything passes.
+  public static let all = EventFilter(dids: [], collections: [], prefixes: [])
+
+  private init(dids: Set<String>, collections: Set<String>, prefixes: Set<String>) {
+    self.dids = dids
+    self.collections = collections
+    self.prefixes = prefixes
+  }
+
+  /// Validates in PROTOCOL §2.5's order: collections, DIDs, the DID count, the collection
+  /// count; within a check the first failing value wins. Values are never split on commas.
+  public init(wantedCollections: [String], wantedDIDs: [String]) throws(Invalid) {
+    var collections: Set<String> = []
+    var prefixes: Set<String> = []
+    for value in wantedCollections {
+      if value.hasSuffix(".*") {
+        prefixes.insert(String(value.dropLast()))  // the head is not validated
+      } else if Identifier.isNSID(value) {
+        collections.insert(value)
+      } else {
+        throw .collection(value)
+      }
+    }
+    for value in wantedDIDs where !Identifier.isDID(value) { throw .did(value) }
+    let dids = Set(wantedDIDs)
+    if dids.count > Self.maxDIDs { throw .tooManyDIDs }
+    if collections.count + prefixes.count > Self.maxCollections { throw .tooManyCollections }
+    self.init(dids: dids, collections: collections, prefixes: prefixes)
+  }
+
+  public var isEmpty: Bool { dids.isEmpty && collections.isEmpty && prefixes.isEmpty }
+
+  public func matches(kind: EventKind, did: String, collection: String) -> Bool {
+    if !dids.isEmpty && !dids.contains(did) { return false }
+    guard kind == .commit, !collection.isEmpty, !(collections.isEmpty && prefixes.isEmpty) else {
+      return true
+    }
+    if collections.contains(collection) { return true }
+    return prefixes.contains { collection.utf8.starts(with: $0.utf8) }
+  }
+
+  public func matches(_ event: Event) -> Bool {
+    matches(kind: event.kind, did: event.did, collection: event.collection)
+  }
+}
