@@ -29,13 +29,14 @@ let package = Package(
     .target(name: "Firehose", dependencies: ["CCBOR"]),
     .target(name: "Events", dependencies: ["Firehose"]),
     .target(name: "Compression", dependencies: ["CZstd"]),
+    .target(name: "EventLog", dependencies: ["Events", "Firehose"], exclude: ["FORMAT.md"]),
     .target(
       name: "SyntheticFirehose",
       dependencies: ["Firehose", "Compression"] + websocket),
     .executableTarget(
       name: "contrail",
       dependencies: [
-        "Firehose", "Events", "Compression", "SyntheticFirehose",
+        "Firehose", "Events", "Compression", "EventLog", "SyntheticFirehose",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .target(
@@ -46,6 +47,9 @@ let package = Package(
       name: "FirehoseTests", dependencies: ["Firehose", "SyntheticFirehose", "TestSupport"]),
     .testTarget(
       name: "CompressionTests", dependencies: ["Compression", "CZstd", "TestSupport"]),
+    .testTarget(
+      name: "EventLogTests",
+      dependencies: ["EventLog", "Events", "Compression", "SyntheticFirehose", "TestSupport"]),
     .testTarget(
       name: "SyntheticFirehoseTests",
       dependencies: ["SyntheticFirehose", "Firehose", "Events", "TestSupport"]),

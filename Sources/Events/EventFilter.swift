@@ -60,7 +60,11 @@ public struct EventFilter: Sendable, Equatable {
   public var isEmpty: Bool { dids.isEmpty && collections.isEmpty && prefixes.isEmpty }
 
   public func matches(kind: EventKind, did: String, collection: String) -> Bool {
-    if !dids.isEmpty && !dids.contains(did) { return false }
+    (dids.isEmpty || dids.contains(did)) && matches(kind: kind, collection: collection)
+  }
+
+  /// The collection half alone (for readers that look up the DID only when they must).
+  public func matches(kind: EventKind, collection: String) -> Bool {
     guard kind == .commit, !collection.isEmpty, !(collections.isEmpty && prefixes.isEmpty) else {
       return true
     }

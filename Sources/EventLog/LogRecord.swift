@@ -1,0 +1,23 @@
+import Events
+
+/// One stored event: the metadata readers filter by, uncompressed, and the zstd frame exactly as
+/// subscribers receive it.
+public struct LogRecord: Sendable, Equatable {
+  public let timeUS: Int64
+  public let seq: Int64
+  public let kind: EventKind
+  public let did: String
+  public let collection: String
+  public let payload: [UInt8]
+
+  public init(
+    timeUS: Int64, seq: Int64, kind: EventKind, did: String, collection: String, payload: [UInt8]
+  ) {
+    self.timeUS = timeUS
+    self.seq = seq
+    self.kind = kind
+    self.did = did
+    self.collection = collection
+    self.payload = payload
+  }
+}

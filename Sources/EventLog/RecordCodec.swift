@@ -1,0 +1,198 @@
+import Events
+import Firehose
+
+/// Encodes and decodes records of FORMAT.md: `varint length, crc32c, body`.
+enum RecordCodec {
+  /// Collections stored as one byte. Frozen for format version 1: append only with a new version.
+  static let collections: [String] = [
+    "app.bsky.feed.like", "app.bsky.feed.post", "app.bsky.feed.repost", "app.bsky.graph.follow",
+    "app.bsky.graph.block", "app.bsky.graph.listitem", "app.bsky.actor.profile",
+    "app.bsky.feed.threadgate",
+    "app.bsky.feed.postgate", "app.bsky.graph.list", "app.bsky.feed.generator",
+    "app.bsky.graph.starterpack",
+    "app.bsky.graph.listblock", "app.bsky.labeler.service", "chat.bsky.actor.declaration",
+    "app.bsky.actor.status",
+    "app.bsky.graph.verification", "app.bsky.notification.declaration",
+  ]
+  private static let collectionCodes: [String: UInt8] = Dictionary(
+    uniqueKeysWithValues: collections.enumerated().map { ($1, UInt8($0 + 2)) })
+
+  private static let plcPrefix = Array("did:plc:".utf8)
+  private static let base32 = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
+
+  /// Appends the record; false (nothing appended) when its time or seq does not fit the
+  /// segment's 32-bit offsets.
+  static func encode(_ record: LogRecord, baseTime: Int64, baseSeq: Int64, into out: inout [UInt8])
+    -> Bool
+  {
+    let timeOffset = record.timeUS - baseTime
+    let seqOffset = record.seq - baseSeq
+    guard (0...Int64(UInt32.max)).contains(timeOffset), (0...Int64(UInt32.max)).contains(seqOffset)
+    else {
+      return false
+    }
+    var body: [UInt8] = []
+    body.reserveCapacity(record.payload.count + 48)
+    appendLE(UInt32(timeOffset), &body)
+    appendLE(UInt32(seqOffset), &body)
+    body.append(record.kind.rawValue)
+    encodeDID(record.did, &body)
+    if record.collection.isEmpty {
+      body.append(0)
+    } else if let code = collectionCodes[record.collection] {
+      body.append(code)
+    } else {
+      body.append(1)
+      Varint.append(record.collection.utf8.count, to: &body)
+      body.append(contentsOf: record.collection.utf8)
+    }
+    body.append(contentsOf: record.payload)
+    Varint.append(body.count + 4, to: &out)
+    appendLE(body.withUnsafeBytes { CRC32C.checksum($0) }, &out)
+    out.append(contentsOf: body)
+    return true
+  }
+
+  /// What one parse attempt at an offset found.
+  enum Parsed {
+    /// A whole, valid record and the offset just past it.
+    case record(LogRecord, end: Int)
+    /// A record that matched the filter's cheap checks negatively; skipped without decoding.
+    case skipped(timeUS: Int64, end: Int)
+    /// Not enough bytes for the record (a torn tail, or the caller must read more).
+    case incomplete(needed: Int)
+    /// Bad length, checksum or body.
+    case corrupt
+  }
+
+  /// Parses the record at `offset`. With `keep`, records it rejects are not materialized.
+  static func parse(
+    _ buffer: UnsafeRawBufferPointer, at offset: Int, baseTime: Int64, baseSeq: Int64,
+    keep: ((Int64, EventKind, () -> String, String) -> Bool)? = nil
+  ) -> Parsed {
+    guard let (length, varintLength) = Varint.read(buffer, at: offset) else {
+      // A varint cut by the buffer's end is incomplete; an overlong one is corrupt.
+      return buffer.count - offset < 10 ? .incomplete(needed: 10) : .corrupt
+    }
+    guard length >= 4 + 4 + 4 + 1 + 1 + 1, length <= maxRecordBytes else { return .corrupt }
+    let start = offset + varintLength
+    guard buffer.count - start >= length else { return .incomplete(needed: varintLength + length) }
+    let body = UnsafeRawBufferPointer(rebasing: buffer[(start + 4)..<(start + length)])
+    guard
+      buffer.loadUnaligned(fromByteOffset: start, as: UInt32.self).littleEndian
+        == CRC32C.checksum(body)
+    else {
+      return .corrupt
+    }
+    let end = start + length
+    let timeUS =
+      baseTime + Int64(body.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian)
+    let seq = baseSeq + Int64(body.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
+    guard let kind = EventKind(rawValue: body[8]) else { return .corrupt }
+    var position = 9
+    guard let didRange = didField(body, &position), position < body.count else { return .corrupt }
+    let collection: String
+    let code = body[position]
+    position += 1
+    switch code {
+    case 0: collection = ""
+    case 1:
+      guard let (n, used) = Varint.read(body, at: position), n <= body.count - position - used
+      else { return .corrupt }
+      collection = String(decoding: body[(position + used)..<(position + used + n)], as: UTF8.self)
+      position += used + n
+    default:
+      guard Int(code) - 2 < collections.count else { return .corrupt }
+      collection = collections[Int(code) - 2]
+    }
+    let did = { decodeDID(UnsafeRawBufferPointer(rebasing: body[didRange])) }
+    if let keep, !keep(timeUS, kind, did, collection) { return .skipped(timeUS: timeUS, end: end) }
+    let record = LogRecord(
+      timeUS: timeUS, seq: seq, kind: kind, did: did(), collection: collection,
+      payload: Array(body[position...]))
+    return .record(record, end: end)
+  }
+
+  /// Larger lengths are treated as corruption.
+  static let maxRecordBytes = 16 << 20
+
+  // MARK: DIDs
+
+  private static func encodeDID(_ did: String, _ out: inout [UInt8]) {
+    let bytes = Array(did.utf8)
+    if bytes.count == 32, bytes.starts(with: plcPrefix) {
+      var packed: [UInt8] = []
+      var buffer: UInt64 = 0
+      var bits = 0
+      var valid = true
+      for c in bytes[8...] {
+        guard let v = base32.firstIndex(of: c) else {
+          valid = false
+          break
+        }
+        buffer = buffer << 5 | UInt64(v)
+        bits += 5
+        if bits >= 8 {
+          bits -= 8
+          packed.append(UInt8(truncatingIfNeeded: buffer >> UInt64(bits)))
+        }
+      }
+      if valid {  // 24 × 5 bits = 120 bits = 15 bytes exactly
+        out.append(1)
+        out.append(contentsOf: packed)
+        return
+      }
+    }
+    out.append(0)
+    Varint.append(bytes.count, to: &out)
+    out.append(contentsOf: bytes)
+  }
+
+  /// The range of the DID field's content (after the tag) and moves `position` past it.
+  private static func didField(_ body: UnsafeRawBufferPointer, _ position: inout Int) -> Range<Int>?
+  {
+    guard position < body.count else { return nil }
+    let tag = body[position]
+    position += 1
+    switch tag {
+    case 1:
+      guard body.count - position >= 15 else { return nil }
+      defer { position += 15 }
+      return (position - 1)..<(position + 15)
+    case 0:
+      guard let (n, used) = Varint.read(body, at: position), n <= body.count - position - used
+      else { return nil }
+      defer { position += used + n }
+      return (position - 1)..<(position + used + n)
+    default:
+      return nil
+    }
+  }
+
+  /// Decodes a DID field (tag included).
+  private static func decodeDID(_ field: UnsafeRawBufferPointer) -> String {
+    if field[0] == 1 {
+      var chars = plcPrefix
+      var buffer: UInt64 = 0
+      var bits = 0
+      for byte in field[1...] {
+        buffer = buffer << 8 | UInt64(byte)
+        bits += 8
+        while bits >= 5 {
+          bits -= 5
+          chars.append(base32[Int((buffer >> UInt64(bits)) & 31)])
+        }
+      }
+      return String(decoding: chars, as: UTF8.self)
+    }
+    let (n, used) = Varint.read(field, at: 1)!
+    return String(decoding: field[(1 + used)..<(1 + used + n)], as: UTF8.self)
+  }
+
+  private static func appendLE(_ value: UInt32, _ out: inout [UInt8]) {
+    out.append(UInt8(truncatingIfNeeded: value))
+    out.append(UInt8(truncatingIfNeeded: value >> 8))
+    out.append(UInt8(truncatingIfNeeded: value >> 16))
+    out.append(UInt8(truncatingIfNeeded: value >> 24))
+  }
+}
