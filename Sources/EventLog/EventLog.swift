@@ -47,7 +47,7 @@ public final class EventLog: Sendable {
     public var bytes: Int
     public var oldestTimeUS: Int64?
     public var newestTimeUS: Int64?
-    /// Corrupt record ranges skipped in sealed segments (found on open or by readers).
+    /// Corrupt record ranges found in sealed segments when the log was opened.
     public var corruptions: Int
     public var deletedSegments: Int
   }
@@ -85,7 +85,15 @@ public final class EventLog: Sendable {
       }
     }
     var state = State()
-    let names = try Self.segmentNames(segmentsDirectory)
+    var names = try Self.segmentNames(segmentsDirectory)
+    // A crash between creating the newest segment and writing its header leaves a file with no
+    // records in it: remove it rather than refuse to start.
+    if !readOnly, let newest = names.last,
+      Self.fileSize(segmentsDirectory + "/" + newest) < SegmentFile.headerSize
+    {
+      unlink(segmentsDirectory + "/" + newest)
+      names.removeLast()
+    }
     for (index, name) in names.enumerated() {
       let (segment, corruptions) = try SegmentFile.load(
         path: segmentsDirectory + "/" + name, truncateTail: !readOnly && index == names.count - 1)
@@ -110,6 +118,11 @@ public final class EventLog: Sendable {
     state.withLock { state in
       if state.writer >= 0 { closeFile(state.writer) }
     }
+  }
+
+  static func fileSize(_ path: String) -> Int {
+    var info = stat()
+    return stat(path, &info) == 0 ? Int(info.st_size) : 0
   }
 
   static func segmentNames(_ directory: String) throws -> [String] {
@@ -140,8 +153,13 @@ public final class EventLog: Sendable {
       var notes: [(time: Int64, seq: Int64, offset: Int, end: Int)] = []
       var segment = state.segments.last
       var base = segment?.fileSize ?? 0
-      for record in records {
-        if let current = segment, shouldRoll(current, base + pending.count, record) {
+      for (index, record) in records.enumerated() {
+        // A frame's events share its seq and stay in one segment, so resuming by seq never
+        // finds half a frame stored.
+        let startsFrame = index == 0 || record.seq != records[index - 1].seq
+        if let current = segment, startsFrame || !fits(current, record),
+          shouldRoll(current, base + pending.count, record)
+        {
           try flush(&state, current, &pending, &notes)
           segment = nil
         }
@@ -165,13 +183,16 @@ public final class EventLog: Sendable {
     }
   }
 
+  private func fits(_ segment: SegmentFile, _ record: LogRecord) -> Bool {
+    (0...Int64(UInt32.max)).contains(record.timeUS - segment.baseTime)
+      && (0...Int64(UInt32.max)).contains(record.seq - segment.baseSeq)
+  }
+
   private func shouldRoll(_ segment: SegmentFile, _ size: Int, _ record: LogRecord) -> Bool {
     let timeOffset = record.timeUS - segment.baseTime
-    let seqOffset = record.seq - segment.baseSeq
     return size >= configuration.segmentMaxBytes
       || timeOffset >= configuration.segmentMaxMicroseconds
-      || !(0...Int64(UInt32.max)).contains(timeOffset)
-      || !(0...Int64(UInt32.max)).contains(seqOffset)
+      || !fits(segment, record)
   }
 
   private func startSegment(_ state: inout State, _ record: LogRecord) throws {
@@ -310,6 +331,4 @@ public final class EventLog: Sendable {
   }
 
   var segments: [SegmentFile] { state.withLock { $0.segments } }
-
-  func noteCorruption() { state.withLock { $0.corruptions += 1 } }
 }

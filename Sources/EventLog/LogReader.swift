@@ -23,6 +23,7 @@ public final class LogReader {
   public private(set) var delivered = 0
   /// Valid records the filter (or the seek) rejected; their payloads were never copied.
   public private(set) var skipped = 0
+  /// Corrupt record ranges this reader skipped.
   public private(set) var corruptions = 0
 
   init(log: EventLog, cursor: Int64?, filter: EventFilter) {
@@ -86,7 +87,6 @@ public final class LogReader {
         skipped += 1
       case .corrupt:
         corruptions += 1
-        log.noteCorruption()
       case .end:
         guard newerExists, advance() else { return nil }
       }
