@@ -50,6 +50,9 @@ public final class EventLog: Sendable {
     /// Corrupt record ranges found in sealed segments when the log was opened.
     public var corruptions: Int
     public var deletedSegments: Int
+    /// Read-only opens: bytes after the newest segment's last whole record (a write in flight,
+    /// or a torn tail the writer will cut on its next open).
+    public var unreadTail: Int
   }
 
   public struct Failure: Error, CustomStringConvertible {
@@ -68,6 +71,7 @@ public final class EventLog: Sendable {
     var writtenSeq: Int64? = nil
     var corruptions = 0
     var deletedSegments = 0
+    var unreadTail = 0
     var closed = false
   }
 
@@ -95,10 +99,13 @@ public final class EventLog: Sendable {
       names.removeLast()
     }
     for (index, name) in names.enumerated() {
-      let (segment, corruptions) = try SegmentFile.load(
-        path: segmentsDirectory + "/" + name, truncateTail: !readOnly && index == names.count - 1)
+      let newest = index == names.count - 1
+      let (segment, corruptions, unread) = try SegmentFile.load(
+        path: segmentsDirectory + "/" + name,
+        recovery: newest ? (readOnly ? .stop : .truncate) : .skip)
       state.segments.append(segment)
-      if index < names.count - 1 || readOnly { state.corruptions += corruptions }
+      if !newest { state.corruptions += corruptions }
+      if newest { state.unreadTail = unread }
     }
     if !readOnly, let newest = state.segments.last {
       state.writer = openFile(newest.path, O_WRONLY | O_APPEND)
@@ -173,7 +180,8 @@ public final class EventLog: Sendable {
           RecordCodec.encode(
             record, baseTime: segment!.baseTime, baseSeq: segment!.baseSeq, into: &pending)
         else {
-          throw Failure(description: "record does not fit a fresh segment")  // unreachable: bases are the record's own
+          // Unreachable: a fresh segment's bases are this record's own time and seq.
+          throw Failure(description: "record does not fit a fresh segment")
         }
         notes.append((record.timeUS, record.seq, offset, base + pending.count))
       }
@@ -271,7 +279,8 @@ public final class EventLog: Sendable {
     state.withLock { state in
       var stats = Stats(
         segments: state.segments.count, events: 0, bytes: 0, oldestTimeUS: nil, newestTimeUS: nil,
-        corruptions: state.corruptions, deletedSegments: state.deletedSegments)
+        corruptions: state.corruptions, deletedSegments: state.deletedSegments,
+        unreadTail: state.unreadTail)
       for segment in state.segments {
         segment.state.withLock { s in
           stats.events += s.count

@@ -35,8 +35,7 @@ enum RecordCodec {
     body.reserveCapacity(record.payload.count + 48)
     appendLE(UInt32(timeOffset), &body)
     appendLE(UInt32(seqOffset), &body)
-    body.append(record.kind.rawValue)
-    encodeDID(record.did, &body)
+    encodeDID(record.did, kind: record.kind, &body)
     if record.collection.isEmpty {
       body.append(0)
     } else if let code = collectionCodes[record.collection] {
@@ -74,7 +73,7 @@ enum RecordCodec {
       // A varint cut by the buffer's end is incomplete; an overlong one is corrupt.
       return buffer.count - offset < 10 ? .incomplete(needed: 10) : .corrupt
     }
-    guard length >= 4 + 4 + 4 + 1 + 1 + 1, length <= maxRecordBytes else { return .corrupt }
+    guard length >= 4 + 4 + 4 + 1 + 1, length <= maxRecordBytes else { return .corrupt }
     let start = offset + varintLength
     guard buffer.count - start >= length else { return .incomplete(needed: varintLength + length) }
     let body = UnsafeRawBufferPointer(rebasing: buffer[(start + 4)..<(start + length)])
@@ -88,8 +87,8 @@ enum RecordCodec {
     let timeUS =
       baseTime + Int64(body.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian)
     let seq = baseSeq + Int64(body.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
-    guard let kind = EventKind(rawValue: body[8]) else { return .corrupt }
-    var position = 9
+    guard let kind = EventKind(rawValue: body[8] & 0x03) else { return .corrupt }
+    var position = 8
     guard let didRange = didField(body, &position), position < body.count else { return .corrupt }
     let collection: String
     let code = body[position]
@@ -118,7 +117,8 @@ enum RecordCodec {
 
   // MARK: DIDs
 
-  private static func encodeDID(_ did: String, _ out: inout [UInt8]) {
+  /// The flags byte holds the kind (bits 0–1) and whether the DID is a packed `did:plc` (bit 2).
+  private static func encodeDID(_ did: String, kind: EventKind, _ out: inout [UInt8]) {
     let bytes = Array(did.utf8)
     if bytes.count == 32, bytes.starts(with: plcPrefix) {
       var packed: [UInt8] = []
@@ -138,12 +138,12 @@ enum RecordCodec {
         }
       }
       if valid {  // 24 × 5 bits = 120 bits = 15 bytes exactly
-        out.append(1)
+        out.append(kind.rawValue | 0x04)
         out.append(contentsOf: packed)
         return
       }
     }
-    out.append(0)
+    out.append(kind.rawValue)
     Varint.append(bytes.count, to: &out)
     out.append(contentsOf: bytes)
   }
@@ -152,9 +152,9 @@ enum RecordCodec {
   private static func didField(_ body: UnsafeRawBufferPointer, _ position: inout Int) -> Range<Int>?
   {
     guard position < body.count else { return nil }
-    let tag = body[position]
+    let flags = body[position]
     position += 1
-    switch tag {
+    switch flags >> 2 {
     case 1:
       guard body.count - position >= 15 else { return nil }
       defer { position += 15 }
@@ -169,9 +169,9 @@ enum RecordCodec {
     }
   }
 
-  /// Decodes a DID field (tag included).
+  /// Decodes a DID field (flags byte included).
   private static func decodeDID(_ field: UnsafeRawBufferPointer) -> String {
-    if field[0] == 1 {
+    if field[0] & 0x04 != 0 {
       var chars = plcPrefix
       var buffer: UInt64 = 0
       var bits = 0

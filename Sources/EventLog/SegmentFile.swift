@@ -68,10 +68,23 @@ final class SegmentFile: Sendable {
     return SegmentFile(path: path, baseTime: baseTime, baseSeq: baseSeq, dictionaryID: dictionaryID)
   }
 
-  /// Opens an existing segment: checks the header, scans every record (building the index), and
-  /// for the newest segment (`truncateTail`) cuts a torn or corrupt tail off the file.
-  /// Returns the segment and the number of corrupt ranges skipped.
-  static func load(path: String, truncateTail: Bool) throws -> (SegmentFile, corruptions: Int) {
+  /// How `load` treats the first bad record.
+  enum Recovery {
+    /// The newest segment of a log opened for writing: cut the file there (a torn tail).
+    case truncate
+    /// A sealed segment: count it, skip to the next good record, go on.
+    case skip
+    /// The newest segment of a log opened read-only (maybe live): stop there, change nothing.
+    case stop
+  }
+
+  /// Opens an existing segment: checks the header and scans every record (building the index),
+  /// treating the first bad record as `recovery` says. Returns the segment, the corrupt ranges
+  /// skipped, and the bytes left unread after a `.stop`.
+  static func load(path: String, recovery: Recovery) throws -> (
+    SegmentFile, corruptions: Int, unreadTail: Int
+  ) {
+    let truncateTail = recovery == .truncate
     let fd = openFile(path, truncateTail ? O_RDWR : O_RDONLY)
     guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(errorText())") }
     defer { closeFile(fd) }
@@ -100,15 +113,21 @@ final class SegmentFile: Sendable {
         }
       case .skipped: break
       case .end:
-        return (segment, corruptions)
+        return (segment, corruptions, 0)
       case .corrupt(let offset):
-        if truncateTail {
+        switch recovery {
+        case .truncate:
           guard ftruncate(fd, off_t(offset)) == 0, fsync(fd) == 0 else {
             throw Failure(description: "cannot truncate \(path): \(errorText())")
           }
-          return (segment, corruptions + 1)
+          return (segment, corruptions + 1, 0)
+        case .stop:
+          var info = stat()
+          fstat(fd, &info)
+          return (segment, corruptions, Int(info.st_size) - offset)
+        case .skip:
+          corruptions += 1
         }
-        corruptions += 1
       }
     }
   }

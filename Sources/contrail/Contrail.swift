@@ -8,7 +8,6 @@ struct Contrail: AsyncParsableCommand {
     abstract: "A Jetstream-compatible AT Protocol firehose translator.",
     subcommands: [
       Translate.self, Generate.self, FakeRelay.self, TrainDictionary.self, Compress.self,
-      Decompress.self,
-      Bench.self,
+      Decompress.self, Inspect.self, Bench.self, LogWriter.self,
     ])
 }

@@ -48,7 +48,7 @@ final class EventLogTests: XCTestCase {
     try log.append(records)
     let payload = records.reduce(0) { $0 + $1.payload.count }
     let overhead = Double(log.stats.bytes - 32 - payload) / Double(records.count)
-    XCTAssertLessThanOrEqual(overhead, 33, "bytes on disk per event beyond its payload")
+    XCTAssertLessThanOrEqual(overhead, 32, "bytes on disk per event beyond its payload")
   }
 
   func testExactSeekAtBeforeBetweenAndAfterEvents() throws {

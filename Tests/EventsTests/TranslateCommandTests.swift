@@ -5,30 +5,8 @@ import XCTest
 
 /// `contrail translate` as a user runs it: the built binary, real files, exit codes.
 final class TranslateCommandTests: XCTestCase {
-  /// The `contrail` binary built next to this test bundle.
-  private func binary() throws -> URL {
-    let bundle = URL(fileURLWithPath: CommandLine.arguments[0])
-    let candidate = bundle.deletingLastPathComponent().appendingPathComponent("contrail")
-    guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
-      throw XCTSkip(
-        "contrail is not built next to the tests; run `swift build --build-tests` first")
-    }
-    return candidate
-  }
-
   private func run(_ arguments: [String]) throws -> (status: Int32, stdout: Data, stderr: String) {
-    let process = Process()
-    process.executableURL = try binary()
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, stdout, String(decoding: stderr, as: UTF8.self))
+    try ContrailCommand.run(arguments)
   }
 
   func testTranslatesTheFixtureToItsExpectedEvents() throws {

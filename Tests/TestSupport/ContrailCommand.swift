@@ -1,0 +1,32 @@
+import Foundation
+import XCTest
+
+/// Runs the `contrail` binary built next to the test bundle, as a user would.
+public enum ContrailCommand {
+  public static func binary() throws -> URL {
+    let candidate = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+      .appendingPathComponent("contrail")
+    guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
+      throw XCTSkip(
+        "contrail is not built next to the tests; run `swift build --build-tests` first")
+    }
+    return candidate
+  }
+
+  public static func run(_ arguments: [String]) throws -> (
+    status: Int32, stdout: Data, stderr: String
+  ) {
+    let process = Process()
+    process.executableURL = try binary()
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, stdout, String(decoding: stderr, as: UTF8.self))
+  }
+}
