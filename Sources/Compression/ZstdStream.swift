@@ -42,22 +42,6 @@ public enum ZstdStream {
     return output
   }
 
-  /// Compresses `data` into one zstd frame (content size recorded).
-  public static func compress(_ data: [UInt8], level: Int32 = 19) throws -> [UInt8] {
-    let bound = ZSTD_compressBound(data.count)
-    var output = [UInt8](repeating: 0, count: bound)
-    let written = output.withUnsafeMutableBytes { out in
-      data.withUnsafeBytes { input in
-        ZSTD_compress(out.baseAddress, out.count, input.baseAddress, input.count, level)
-      }
-    }
-    if ZSTD_isError(written) != 0 {
-      throw Failure(description: "zstd: " + String(cString: ZSTD_getErrorName(written)))
-    }
-    output.removeSubrange(written...)
-    return output
-  }
-
   /// Compresses a stream chunk by chunk into one zstd frame, for files too big to hold twice.
   public final class Writer {
     private let stream: OpaquePointer

@@ -74,7 +74,6 @@ public final class LogReader {
         guard advance() else { return nil }  // its file was deleted: go on with the next
         continue
       }
-      let newerExists = hasNewerSegment()
       scanner.limit = segment!.state.withLock { $0.committedEnd }
       let step = scanner.next(keep: keep)
       self.scanner = scanner
@@ -88,7 +87,11 @@ public final class LogReader {
       case .corrupt:
         corruptions += 1
       case .end:
-        guard newerExists, advance() else { return nil }
+        // Only a sealed segment is left for the next one; once a newer segment exists, this
+        // one's length is final, so read anything that landed just before moving on.
+        guard hasNewerSegment() else { return nil }
+        if segment!.state.withLock({ $0.committedEnd }) > scanner.position { continue }
+        guard advance() else { return nil }
       }
     }
   }

@@ -21,3 +21,13 @@ public struct LogRecord: Sendable, Equatable {
     self.payload = payload
   }
 }
+
+extension LogRecord {
+  /// The record for a translated event and its compressed JSON.
+  public init(_ event: Event, payload: [UInt8]) {
+    self.init(
+      timeUS: event.timeUS, seq: event.seq, kind: event.kind, did: event.did,
+      collection: event.collection,
+      payload: payload)
+  }
+}

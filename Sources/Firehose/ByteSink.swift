@@ -19,8 +19,8 @@ public struct ByteSink {
 
   public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
-  public func array(from start: Int = 0) -> [UInt8] {
-    [UInt8](UnsafeBufferPointer(start: base + start, count: count - start))
+  public func array() -> [UInt8] {
+    [UInt8](UnsafeBufferPointer(start: base, count: count))
   }
 
   @inline(__always)
@@ -63,13 +63,6 @@ public struct ByteSink {
   @inline(__always)
   public mutating func append(_ literal: StaticString) {
     append(literal.utf8Start, count: literal.utf8CodeUnitCount)
-  }
-
-  /// Appends a copy of bytes already in this sink (`range` must lie below `count`).
-  public mutating func appendCopy(of range: Range<Int>) {
-    reserve(range.count)
-    (base + count).update(from: base + range.lowerBound, count: range.count)
-    count += range.count
   }
 
   /// Appends the decimal form of a signed integer.

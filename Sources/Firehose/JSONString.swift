@@ -68,22 +68,6 @@ public enum JSONString {
     return true
   }
 
-  /// Whether `text` is valid UTF-8 (no overlongs, surrogates or values past U+10FFFF).
-  public static func isValidUTF8(_ text: UnsafeRawBufferPointer) -> Bool {
-    guard let base = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return true }
-    var i = 0
-    while i < text.count {
-      if base[i] < 0x80 {
-        i += 1
-      } else {
-        let length = validSequenceLength(base, i, text.count)
-        if length == 0 { return false }
-        i += length
-      }
-    }
-    return true
-  }
-
   @inline(__always)
   private static func writeEscape(_ c: UInt8, to out: inout ByteSink) {
     switch c {

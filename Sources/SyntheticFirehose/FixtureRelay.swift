@@ -29,12 +29,11 @@ public final class FixtureRelay: Sendable {
     case http(NIOAsyncChannel<HTTPServerRequestPart, HTTPPart<HTTPResponseHead, ByteBuffer>>)
   }
 
-  /// A pending error to send on every open connection.
+  /// Open connections by ID, and the error frame each one still has to send.
   private struct State {
     var errors: [Int: (code: String, message: String)] = [:]
     var connections: Set<Int> = []
     var nextID = 0
-    var connectionsServed = 0
   }
 
   private let source: any RelaySource
@@ -47,9 +46,8 @@ public final class FixtureRelay: Sendable {
     self.configuration = configuration
   }
 
-  /// Connections open now, and accepted in total.
+  /// Connections open now.
   public var openConnections: Int { state.withLock { $0.connections.count } }
-  public var connectionsServed: Int { state.withLock { $0.connectionsServed } }
 
   /// Sends `{error, message}` (op −1) on every open connection, then closes them, like a relay
   /// dropping its consumers.
@@ -153,7 +151,6 @@ public final class FixtureRelay: Sendable {
     let id = state.withLock { state in
       state.nextID += 1
       state.connections.insert(state.nextID)
-      state.connectionsServed += 1
       return state.nextID
     }
     defer { _ = state.withLock { $0.connections.remove(id) } }

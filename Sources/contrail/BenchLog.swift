@@ -101,9 +101,7 @@ struct BenchLog: ParsableCommand {
     var events: [Event] = []
     for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
     return try events.map {
-      LogRecord(
-        timeUS: $0.timeUS, seq: $0.seq, kind: $0.kind, did: $0.did, collection: $0.collection,
-        payload: try compressor.compress($0.json))
+      LogRecord($0, payload: try compressor.compress($0.json))
     }
   }
 }
@@ -139,9 +137,7 @@ struct LogWriter: ParsableCommand {
       translator.translate(frame, into: &events)
       try log.append(
         try events.map {
-          LogRecord(
-            timeUS: $0.timeUS, seq: $0.seq, kind: $0.kind, did: $0.did, collection: $0.collection,
-            payload: try compressor.compress($0.json))
+          LogRecord($0, payload: try compressor.compress($0.json))
         })
     }
     try log.close()

@@ -19,7 +19,9 @@ final class CrashTests: XCTestCase {
     let dictionaryPath = SharedData.projectRoot + "/Dictionaries/contrail-default.zdict"
     let directory = LogFixtures.directory()
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let expected = try Self.expected(frames: 5_000, seed: 5, dictionary: dictionaryPath)
+    // The stream the writer produces, computed the same way.
+    let expected = try LogFixtures.records(
+      frames: 5_000, seed: 5, start: FirehoseGenerator.defaultStart)
 
     var random = SeededRandom(seed: 2_026)
     var stored: [LogRecord] = []
@@ -62,21 +64,6 @@ final class CrashTests: XCTestCase {
     for record in stored {
       let json = String(decoding: try decompressor.decompress(record.payload), as: UTF8.self)
       XCTAssertTrue(json.hasPrefix(#"{"did":"\#(record.did)","time_us":\#(record.timeUS),"#), json)
-    }
-  }
-
-  /// The stream the writer produces, computed the same way.
-  static func expected(frames: Int, seed: UInt64, dictionary: String) throws -> [LogRecord] {
-    let compressor = try EventCompressor(dictionary: try ZstdDictionary(path: dictionary))
-    var generator = FirehoseGenerator(seed: seed)
-    let translator = Translator(
-      sequencer: Sequencer(last: FirehoseGenerator.defaultStart, clock: { 0 }))
-    var events: [Event] = []
-    for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
-    return try events.map {
-      LogRecord(
-        timeUS: $0.timeUS, seq: $0.seq, kind: $0.kind, did: $0.did, collection: $0.collection,
-        payload: try compressor.compress($0.json))
     }
   }
 

@@ -20,9 +20,7 @@ enum LogFixtures {
     var events: [Event] = []
     for _ in 0..<count { translator.translate(generator.next(), into: &events) }
     return try events.map {
-      LogRecord(
-        timeUS: $0.timeUS, seq: $0.seq, kind: $0.kind, did: $0.did, collection: $0.collection,
-        payload: try compressor.compress($0.json))
+      LogRecord($0, payload: try compressor.compress($0.json))
     }
   }
 
