@@ -31,6 +31,11 @@ let package = Package(
     .target(name: "Compression", dependencies: ["CZstd"]),
     .target(name: "EventLog", dependencies: ["Events", "Firehose"], exclude: ["FORMAT.md"]),
     .target(
+      name: "Broadcast",
+      dependencies: [
+        "Events", "EventLog", "Compression", .product(name: "NIOCore", package: "swift-nio"),
+      ]),
+    .target(
       name: "SyntheticFirehose",
       dependencies: ["Firehose", "Compression"] + websocket),
     .executableTarget(
@@ -47,6 +52,11 @@ let package = Package(
       name: "FirehoseTests", dependencies: ["Firehose", "SyntheticFirehose", "TestSupport"]),
     .testTarget(
       name: "CompressionTests", dependencies: ["Compression", "CZstd", "TestSupport"]),
+    .testTarget(
+      name: "BroadcastTests",
+      dependencies: [
+        "Broadcast", "EventLog", "Events", "Compression", "SyntheticFirehose", "TestSupport",
+      ]),
     .testTarget(
       name: "EventLogTests",
       dependencies: ["EventLog", "Events", "Compression", "SyntheticFirehose", "TestSupport"]),

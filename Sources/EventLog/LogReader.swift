@@ -20,6 +20,8 @@ public final class LogReader {
   /// Where to start in `segment` when it is opened.
   private var startOffset: Int = SegmentFile.headerSize
 
+  /// The `time_us` of the last record read, delivered or skipped: everything up to it is done.
+  public private(set) var scannedThrough: Int64? = nil
   public private(set) var delivered = 0
   /// Valid records the filter (or the seek) rejected; their payloads were never copied.
   public private(set) var skipped = 0
@@ -80,10 +82,12 @@ public final class LogReader {
       switch step {
       case .record(let record, _, _):
         delivered += 1
+        scannedThrough = record.timeUS
         self.minTime = Int64.min  // past the seek point, everything is in range
         return record
-      case .skipped:
+      case .skipped(let timeUS, _, _):
         skipped += 1
+        if timeUS >= minTime { scannedThrough = timeUS }
       case .corrupt:
         corruptions += 1
       case .end:

@@ -13,7 +13,7 @@ struct SegmentScanner {
   enum Step {
     case record(LogRecord, offset: Int, end: Int)
     /// A valid record the filter rejected (not materialized).
-    case skipped(offset: Int, end: Int)
+    case skipped(timeUS: Int64, offset: Int, end: Int)
     case corrupt(offset: Int)
     case end
   }
@@ -59,11 +59,11 @@ struct SegmentScanner {
         position = bufferStart + end
         resyncing = false
         return .record(record, offset: start, end: position)
-      case .skipped(_, let end):
+      case .skipped(let timeUS, let end):
         let start = position
         position = bufferStart + end
         resyncing = false
-        return .skipped(offset: start, end: position)
+        return .skipped(timeUS: timeUS, offset: start, end: position)
       case .incomplete(let needed):
         // Read more if the file may hold the rest; otherwise it is as bad as a corrupt record
         // (a torn tail, or a damaged length pointing past the end).
