@@ -38,6 +38,7 @@ let package = Package(
     .target(
       name: "SyntheticFirehose",
       dependencies: ["Firehose", "Compression"] + websocket),
+    .target(name: "Server", dependencies: ["Events"]),
     .executableTarget(
       name: "contrail",
       dependencies: [
@@ -52,6 +53,7 @@ let package = Package(
       name: "FirehoseTests", dependencies: ["Firehose", "SyntheticFirehose", "TestSupport"]),
     .testTarget(
       name: "CompressionTests", dependencies: ["Compression", "CZstd", "TestSupport"]),
+    .testTarget(name: "ServerTests", dependencies: ["Server", "Events"]),
     .testTarget(
       name: "BroadcastTests",
       dependencies: [
