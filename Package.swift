@@ -38,7 +38,8 @@ let package = Package(
     .target(
       name: "SyntheticFirehose",
       dependencies: ["Firehose", "Compression"] + websocket),
-    .target(name: "Server", dependencies: ["Events"]),
+    .target(
+      name: "Server", dependencies: ["Events", "Broadcast", "EventLog", "Compression"] + websocket),
     .executableTarget(
       name: "contrail",
       dependencies: [
@@ -53,7 +54,12 @@ let package = Package(
       name: "FirehoseTests", dependencies: ["Firehose", "SyntheticFirehose", "TestSupport"]),
     .testTarget(
       name: "CompressionTests", dependencies: ["Compression", "CZstd", "TestSupport"]),
-    .testTarget(name: "ServerTests", dependencies: ["Server", "Events"]),
+    .testTarget(
+      name: "ServerTests",
+      dependencies: [
+        "Server", "Events", "Broadcast", "EventLog", "Compression", "SyntheticFirehose",
+        "TestSupport",
+      ]),
     .testTarget(
       name: "BroadcastTests",
       dependencies: [

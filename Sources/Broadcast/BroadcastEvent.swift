@@ -12,10 +12,12 @@ public struct BroadcastEvent: Sendable {
   public let json: ByteBuffer?
   /// The zstd frame.
   public let compressed: ByteBuffer
+  /// The JSON's length in bytes (for `maxMessageSizeBytes`, which compares uncompressed sizes).
+  public let jsonLength: Int
 
   public init(
     timeUS: Int64, kind: EventKind, did: String, collection: String, json: ByteBuffer?,
-    compressed: ByteBuffer
+    compressed: ByteBuffer, jsonLength: Int
   ) {
     self.timeUS = timeUS
     self.kind = kind
@@ -23,6 +25,7 @@ public struct BroadcastEvent: Sendable {
     self.collection = collection
     self.json = json
     self.compressed = compressed
+    self.jsonLength = jsonLength
   }
 
   /// Bytes held in memory for the ring's budget.

@@ -67,11 +67,14 @@ public final class SubscriberFeed {
     while batch.count < limit, let record = reader!.next() {
       let compressed = ByteBuffer(bytes: record.payload)
       let json = try decompressor.map { ByteBuffer(bytes: try $0.decompress(record.payload)) }
+      let length =
+        json?.readableBytes ?? record.payload.withUnsafeBytes {
+          EventDecompressor.contentSize(of: $0)
+        } ?? 0
       batch.append(
         BroadcastEvent(
           timeUS: record.timeUS, kind: record.kind, did: record.did, collection: record.collection,
-          json: json,
-          compressed: compressed))
+          json: json, compressed: compressed, jsonLength: length))
     }
     if let scanned = reader!.scannedThrough { position = max(position, scanned) }
     fromDisk += batch.count

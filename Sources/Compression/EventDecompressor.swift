@@ -73,6 +73,12 @@ public final class EventDecompressor {
     return try decompressStream(frame)
   }
 
+  /// The decoded size a frame declares in its header, if it declares one.
+  public static func contentSize(of frame: UnsafeRawBufferPointer) -> Int? {
+    let size = ZSTD_getFrameContentSize(frame.baseAddress, frame.count)
+    return size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR ? nil : Int(size)
+  }
+
   public func decompress(_ frame: [UInt8]) throws -> [UInt8] {
     try frame.withUnsafeBytes { try decompress($0) }
   }

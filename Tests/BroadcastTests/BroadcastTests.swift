@@ -35,7 +35,8 @@ final class BroadcastTests: XCTestCase {
       events.append(
         BroadcastEvent(
           timeUS: event.timeUS, kind: event.kind, did: event.did, collection: event.collection,
-          json: ByteBuffer(bytes: event.json), compressed: ByteBuffer(bytes: frame)))
+          json: ByteBuffer(bytes: event.json), compressed: ByteBuffer(bytes: frame),
+          jsonLength: event.json.count))
     }
     return (events, records, dictionary)
   }

@@ -1,0 +1,180 @@
+import Broadcast
+import Compression
+import EventLog
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// The HTTP and websocket front (PROTOCOL §1): `GET /subscribe` (validated before the upgrade),
+/// `GET /dictionary`, `GET /healthz`; 404 for unknown paths, 405 for other methods.
+public final class SubscribeServer: Sendable {
+  public struct Sources: Sendable {
+    public let ring: LiveRing
+    public let log: EventLog
+    public let dictionary: ZstdDictionary
+
+    public init(ring: LiveRing, log: EventLog, dictionary: ZstdDictionary) {
+      self.ring = ring
+      self.log = log
+      self.dictionary = dictionary
+    }
+  }
+
+  private let sources: Sources
+  private let channel: Channel
+
+  private init(sources: Sources, channel: Channel) {
+    self.sources = sources
+    self.channel = channel
+  }
+
+  public var port: Int { channel.localAddress?.port ?? 0 }
+
+  /// Binds and starts serving.
+  public static func start(host: String = "127.0.0.1", port: Int = 0, sources: Sources) async throws
+    -> SubscribeServer
+  {
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
+      .childChannelInitializer { channel in
+        let upgrader = NIOWebSocketServerUpgrader(
+          maxFrameSize: 1 << 20,
+          shouldUpgrade: { channel, head in
+            guard let options = Route.subscribeOptions(head), case .success = options else {
+              return channel.eventLoop.makeSucceededFuture(nil)  // answered by the HTTP handler
+            }
+            return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
+          },
+          upgradePipelineHandler: { channel, head in
+            guard case .success(let options) = Route.subscribeOptions(head) else {
+              return channel.eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState)
+            }
+            return channel.eventLoop.makeCompletedFuture {
+              let decompressor =
+                options.compress ? nil : try EventDecompressor(dictionary: sources.dictionary)
+              let feed = SubscriberFeed(
+                ring: sources.ring, log: sources.log,
+                start: options.cursor.map { .cursor($0) } ?? .live,
+                filter: options.filter, decompressor: decompressor)
+              try channel.pipeline.syncOperations.addHandler(
+                SubscriberHandler(feed: feed, options: options))
+            }
+          })
+        let http = NIOLoopBound(
+          HTTPHandler(dictionary: sources.dictionary), eventLoop: channel.eventLoop)
+        return channel.pipeline.configureHTTPServerPipeline(
+          withServerUpgrade: (
+            upgraders: [upgrader],
+            completionHandler: { context in
+              // Upgraded: plain HTTP handling no longer applies.
+              context.pipeline.syncOperations.removeHandler(http.value, promise: nil)
+            }
+          )
+        ).flatMapThrowing {
+          try channel.pipeline.syncOperations.addHandler(http.value)
+        }
+      }
+      .bind(host: host, port: port).get()
+    return SubscribeServer(sources: sources, channel: channel)
+  }
+
+  public func stop() async throws {
+    try await channel.close().get()
+  }
+}
+
+/// Request routing shared by the upgrader and the plain HTTP handler.
+enum Route {
+  static func split(_ uri: String) -> (path: Substring, query: Substring) {
+    let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+    return (parts[0], parts.count > 1 ? parts[1] : "")
+  }
+
+  /// The parsed options of a `GET /subscribe`, or nil for anything else.
+  static func subscribeOptions(_ head: HTTPRequestHead) -> Result<
+    SubscribeOptions, SubscribeOptions.Rejection
+  >? {
+    let (path, query) = split(head.uri)
+    guard head.method == .GET, path == "/subscribe" else { return nil }
+    return SubscribeOptions.parse(
+      query: query, socketEncoding: head.headers.first(name: "Socket-Encoding"))
+  }
+}
+
+/// Answers requests that are not websocket upgrades.
+final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+  typealias InboundIn = HTTPServerRequestPart
+  typealias OutboundOut = HTTPServerResponsePart
+
+  private let dictionary: ZstdDictionary
+  private var head: HTTPRequestHead?
+
+  init(dictionary: ZstdDictionary) { self.dictionary = dictionary }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    switch unwrapInboundIn(data) {
+    case .head(let head): self.head = head
+    case .body: break
+    case .end:
+      guard let head else { return }
+      self.head = nil
+      respond(context, to: head)
+    }
+  }
+
+  private func respond(_ context: ChannelHandlerContext, to head: HTTPRequestHead) {
+    let path = Route.split(head.uri).path
+    guard ["/subscribe", "/dictionary", "/healthz"].contains(path) else {
+      return send(context, .notFound, "not found", keepAlive: head.isKeepAlive)
+    }
+    guard head.method == .GET else {
+      return send(context, .methodNotAllowed, "method not allowed", keepAlive: head.isKeepAlive)
+    }
+    switch path {
+    case "/subscribe":
+      switch Route.subscribeOptions(head)! {
+      case .failure(let rejection):
+        send(context, .badRequest, rejection.body, keepAlive: head.isKeepAlive)
+      case .success:
+        send(context, .badRequest, "a websocket handshake is required", keepAlive: head.isKeepAlive)
+      }
+    case "/dictionary":
+      var headers = HTTPHeaders()
+      headers.add(name: "Content-Type", value: "application/octet-stream")
+      headers.add(name: "Zstd-Dictionary-Id", value: String(dictionary.id))
+      send(
+        context, .ok, ByteBuffer(bytes: dictionary.bytes), headers: headers,
+        keepAlive: head.isKeepAlive)
+    default:
+      send(context, .ok, "ok", keepAlive: head.isKeepAlive)
+    }
+  }
+
+  private func send(
+    _ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ text: String, keepAlive: Bool
+  ) {
+    var headers = HTTPHeaders()
+    headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+    send(context, status, ByteBuffer(string: text), headers: headers, keepAlive: keepAlive)
+  }
+
+  private func send(
+    _ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ body: ByteBuffer,
+    headers: HTTPHeaders,
+    keepAlive: Bool
+  ) {
+    var headers = headers
+    headers.add(name: "Content-Length", value: String(body.readableBytes))
+    if !keepAlive { headers.add(name: "Connection", value: "close") }
+    context.write(
+      wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+      promise: nil)
+    context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+    let channel = context.channel
+    context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+      if !keepAlive { channel.close(promise: nil) }
+    }
+  }
+}

@@ -1,0 +1,197 @@
+import Broadcast
+import Compression
+import EventLog
+import Events
+import Foundation
+import NIOCore
+import Server
+import SyntheticFirehose
+import TestSupport
+import XCTest
+
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
+
+/// `/subscribe` over real sockets on 127.0.0.1 with a real websocket client.
+final class SubscribeEndToEndTests: XCTestCase {
+  private var directories: [String] = []
+
+  override func tearDown() {
+    for directory in directories { try? FileManager.default.removeItem(atPath: directory) }
+  }
+
+  struct Stream {
+    var events: [Event]
+    var broadcast: [BroadcastEvent]
+    var records: [LogRecord]
+  }
+
+  private func dictionary() throws -> ZstdDictionary {
+    try ZstdDictionary(path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
+  }
+
+  private func stream(frames: Int) throws -> Stream {
+    let compressor = try EventCompressor(dictionary: try dictionary())
+    var generator = FirehoseGenerator(seed: 31)
+    let translator = Translator(sequencer: Sequencer(last: 5_000_000, clock: { 0 }))
+    var events: [Event] = []
+    for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
+    var result = Stream(events: events, broadcast: [], records: [])
+    for event in events {
+      let frame = try compressor.compress(event.json)
+      result.records.append(LogRecord(event, payload: frame))
+      result.broadcast.append(
+        BroadcastEvent(
+          timeUS: event.timeUS, kind: event.kind, did: event.did, collection: event.collection,
+          json: ByteBuffer(bytes: event.json), compressed: ByteBuffer(bytes: frame),
+          jsonLength: event.json.count))
+    }
+    return result
+  }
+
+  /// A server over a log and ring already holding `stream.prefix(count)`.
+  private func server(_ stream: Stream, preloaded count: Int, ringCapacity: Int = 100_000)
+    async throws
+    -> (SubscribeServer, LiveRing, EventLog)
+  {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "contrail-server-\(UUID())"
+    ).path
+    directories.append(directory)
+    var configuration = EventLog.Configuration(directory: directory)
+    configuration.sync = .never
+    let log = try EventLog(configuration)
+    let ring = LiveRing(capacity: ringCapacity, startAfter: 0)
+    try log.append(Array(stream.records.prefix(count)))
+    ring.publish(Array(stream.broadcast.prefix(count)))
+    let server = try await SubscribeServer.start(
+      sources: .init(ring: ring, log: log, dictionary: try dictionary()))
+    return (server, ring, log)
+  }
+
+  private func receive(_ client: TestWebSocketClient, _ count: Int) async throws
+    -> [TestWebSocketClient.Message]
+  {
+    var messages: [TestWebSocketClient.Message] = []
+    while messages.count < count {
+      guard let message = try await client.next() else { break }
+      messages.append(message)
+    }
+    return messages
+  }
+
+  func testFiltersDeliverExactlyTheMatchingJSON() async throws {
+    let stream = try self.stream(frames: 600)
+    let (server, _, _) = try await server(stream, preloaded: stream.events.count)
+    let cases: [(String, (Event) -> Bool)] = [
+      ("", { _ in true }),
+      (
+        "wantedCollections=app.bsky.graph.*",
+        { $0.kind != .commit || $0.collection.hasPrefix("app.bsky.graph.") }
+      ),
+      (
+        "wantedCollections=app.bsky.feed.post&wantedDids=\(stream.events[3].did)",
+        {
+          $0.did == stream.events[3].did
+            && ($0.kind != .commit || $0.collection == "app.bsky.feed.post")
+        }
+      ),
+    ]
+    for (query, keep) in cases {
+      let expected = stream.events.filter(keep)
+      let client = try await TestWebSocketClient.connect(
+        port: server.port, target: "/subscribe?cursor=0&" + query)
+      let messages = try await receive(client, expected.count)
+      XCTAssertEqual(
+        messages, expected.map { .text(String(decoding: $0.json, as: UTF8.self)) }, query)
+      await client.close()
+    }
+    try await server.stop()
+  }
+
+  func testCompressedSubscribersGetFramesThatDecodeWithTheServedDictionary() async throws {
+    let stream = try self.stream(frames: 300)
+    let (server, _, _) = try await server(stream, preloaded: stream.events.count)
+    let (data, response) = try await URLSession.shared.data(
+      from: URL(string: "http://127.0.0.1:\(server.port)/dictionary")!)
+    let http = try XCTUnwrap(response as? HTTPURLResponse)
+    XCTAssertEqual(http.statusCode, 200)
+    let served = try ZstdDictionary(bytes: [UInt8](data))
+    XCTAssertEqual(http.value(forHTTPHeaderField: "Zstd-Dictionary-Id"), String(served.id))
+    let decompressor = try EventDecompressor(dictionary: served)
+    for target in ["/subscribe?cursor=0&compress=true", "/subscribe?cursor=0&compress=TRUE"] {
+      let client = try await TestWebSocketClient.connect(port: server.port, target: target)
+      let messages = try await receive(client, stream.events.count)
+      for (message, event) in zip(messages, stream.events) {
+        switch message {
+        case .binary(let frame): XCTAssertEqual(try decompressor.decompress(frame), event.json)
+        case .text(let text):
+          XCTAssertEqual(text, String(decoding: event.json, as: UTF8.self), "compress=TRUE is off")
+        default: XCTFail("unexpected \(message)")
+        }
+      }
+      await client.close()
+    }
+    try await server.stop()
+  }
+
+  /// A cursor far back starts on disk and reaches live while ingest keeps publishing.
+  func testCursorReplayCrossesFromDiskToLive() async throws {
+    let stream = try self.stream(frames: 2_000)
+    let half = stream.events.count / 2
+    let (server, ring, log) = try await server(stream, preloaded: half, ringCapacity: 200)
+    let cursor = stream.events[100].timeUS
+    let client = try await TestWebSocketClient.connect(
+      port: server.port, target: "/subscribe?cursor=\(cursor)")
+    let ingest = Task.detached {
+      for start in stride(from: half, to: stream.events.count, by: 50) {
+        let end = min(start + 50, stream.events.count)
+        try log.append(Array(stream.records[start..<end]))
+        ring.publish(Array(stream.broadcast[start..<end]))
+        await Task.yield()
+      }
+    }
+    let expected = stream.events[100...].map {
+      TestWebSocketClient.Message.text(String(decoding: $0.json, as: UTF8.self))
+    }
+    let messages = try await receive(client, expected.count)
+    XCTAssertEqual(messages.count, expected.count)
+    XCTAssertTrue(messages == expected, "every event from the cursor on, once, in order")
+    try await ingest.value
+    await client.close()
+    try await server.stop()
+  }
+
+  func testInvalidRequestsGet400WithTheReason() async throws {
+    let stream = try self.stream(frames: 10)
+    let (server, _, _) = try await server(stream, preloaded: stream.events.count)
+    let cases = [
+      (
+        "/subscribe?wantedCollections=a,b", 400,
+        "invalid subscriber options: invalid collection: a,b"
+      ),
+      ("/subscribe?wantedDids=did:plc:", 400, "invalid subscriber options: invalid DID: did:plc:"),
+      ("/subscribe?cursor=abc", 400, "invalid cursor: abc"),
+      ("/subscribe?heartbeat=0", 400, "invalid subscriber options: invalid heartbeat: 0"),
+      ("/subscribe", 400, "a websocket handshake is required"),
+      ("/nope", 404, "not found"),
+      ("/healthz", 200, "ok"),
+    ]
+    for (path, status, body) in cases {
+      let (data, response) = try await URLSession.shared.data(
+        from: URL(string: "http://127.0.0.1:\(server.port)\(path)")!)
+      let http = try XCTUnwrap(response as? HTTPURLResponse)
+      XCTAssertEqual(http.statusCode, status, path)
+      XCTAssertEqual(String(decoding: data, as: UTF8.self), body, path)
+      if status == 400 {
+        XCTAssertEqual(http.value(forHTTPHeaderField: "Content-Type"), "text/plain; charset=utf-8")
+      }
+    }
+    do {
+      _ = try await TestWebSocketClient.connect(port: server.port, target: "/subscribe?cursor=abc")
+      XCTFail("an invalid subscription must not be upgraded")
+    } catch is TestWebSocketClient.NotUpgraded {}
+    try await server.stop()
+  }
+}
