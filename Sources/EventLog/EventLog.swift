@@ -186,7 +186,6 @@ public final class EventLog: Sendable {
         notes.append((record.timeUS, record.seq, offset, base + pending.count))
       }
       if let segment { try flush(&state, segment, &pending, &notes) }
-      state.writtenSeq = records.last!.seq
       try syncIfDue(&state, force: false)
     }
   }
@@ -227,6 +226,7 @@ public final class EventLog: Sendable {
     guard !pending.isEmpty else { return }
     try SegmentFile.writeAll(state.writer, pending, segment.path)
     state.unsyncedBytes += pending.count
+    state.writtenSeq = notes.last!.seq
     segment.state.withLock { segmentState in
       for note in notes {
         segmentState.noteAppended(
@@ -329,6 +329,17 @@ public final class EventLog: Sendable {
     // Unlinking outside the lock: readers holding the file open finish it undisturbed.
     for segment in doomed { unlink(segment.path) }
     return doomed.count
+  }
+
+  /// The background task the server runs: every `interval`, delete expired segments and fsync
+  /// if the sync policy says it is time (so a quiet relay still gets its data synced).
+  /// Returns when the calling task is cancelled.
+  public func runMaintenance(every interval: Duration = .seconds(1)) async {
+    while !Task.isCancelled {
+      enforceRetention()
+      try? syncIfDue()
+      try? await Task.sleep(for: interval)
+    }
   }
 
   // MARK: Reading

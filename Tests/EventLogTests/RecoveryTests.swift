@@ -131,6 +131,33 @@ final class RecoveryTests: XCTestCase {
     XCTAssertEqual(try segmentFiles(directory).count, segments - deleted)
   }
 
+  func testMaintenanceTaskDeletesExpiredSegmentsAndSyncs() async throws {
+    let records = try LogFixtures.records(frames: 300)
+    let now = Mutex(records.first!.timeUS)
+    var configuration = LogFixtures.configuration(freshDirectory(), segmentBytes: 16 << 10)
+    configuration.retentionMicroseconds = 100
+    configuration.sync = .interval(milliseconds: 1)
+    configuration.clock = { now.withLock { $0 } }
+    let log = try EventLog(configuration)
+    try log.append(records)
+    // Segment rolls sync what they seal; the newest segment's tail waits for the interval.
+    let durable = try XCTUnwrap(log.lastDurableSeq, "rolls synced the segments they sealed")
+    XCTAssertLessThan(durable, records.last!.seq, "the tail is not durable yet")
+    let segments = log.stats.segments
+    let maintenance = Task { await log.runMaintenance(every: .milliseconds(5)) }
+    // Everything but the newest segment expires, and the 1 ms sync interval has passed.
+    now.withLock { $0 = records.last!.timeUS + 10_000 }
+    let deadline = ContinuousClock.now + .seconds(10)
+    while (log.stats.segments > 1 || log.lastDurableSeq == nil) && ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(5))  // waiting on the condition, bounded
+    }
+    maintenance.cancel()
+    await maintenance.value
+    XCTAssertGreaterThan(segments, 1)
+    XCTAssertEqual(log.stats.segments, 1, "expired segments deleted in the background")
+    XCTAssertEqual(log.lastDurableSeq, records.last!.seq, "synced in the background")
+  }
+
   func testRetentionBySizeKeepsTheNewest() throws {
     let records = try LogFixtures.records(frames: 400)
     let directory = freshDirectory()
