@@ -28,6 +28,14 @@ public struct BroadcastEvent: Sendable {
     self.jsonLength = jsonLength
   }
 
+  /// The live form of a freshly translated event and its zstd frame.
+  public init(_ event: Event, compressed: [UInt8]) {
+    self.init(
+      timeUS: event.timeUS, kind: event.kind, did: event.did, collection: event.collection,
+      json: ByteBuffer(bytes: event.json), compressed: ByteBuffer(bytes: compressed),
+      jsonLength: event.json.count)
+  }
+
   /// Bytes held in memory for the ring's budget.
   var size: Int { (json?.readableBytes ?? 0) + compressed.readableBytes + did.utf8.count + 64 }
 }

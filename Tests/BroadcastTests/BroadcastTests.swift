@@ -32,11 +32,7 @@ final class BroadcastTests: XCTestCase {
     for event in translated {
       let frame = try compressor.compress(event.json)
       records.append(LogRecord(event, payload: frame))
-      events.append(
-        BroadcastEvent(
-          timeUS: event.timeUS, kind: event.kind, did: event.did, collection: event.collection,
-          json: ByteBuffer(bytes: event.json), compressed: ByteBuffer(bytes: frame),
-          jsonLength: event.json.count))
+      events.append(BroadcastEvent(event, compressed: frame))
     }
     return (events, records, dictionary)
   }

@@ -41,11 +41,7 @@ final class SubscribeEndToEndTests: XCTestCase {
     for event in events {
       let frame = try compressor.compress(event.json)
       result.records.append(LogRecord(event, payload: frame))
-      result.broadcast.append(
-        BroadcastEvent(
-          timeUS: event.timeUS, kind: event.kind, did: event.did, collection: event.collection,
-          json: ByteBuffer(bytes: event.json), compressed: ByteBuffer(bytes: frame),
-          jsonLength: event.json.count))
+      result.broadcast.append(BroadcastEvent(event, compressed: frame))
     }
     return result
   }
