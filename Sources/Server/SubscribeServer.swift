@@ -24,6 +24,14 @@ public final class SubscribeServer: Sendable {
   private let sources: Sources
   private let channel: Channel
 
+  /// PROTOCOL §2.1: request targets of at least 1 MiB (10,000 DIDs take ~440 KB).
+  static let requestLimits: NIOHTTPDecoderLimitConfiguration = {
+    var limits = NIOHTTPDecoderLimitConfiguration()
+    limits.maxHeaderFieldSize = 2 << 20
+    limits.maxHeaderListSize = 2 << 20
+    return limits
+  }()
+
   private init(sources: Sources, channel: Channel) {
     self.sources = sources
     self.channel = channel
@@ -71,7 +79,8 @@ public final class SubscribeServer: Sendable {
               // Upgraded: plain HTTP handling no longer applies.
               context.pipeline.syncOperations.removeHandler(http.value, promise: nil)
             }
-          )
+          ),
+          withDecoderLimitConfiguration: Self.requestLimits
         ).flatMapThrowing {
           try channel.pipeline.syncOperations.addHandler(http.value)
         }

@@ -184,6 +184,17 @@ final class SubscribeEndToEndTests: XCTestCase {
         XCTAssertEqual(http.value(forHTTPHeaderField: "Content-Type"), "text/plain; charset=utf-8")
       }
     }
+    // PROTOCOL §2.1: request targets of at least 1 MiB are accepted (10,000 DIDs ≈ 440 KB).
+    let dids = (0..<10_000).map {
+      "wantedDids=did:plc:\(String(repeating: "a", count: 24 - String($0).count))\($0)"
+    }
+    let big =
+      "/subscribe?" + dids.joined(separator: "&") + "&x=" + String(repeating: "y", count: 620_000)
+    XCTAssertGreaterThan(big.utf8.count, 1 << 20)
+    let response = try RawHTTP.get(port: server.port, target: big)
+    XCTAssertEqual(response.status, 400)
+    XCTAssertEqual(
+      response.body, "a websocket handshake is required", "parsed and validated, not refused")
     do {
       _ = try await TestWebSocketClient.connect(port: server.port, target: "/subscribe?cursor=abc")
       XCTFail("an invalid subscription must not be upgraded")
