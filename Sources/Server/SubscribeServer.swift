@@ -48,7 +48,7 @@ public final class SubscribeServer: Sendable {
       .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
       .childChannelInitializer { channel in
         let upgrader = NIOWebSocketServerUpgrader(
-          maxFrameSize: 1 << 20,
+          maxFrameSize: SubscriberHandler.maxMessageBytes, automaticErrorHandling: false,
           shouldUpgrade: { channel, head in
             guard let options = Route.subscribeOptions(head), case .success = options else {
               return channel.eventLoop.makeSucceededFuture(nil)  // answered by the HTTP handler
@@ -62,12 +62,17 @@ public final class SubscribeServer: Sendable {
             return channel.eventLoop.makeCompletedFuture {
               let decompressor =
                 options.compress ? nil : try EventDecompressor(dictionary: sources.dictionary)
-              let feed = SubscriberFeed(
-                ring: sources.ring, log: sources.log,
-                start: options.cursor.map { .cursor($0) } ?? .live,
-                filter: options.filter, decompressor: decompressor)
-              try channel.pipeline.syncOperations.addHandler(
-                SubscriberHandler(feed: feed, options: options))
+              let handler = SubscriberHandler(options: options) { filter in
+                SubscriberFeed(
+                  ring: sources.ring, log: sources.log,
+                  start: options.cursor.map { .cursor($0) } ?? .live,
+                  filter: filter, decompressor: decompressor)
+              }
+              try channel.pipeline.syncOperations.addHandlers(
+                NIOWebSocketFrameAggregator(
+                  minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 100_000,
+                  maxAccumulatedFrameSize: SubscriberHandler.maxMessageBytes),
+                handler)
             }
           })
         let http = NIOLoopBound(

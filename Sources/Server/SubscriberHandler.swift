@@ -1,4 +1,5 @@
 import Broadcast
+import Events
 import NIOCore
 import NIOPosix
 import NIOWebSocket
@@ -13,24 +14,46 @@ final class SubscriberHandler: ChannelInboundHandler {
 
   static let batchSize = 128
 
-  private let feed: FeedBox
+  /// Client messages up to this size are read (after reassembly); larger ones close with 1009.
+  static let maxMessageBytes = 10_000_000
+
   private let options: SubscribeOptions
+  /// Creates the feed for a filter; the start (cursor or live) is resolved when it is called.
+  private let makeFeed: (EventFilter) -> SubscriberFeed
+  /// nil until the subscription starts (at the upgrade, or at the hello with `requireHello`).
+  private var feed: FeedBox?
+  private var maxMessageSizeBytes: Int64
+  /// An `options_update` to apply before the next batch is read.
+  private var pendingUpdate: (EventFilter, Int64)?
   private var pumping = false
   private var waitingForWritable = false
   private var closed = false
 
-  init(feed: SubscriberFeed, options: SubscribeOptions) {
-    self.feed = FeedBox(feed)
+  init(options: SubscribeOptions, makeFeed: @escaping (EventFilter) -> SubscriberFeed) {
     self.options = options
+    self.makeFeed = makeFeed
+    self.maxMessageSizeBytes = options.maxMessageSizeBytes
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
+    guard !options.requireHello else { return }  // nothing but pongs before the hello
+    feed = FeedBox(makeFeed(options.filter))
     if context.channel.isActive { pump(context) }
   }
 
   func channelActive(context: ChannelHandlerContext) {
     pump(context)
     context.fireChannelActive()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: Error) {
+    switch error {
+    case NIOWebSocketError.invalidFrameLength,
+      NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
+      close(context, .tooBig)
+    default:
+      close(context, CloseReason(code: 1002, text: "protocol error", metric: "protocol"))
+    }
   }
 
   func channelInactive(context: ChannelHandlerContext) {
@@ -63,14 +86,37 @@ final class SubscriberHandler: ChannelInboundHandler {
         wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: code))
       )
       .whenComplete { _ in channel.close(promise: nil) }
+    case .text:
+      var data = frame.unmaskedData
+      switch ClientMessage.decode(data.readBytes(length: data.readableBytes) ?? []) {
+      case .ignored: break
+      case .close(let reason): close(context, reason)
+      case .update(let filter, let maxSize):
+        if feed == nil {
+          // The hello: the subscription starts now, with its filter.
+          maxMessageSizeBytes = maxSize
+          feed = FeedBox(makeFeed(filter))
+          pump(context)
+        } else {
+          pendingUpdate = (filter, maxSize)
+          pump(context)
+        }
+      }
     default:
-      break  // client messages (options_update) are not handled yet
+      break  // binary messages from clients are ignored
     }
   }
 
   /// Reads the next batch off the event loop, then writes it here.
   private func pump(_ context: ChannelHandlerContext) {
-    guard !closed, !pumping else { return }
+    guard !closed, !pumping, let feed else { return }
+    if let (filter, maxSize) = pendingUpdate {
+      // No batch is in flight, so the feed is ours to change: the new filter applies from the
+      // next event read.
+      feed.feed.filter = filter
+      maxMessageSizeBytes = maxSize
+      pendingUpdate = nil
+    }
     guard context.channel.isWritable else {
       waitingForWritable = true
       return
@@ -78,7 +124,6 @@ final class SubscriberHandler: ChannelInboundHandler {
     pumping = true
     let loop = context.eventLoop
     let bound = NIOLoopBound((self, context), eventLoop: loop)
-    let feed = self.feed
     NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
       try feed.feed.nextBatch(limit: Self.batchSize)
     }.whenComplete { result in
@@ -93,7 +138,7 @@ final class SubscriberHandler: ChannelInboundHandler {
         handler.write(batch, context)
         loop.execute { bound.value.0.pump(bound.value.1) }  // yield between batches
       case .failure:
-        handler.close(context, code: .unexpectedServerError, reason: "internal error")
+        handler.close(context, .internalError)
       }
     }
   }
@@ -112,12 +157,12 @@ final class SubscriberHandler: ChannelInboundHandler {
     context.flush()
   }
 
-  private func close(_ context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String) {
+  private func close(_ context: ChannelHandlerContext, _ reason: CloseReason) {
     guard !closed else { return }
     closed = true
     var data = ByteBuffer()
-    data.write(webSocketErrorCode: code)
-    data.writeString(reason)
+    data.writeInteger(reason.code)
+    data.writeString(reason.wireText)
     let channel = context.channel
     context.writeAndFlush(
       wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))

@@ -133,7 +133,7 @@ final class FixtureRelayTests: XCTestCase {
       XCTAssertEqual(code, "ConsumerTooSlow")
       XCTAssertEqual(message, "too slow")
       let close = try await client.next()
-      XCTAssertEqual(close, .close(code: 1000))
+      XCTAssertEqual(close, .close(code: 1000, reason: ""))
     }
   }
 

@@ -14,7 +14,7 @@ public final class TestWebSocketClient: Sendable {
   public enum Message: Sendable, Equatable {
     case binary([UInt8])
     case text(String)
-    case close(code: UInt16?)
+    case close(code: UInt16?, reason: String)
   }
 
   private enum Upgrade {
@@ -92,7 +92,9 @@ public final class TestWebSocketClient: Sendable {
               case .binary: inbox.push(.binary(data.readBytes(length: data.readableBytes) ?? []))
               case .text: inbox.push(.text(data.readString(length: data.readableBytes) ?? ""))
               case .connectionClose:
-                inbox.push(.close(code: data.readInteger(as: UInt16.self)))
+                let code = data.readInteger(as: UInt16.self)
+                inbox.push(
+                  .close(code: code, reason: data.readString(length: data.readableBytes) ?? ""))
                 return
               default: break
               }
@@ -141,6 +143,27 @@ public final class TestWebSocketClient: Sendable {
   /// The next message; nil once the connection has ended. Throws `Timeout` after `timeout`.
   public func next(timeout: Duration = .seconds(10)) async throws -> Message? {
     try await inbox.next(timeout: timeout)
+  }
+
+  /// Sends a text message (in fragments of at most 1 MiB, as browsers do with big messages).
+  public func send(text: String) {
+    var bytes = ArraySlice(Array(text.utf8))
+    var first = true
+    repeat {
+      let chunk = bytes.prefix(1 << 20)
+      bytes = bytes.dropFirst(chunk.count)
+      outbound.yield(
+        WebSocketFrame(
+          fin: bytes.isEmpty, opcode: first ? .text : .continuation, maskKey: .random(),
+          data: ByteBuffer(bytes: chunk)))
+      first = false
+    } while !bytes.isEmpty
+  }
+
+  public func send(binary: [UInt8]) {
+    outbound.yield(
+      WebSocketFrame(
+        fin: true, opcode: .binary, maskKey: .random(), data: ByteBuffer(bytes: binary)))
   }
 
   /// Sends a close frame and waits for the connection to end.

@@ -1,0 +1,158 @@
+import Broadcast
+import Compression
+import EventLog
+import Events
+import Foundation
+import NIOCore
+import Server
+import SyntheticFirehose
+import TestSupport
+import XCTest
+
+/// `options_update`, `requireHello` and the client-message closes over real sockets.
+final class ClientMessagesEndToEndTests: XCTestCase {
+  private var directories: [String] = []
+  private var events: [Event] = []
+
+  override func tearDown() {
+    for directory in directories { try? FileManager.default.removeItem(atPath: directory) }
+  }
+
+  private var ring: LiveRing!
+  private var log: EventLog!
+  private var records: [LogRecord] = []
+  private var broadcast: [BroadcastEvent] = []
+
+  /// A server whose log and ring hold the first `preload` of `frames` frames' events.
+  private func server(frames: Int = 800, preload: Int? = nil) async throws -> SubscribeServer {
+    let dictionary = try ZstdDictionary(
+      path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
+    let compressor = try EventCompressor(dictionary: dictionary)
+    var generator = FirehoseGenerator(seed: 77)
+    let translator = Translator(sequencer: Sequencer(last: 9_000_000, clock: { 0 }))
+    events = []
+    for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "contrail-msg-\(UUID())"
+    ).path
+    directories.append(directory)
+    var configuration = EventLog.Configuration(directory: directory)
+    configuration.sync = .never
+    log = try EventLog(configuration)
+    ring = LiveRing(capacity: 100_000, startAfter: 0)
+    records = []
+    broadcast = []
+    for event in events {
+      let frame = try compressor.compress(event.json)
+      records.append(LogRecord(event, payload: frame))
+      broadcast.append(BroadcastEvent(event, compressed: frame))
+    }
+    try ingest(0..<(preload ?? events.count))
+    return try await SubscribeServer.start(
+      sources: .init(ring: ring, log: log, dictionary: dictionary))
+  }
+
+  /// Appends to the log, then publishes to the ring, as ingest does.
+  private func ingest(_ range: Range<Int>) throws {
+    try log.append(Array(records[range]))
+    ring.publish(Array(broadcast[range]))
+  }
+
+  private func text(_ event: Event) -> TestWebSocketClient.Message {
+    .text(String(decoding: event.json, as: UTF8.self))
+  }
+
+  private func update(_ collections: [String]) -> String {
+    let list = collections.map { "\"\($0)\"" }.joined(separator: ",")
+    return #"{"type":"options_update","payload":{"wantedCollections":[\#(list)]}}"#
+  }
+
+  func testRequireHelloSendsNothingUntilTheHelloThenUsesItsFilter() async throws {
+    let server = try await server()
+    let client = try await TestWebSocketClient.connect(
+      port: server.port,
+      target: "/subscribe?cursor=0&requireHello=true&wantedCollections=app.bsky.feed.like")
+    do {
+      let early = try await client.next(timeout: .milliseconds(400))
+      XCTFail("nothing may arrive before the hello: \(String(describing: early))")
+    } catch is TestWebSocketClient.Timeout {}
+    client.send(text: #"{"type":"something_else"}"#)  // ignored, still waiting
+    client.send(binary: [1, 2, 3])  // ignored
+    client.send(text: update(["app.bsky.graph.*"]))
+    let expected = events.filter {
+      $0.kind != .commit || $0.collection.hasPrefix("app.bsky.graph.")
+    }
+    var received: [TestWebSocketClient.Message] = []
+    while received.count < expected.count, let message = try await client.next() {
+      received.append(message)
+    }
+    XCTAssertTrue(
+      received == expected.map(text),
+      "the hello's filter, from the query cursor evaluated at hello time")
+    await client.close()
+    try await server.stop()
+  }
+
+  func testOptionsUpdateChangesTheFilterFromTheNextEvent() async throws {
+    let server = try await server(frames: 2_000, preload: 100)
+    let client = try await TestWebSocketClient.connect(
+      port: server.port, target: "/subscribe?cursor=0&wantedCollections=app.bsky.feed.like")
+    let likes = events.filter { $0.kind != .commit || $0.collection == "app.bsky.feed.like" }
+    let posts = events.filter { $0.kind != .commit || $0.collection == "app.bsky.feed.post" }
+    let first = try await client.next()
+    XCTAssertEqual(first, text(likes[0]))
+    client.send(text: update(["app.bsky.feed.post"]))
+    // Live events keep arriving while the update travels, in small batches; between batches
+    // the test takes whatever has arrived (each wait bounded).
+    var received: [TestWebSocketClient.Message] = [first!]
+    for start in stride(from: 100, to: events.count, by: 25) {
+      try ingest(start..<min(start + 25, events.count))
+      while let message = try? await client.next(timeout: .milliseconds(20)) {
+        received.append(message)
+      }
+    }
+    while let message = try? await client.next(timeout: .seconds(2)) { received.append(message) }
+    // Until the update takes effect the old filter's events continue in order; after it, only
+    // posts (and identity/account), every one of them from there on, in order.
+    let oldFilter = Array(received.prefix { likes.map(text).contains($0) })
+    XCTAssertTrue(
+      oldFilter == Array(likes.prefix(oldFilter.count).map(text)), "old filter: an unbroken prefix")
+    let newFilter = Array(received.dropFirst(oldFilter.count))
+    guard let firstNew = newFilter.first, let start = posts.map(text).firstIndex(of: firstNew)
+    else {
+      return XCTFail("no event under the new filter arrived (\(received.count) received)")
+    }
+    XCTAssertTrue(
+      newFilter == Array(posts[start...].map(text)), "new filter: every later post, in order")
+    XCTAssertGreaterThan(newFilter.count, 20)
+    await client.close()
+    try await server.stop()
+  }
+
+  func testBadMessagesCloseWithCodeAndReason() async throws {
+    let server = try await server(frames: 50)
+    let cases: [(String, UInt16, String)] = [
+      ("not json", 1007, "bad SubscriberSourcedMessage envelope"),
+      (#"{"type":"options_update"}"#, 1007, "bad options_update payload"),
+      (update(["*"]), 1008, "invalid subscriber options: invalid collection: *"),
+      (String(repeating: "x", count: 10_000_001), 1009, "message too big"),
+    ]
+    for (message, code, reason) in cases {
+      let client = try await TestWebSocketClient.connect(
+        port: server.port, target: "/subscribe?requireHello=true")
+      client.send(text: message)
+      let close = try await client.next()
+      XCTAssertEqual(close, .close(code: code, reason: reason))
+      await client.close()
+    }
+    let long = try await TestWebSocketClient.connect(
+      port: server.port, target: "/subscribe?requireHello=true")
+    long.send(text: update([String(repeating: "a", count: 300)]))
+    guard case .close(1008, let reason)? = try await long.next() else {
+      return XCTFail("expected 1008")
+    }
+    XCTAssertTrue(reason.hasSuffix("...") && reason.utf8.count <= 123, reason)
+    await long.close()
+    try await server.stop()
+  }
+}
