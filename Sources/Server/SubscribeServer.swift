@@ -23,6 +23,7 @@ public final class SubscribeServer: Sendable {
 
   private let sources: Sources
   private let channel: Channel
+  private let subscribers: SubscriberRegistry
 
   /// PROTOCOL §2.1: request targets of at least 1 MiB (10,000 DIDs take ~440 KB).
   static let requestLimits: NIOHTTPDecoderLimitConfiguration = {
@@ -32,17 +33,27 @@ public final class SubscribeServer: Sendable {
     return limits
   }()
 
-  private init(sources: Sources, channel: Channel) {
+  private init(sources: Sources, channel: Channel, subscribers: SubscriberRegistry) {
     self.sources = sources
     self.channel = channel
+    self.subscribers = subscribers
   }
+
+  /// Open subscriptions.
+  public var subscriberCount: Int { subscribers.count }
 
   public var port: Int { channel.localAddress?.port ?? 0 }
 
-  /// Binds and starts serving.
-  public static func start(host: String = "127.0.0.1", port: Int = 0, sources: Sources) async throws
-    -> SubscribeServer
-  {
+  /// Binds and starts serving. `pingInterval` and `pongTimeout` are PROTOCOL §9's 30 s and 60 s
+  /// unless tests shorten them.
+  public static func start(
+    host: String = "127.0.0.1", port: Int = 0, sources: Sources,
+    pingInterval: TimeAmount = .seconds(30),
+    pongTimeout: TimeAmount = .seconds(60)
+  ) async throws -> SubscribeServer {
+    let subscribers = SubscriberRegistry()
+    let keepalive = SubscriberHandler.Keepalive(
+      pingInterval: pingInterval, pongTimeout: pongTimeout)
     let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
@@ -62,7 +73,10 @@ public final class SubscribeServer: Sendable {
             return channel.eventLoop.makeCompletedFuture {
               let decompressor =
                 options.compress ? nil : try EventDecompressor(dictionary: sources.dictionary)
-              let handler = SubscriberHandler(options: options) { filter in
+              let handler = SubscriberHandler(
+                options: options, keepalive: keepalive, registry: subscribers
+              ) {
+                filter in
                 SubscriberFeed(
                   ring: sources.ring, log: sources.log,
                   start: options.cursor.map { .cursor($0) } ?? .live,
@@ -91,11 +105,18 @@ public final class SubscribeServer: Sendable {
         }
       }
       .bind(host: host, port: port).get()
-    return SubscribeServer(sources: sources, channel: channel)
+    return SubscribeServer(sources: sources, channel: channel, subscribers: subscribers)
   }
 
+  /// Stops accepting, closes every subscription with 1001 `server shutting down`, and waits up to
+  /// 10 s for them to end (each connection is dropped 5 s after its close frame regardless).
   public func stop() async throws {
     try await channel.close().get()
+    subscribers.closeAll()
+    let deadline = ContinuousClock.now + .seconds(10)
+    while subscribers.count > 0 && ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(10))
+    }
   }
 }
 

@@ -3,6 +3,7 @@ import Events
 import NIOCore
 import NIOPosix
 import NIOWebSocket
+import Synchronization
 
 /// One subscriber connection after the upgrade (ARCHITECTURE §5): pulls batches of pre-built
 /// frames from its feed, writes a whole batch per flush, waits for writability (never more than
@@ -28,17 +29,67 @@ final class SubscriberHandler: ChannelInboundHandler {
   private var pumping = false
   private var waitingForWritable = false
   private var closed = false
+  private let keepalive: Keepalive
+  private var lastPong = NIODeadline.now()
+  private var pinger: RepeatedTask?
 
-  init(options: SubscribeOptions, makeFeed: @escaping (EventFilter) -> SubscriberFeed) {
+  /// Server pings and how long a client may stay silent (PROTOCOL §9: 30 s and 60 s).
+  struct Keepalive: Sendable {
+    var pingInterval: TimeAmount = .seconds(30)
+    var pongTimeout: TimeAmount = .seconds(60)
+  }
+
+  private let registry: SubscriberRegistry
+  private var registration: Int?
+
+  init(
+    options: SubscribeOptions, keepalive: Keepalive, registry: SubscriberRegistry,
+    makeFeed: @escaping (EventFilter) -> SubscriberFeed
+  ) {
     self.options = options
+    self.registry = registry
+    self.keepalive = keepalive
     self.makeFeed = makeFeed
     self.maxMessageSizeBytes = options.maxMessageSizeBytes
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
-    guard !options.requireHello else { return }  // nothing but pongs before the hello
+    lastPong = .now()
+    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+    let loop = context.eventLoop
+    registration = registry.add {
+      loop.execute { bound.value.0.shutDown(bound.value.1) }
+    }
+    pinger = context.eventLoop.scheduleRepeatedTask(
+      initialDelay: keepalive.pingInterval, delay: keepalive.pingInterval
+    ) {
+      _ in
+      let (handler, context) = bound.value
+      handler.ping(context)
+    }
+    guard !options.requireHello else { return }  // nothing but pings before the hello
     feed = FeedBox(makeFeed(options.filter))
     if context.channel.isActive { pump(context) }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    pinger?.cancel()
+    if let registration { registry.remove(registration) }
+  }
+
+  /// Sends a ping, or closes a client that has not answered for `pongTimeout`.
+  private func ping(_ context: ChannelHandlerContext) {
+    guard !closed else { return }
+    if NIODeadline.now() - lastPong >= keepalive.pongTimeout {
+      return close(context, CloseReason(code: 1008, text: "ping timeout", metric: "ping_timeout"))
+    }
+    context.writeAndFlush(
+      wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
+  }
+
+  /// Graceful shutdown: close with 1001 (PROTOCOL §9).
+  func shutDown(_ context: ChannelHandlerContext) {
+    close(context, CloseReason(code: 1001, text: "server shutting down", metric: "shutdown"))
   }
 
   func channelActive(context: ChannelHandlerContext) {
@@ -58,6 +109,9 @@ final class SubscriberHandler: ChannelInboundHandler {
 
   func channelInactive(context: ChannelHandlerContext) {
     closed = true
+    pinger?.cancel()
+    if let registration { registry.remove(registration) }
+    registration = nil
     context.fireChannelInactive()
   }
 
@@ -72,11 +126,17 @@ final class SubscriberHandler: ChannelInboundHandler {
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let frame = unwrapInboundIn(data)
     switch frame.opcode {
+    case .pong:
+      lastPong = .now()
     case .ping:
       context.writeAndFlush(
         wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)),
         promise: nil)
     case .connectionClose:
+      if closed {  // the client's answer to our close
+        context.close(promise: nil)
+        return
+      }
       // Echo the client's close, then close the connection.
       var data = frame.unmaskedData
       let code = data.readSlice(length: 2) ?? ByteBuffer()
@@ -168,6 +228,28 @@ final class SubscriberHandler: ChannelInboundHandler {
       wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
     )
     .whenComplete { _ in channel.close(promise: nil) }
+  }
+}
+
+/// The open subscriptions, so that shutdown can close each one with 1001.
+final class SubscriberRegistry: Sendable {
+  private let state = Mutex<(next: Int, closers: [Int: @Sendable () -> Void])>((0, [:]))
+
+  func add(_ close: @escaping @Sendable () -> Void) -> Int {
+    state.withLock { state in
+      state.next += 1
+      state.closers[state.next] = close
+      return state.next
+    }
+  }
+
+  func remove(_ id: Int) { _ = state.withLock { $0.closers.removeValue(forKey: id) } }
+
+  var count: Int { state.withLock { $0.closers.count } }
+
+  /// Asks every open subscription to close.
+  func closeAll() {
+    for close in state.withLock({ Array($0.closers.values) }) { close() }
   }
 }
 

@@ -156,3 +156,72 @@ final class ClientMessagesEndToEndTests: XCTestCase {
     try await server.stop()
   }
 }
+
+/// Server pings, the pong timeout, and graceful shutdown (PROTOCOL §9).
+final class KeepaliveEndToEndTests: XCTestCase {
+  private var directory = ""
+
+  override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+
+  private func server(pingInterval: TimeAmount, pongTimeout: TimeAmount) async throws
+    -> SubscribeServer
+  {
+    directory =
+      FileManager.default.temporaryDirectory.appendingPathComponent("contrail-keepalive-\(UUID())")
+      .path
+    var configuration = EventLog.Configuration(directory: directory)
+    configuration.sync = .never
+    let dictionary = try ZstdDictionary(
+      path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
+    return try await SubscribeServer.start(
+      sources: .init(ring: LiveRing(), log: try EventLog(configuration), dictionary: dictionary),
+      pingInterval: pingInterval, pongTimeout: pongTimeout)
+  }
+
+  func testSilentClientsAreClosedAndAnsweringOnesStay() async throws {
+    let server = try await server(pingInterval: .milliseconds(50), pongTimeout: .milliseconds(300))
+    let silent = try await TestWebSocketClient.connect(
+      port: server.port, target: "/subscribe", answerPings: false)
+    let polite = try await TestWebSocketClient.connect(port: server.port, target: "/subscribe")
+    var pings = 0
+    while let message = try await silent.next(timeout: .seconds(10)) {
+      if message == .ping {
+        pings += 1
+        continue
+      }
+      XCTAssertEqual(message, .close(code: 1008, reason: "ping timeout"))
+      break
+    }
+    XCTAssertGreaterThanOrEqual(pings, 3, "pinged every interval before giving up")
+    // The answering client is still there well past the timeout.
+    do {
+      let unexpected = try await polite.next(timeout: .milliseconds(800))
+      XCTFail("an answering client must stay open: \(String(describing: unexpected))")
+    } catch is TestWebSocketClient.Timeout {}
+    XCTAssertEqual(server.subscriberCount, 1)
+    await polite.close()
+    await silent.close()
+    try await server.stop()
+  }
+
+  func testShutdownClosesEverySubscriberWith1001() async throws {
+    let server = try await server(pingInterval: .seconds(30), pongTimeout: .seconds(60))
+    let clients = [
+      try await TestWebSocketClient.connect(port: server.port, target: "/subscribe"),
+      try await TestWebSocketClient.connect(
+        port: server.port, target: "/subscribe?requireHello=true&compress=true"),
+    ]
+    let deadline = ContinuousClock.now + .seconds(10)
+    while server.subscriberCount < 2 && ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(5))
+    }
+    let stopping = Task { try await server.stop() }
+    for client in clients {
+      let close = try await client.next()
+      XCTAssertEqual(close, .close(code: 1001, reason: "server shutting down"))
+      await client.close()
+    }
+    try await stopping.value
+    XCTAssertEqual(server.subscriberCount, 0)
+  }
+}

@@ -15,6 +15,8 @@ public final class TestWebSocketClient: Sendable {
     case binary([UInt8])
     case text(String)
     case close(code: UInt16?, reason: String)
+    /// A server ping the client did not answer (`answerPings: false`).
+    case ping
   }
 
   private enum Upgrade {
@@ -74,7 +76,7 @@ public final class TestWebSocketClient: Sendable {
   private let outbound: AsyncStream<WebSocketFrame>.Continuation
   private let reader: Task<Void, Never>
 
-  private init(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) {
+  private init(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, answerPings: Bool) {
     let inbox = Inbox()
     let (toSend, send) = AsyncStream.makeStream(of: WebSocketFrame.self)
     self.inbox = inbox
@@ -89,6 +91,12 @@ public final class TestWebSocketClient: Sendable {
             for try await frame in inbound {
               var data = frame.unmaskedData
               switch frame.opcode {
+              case .ping where answerPings:
+                send.yield(
+                  WebSocketFrame(
+                    fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData))
+              case .ping:
+                inbox.push(.ping)
               case .binary: inbox.push(.binary(data.readBytes(length: data.readableBytes) ?? []))
               case .text: inbox.push(.text(data.readString(length: data.readableBytes) ?? ""))
               case .connectionClose:
@@ -108,9 +116,12 @@ public final class TestWebSocketClient: Sendable {
     }
   }
 
-  /// Connects to `ws://host:port<target>`.
-  public static func connect(host: String = "127.0.0.1", port: Int, target: String) async throws
-    -> TestWebSocketClient
+  /// Connects to `ws://host:port<target>`. With `answerPings` (as real clients do) server pings
+  /// get pongs; without, they are handed out as `.ping` messages and left unanswered.
+  public static func connect(
+    host: String = "127.0.0.1", port: Int, target: String, answerPings: Bool = true
+  )
+    async throws -> TestWebSocketClient
   {
     let upgrade: EventLoopFuture<Upgrade> = try await ClientBootstrap(
       group: MultiThreadedEventLoopGroup.singleton
@@ -137,7 +148,7 @@ public final class TestWebSocketClient: Sendable {
       }
     }
     guard case .websocket(let channel) = try await upgrade.get() else { throw NotUpgraded() }
-    return TestWebSocketClient(channel)
+    return TestWebSocketClient(channel, answerPings: answerPings)
   }
 
   /// The next message; nil once the connection has ended. Throws `Timeout` after `timeout`.
