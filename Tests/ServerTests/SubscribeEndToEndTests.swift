@@ -9,6 +9,10 @@ import SyntheticFirehose
 import TestSupport
 import XCTest
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 #if canImport(FoundationNetworking)
   import FoundationNetworking
 #endif
@@ -199,6 +203,67 @@ final class SubscribeEndToEndTests: XCTestCase {
       _ = try await TestWebSocketClient.connect(port: server.port, target: "/subscribe?cursor=abc")
       XCTFail("an invalid subscription must not be upgraded")
     } catch is TestWebSocketClient.NotUpgraded {}
+    try await server.stop()
+  }
+}
+
+/// ARCHITECTURE §4: a subscriber that never reads only hurts itself.
+final class SlowSubscriberTests: XCTestCase {
+  func testANeverReadingSubscriberDoesNotHoldBackOthers() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "contrail-slow-\(UUID())"
+    ).path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    var configuration = EventLog.Configuration(directory: directory)
+    configuration.sync = .never
+    let dictionary = try ZstdDictionary(
+      path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
+    // ~40 MB of events: far more than the socket buffers of the client that never reads.
+    let compressor = try EventCompressor(dictionary: dictionary)
+    var generator = FirehoseGenerator(seed: 2)
+    let translator = Translator(sequencer: Sequencer(last: 1, clock: { 0 }))
+    var samples: [Event] = []
+    for _ in 0..<200 { translator.translate(generator.next(), into: &samples) }
+    let padding = String(repeating: "x", count: 1_500)
+    let ring = LiveRing(capacity: 40_000, maxBytes: 1 << 30, startAfter: 0)
+    let log = try EventLog(configuration)
+    var batch: [BroadcastEvent] = []
+    var records: [LogRecord] = []
+    for index in 0..<20_000 {
+      let sample = samples[index % samples.count]
+      let json = Array("{\"n\":\(index),\"pad\":\"\(padding)\"}".utf8)
+      let frame = try compressor.compress(json)
+      batch.append(
+        BroadcastEvent(
+          timeUS: Int64(index + 1), kind: sample.kind, did: sample.did,
+          collection: sample.collection,
+          json: ByteBuffer(bytes: json), compressed: ByteBuffer(bytes: frame),
+          jsonLength: json.count))
+      records.append(
+        LogRecord(
+          timeUS: Int64(index + 1), seq: 1, kind: sample.kind, did: sample.did,
+          collection: sample.collection,
+          payload: frame))
+    }
+    try log.append(records)  // ingest writes the log first, then publishes
+    ring.publish(batch)
+    let server = try await SubscribeServer.start(
+      sources: .init(ring: ring, log: log, dictionary: dictionary))
+    let silent = try RawHTTP.silentWebSocket(port: server.port, target: "/subscribe?cursor=0")
+    defer { close(silent) }
+    let reader = try await TestWebSocketClient.connect(
+      port: server.port, target: "/subscribe?cursor=0")
+    var received = 0
+    do {
+      while received < batch.count, case .text? = try await reader.next(timeout: .seconds(10)) {
+        received += 1
+      }
+    } catch {
+      XCTFail("the reading subscriber stalled after \(received) of \(batch.count) events")
+    }
+    XCTAssertEqual(received, batch.count, "the reading subscriber got everything")
+    XCTAssertEqual(server.subscriberCount, 2, "the silent one is still connected, just behind")
+    await reader.close()
     try await server.stop()
   }
 }

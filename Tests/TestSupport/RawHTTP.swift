@@ -2,33 +2,17 @@
   import Glibc
 #endif
 
-/// A bare HTTP/1.1 exchange over a TCP socket on 127.0.0.1, for requests ordinary clients
-/// refuse to send (e.g. request targets over 1 MiB). Returns the status code and body.
+/// Bare HTTP/1.1 over a TCP socket on 127.0.0.1, for what ordinary clients refuse to do: request
+/// targets over 1 MiB, or a websocket that never reads.
 public enum RawHTTP {
   public struct Failure: Error {}
 
+  /// One GET; returns the status code and body.
   public static func get(port: Int, target: String) throws -> (status: Int, body: String) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw Failure() }
+    let fd = try connected(port: port)
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-      }
-    }
-    guard connected == 0 else { throw Failure() }
-    let request = Array(
-      "GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-    var sent = 0
-    while sent < request.count {
-      let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-      guard n > 0 else { throw Failure() }
-      sent += n
-    }
+    try sendAll(
+      fd, Array("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
     var response: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65_536)
     while true {
@@ -43,5 +27,59 @@ public enum RawHTTP {
     else { throw Failure() }
     let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
     return (status, body)
+  }
+
+  /// Completes a websocket handshake and returns the socket without reading any further: a
+  /// subscriber that never reads. The caller closes the descriptor.
+  public static func silentWebSocket(port: Int, target: String) throws -> Int32 {
+    let fd = try connected(port: port)
+    do {
+      try sendAll(
+        fd,
+        Array(
+          ("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            .utf8))
+      // Read exactly the response head, a byte at a time, so no event bytes are consumed.
+      var head: [UInt8] = []
+      var byte: UInt8 = 0
+      while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)) {
+        guard recv(fd, &byte, 1, 0) == 1 else { throw Failure() }
+        head.append(byte)
+      }
+      guard String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 101") else { throw Failure() }
+      return fd
+    } catch {
+      close(fd)
+      throw error
+    }
+  }
+
+  private static func connected(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw Failure() }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let result = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    }
+    guard result == 0 else {
+      close(fd)
+      throw Failure()
+    }
+    return fd
+  }
+
+  private static func sendAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+    var sent = 0
+    while sent < bytes.count {
+      let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+      guard n > 0 else { throw Failure() }
+      sent += n
+    }
   }
 }
