@@ -180,7 +180,8 @@ final class KeepaliveEndToEndTests: XCTestCase {
 
   func testSilentClientsAreClosedAndAnsweringOnesStay() async throws {
     // Margins wide enough for a starved debug build on two busy cores.
-    let server = try await server(pingInterval: .milliseconds(100), pongTimeout: .milliseconds(1_500))
+    let server = try await server(
+      pingInterval: .milliseconds(100), pongTimeout: .milliseconds(1_500))
     let silent = try await TestWebSocketClient.connect(
       port: server.port, target: "/subscribe", answerPings: false)
     let polite = try await TestWebSocketClient.connect(port: server.port, target: "/subscribe")
