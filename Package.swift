@@ -48,7 +48,9 @@ let package = Package(
       ]),
     .target(
       name: "TestSupport",
-      dependencies: ["Firehose", "Compression", "SyntheticFirehose"] + websocket,
+      dependencies: [
+        "Firehose", "Events", "Compression", "EventLog", "Broadcast", "SyntheticFirehose",
+      ] + websocket,
       path: "Tests/TestSupport"),
     .testTarget(
       name: "FirehoseTests", dependencies: ["Firehose", "SyntheticFirehose", "TestSupport"]),

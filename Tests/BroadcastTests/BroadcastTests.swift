@@ -20,21 +20,8 @@ final class BroadcastTests: XCTestCase {
   private func stream(frames: Int) throws -> (
     events: [BroadcastEvent], records: [LogRecord], dictionary: ZstdDictionary
   ) {
-    let dictionary = try ZstdDictionary(
-      path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
-    let compressor = try EventCompressor(dictionary: dictionary)
-    var generator = FirehoseGenerator(seed: 12)
-    let translator = Translator(sequencer: Sequencer(last: 1_000_000, clock: { 0 }))
-    var translated: [Event] = []
-    for _ in 0..<frames { translator.translate(generator.next(), into: &translated) }
-    var events: [BroadcastEvent] = []
-    var records: [LogRecord] = []
-    for event in translated {
-      let frame = try compressor.compress(event.json)
-      records.append(LogRecord(event, payload: frame))
-      events.append(BroadcastEvent(event, compressed: frame))
-    }
-    return (events, records, dictionary)
+    let stream = try SyntheticStream(frames: frames, seed: 12)
+    return (stream.broadcast, stream.records, stream.dictionary)
   }
 
   private func log() throws -> EventLog {

@@ -20,18 +20,12 @@ final class ClientMessagesEndToEndTests: XCTestCase {
 
   private var ring: LiveRing!
   private var log: EventLog!
-  private var records: [LogRecord] = []
-  private var broadcast: [BroadcastEvent] = []
+  private var stream: SyntheticStream!
 
   /// A server whose log and ring hold the first `preload` of `frames` frames' events.
   private func server(frames: Int = 800, preload: Int? = nil) async throws -> SubscribeServer {
-    let dictionary = try ZstdDictionary(
-      path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
-    let compressor = try EventCompressor(dictionary: dictionary)
-    var generator = FirehoseGenerator(seed: 77)
-    let translator = Translator(sequencer: Sequencer(last: 9_000_000, clock: { 0 }))
-    events = []
-    for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
+    stream = try SyntheticStream(frames: frames, seed: 77, start: 9_000_000)
+    events = stream.events
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
       "contrail-msg-\(UUID())"
     ).path
@@ -40,22 +34,13 @@ final class ClientMessagesEndToEndTests: XCTestCase {
     configuration.sync = .never
     log = try EventLog(configuration)
     ring = LiveRing(capacity: 100_000, startAfter: 0)
-    records = []
-    broadcast = []
-    for event in events {
-      let frame = try compressor.compress(event.json)
-      records.append(LogRecord(event, payload: frame))
-      broadcast.append(BroadcastEvent(event, compressed: frame))
-    }
     try ingest(0..<(preload ?? events.count))
     return try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: dictionary))
+      sources: .init(ring: ring, log: log, dictionary: stream.dictionary))
   }
 
-  /// Appends to the log, then publishes to the ring, as ingest does.
   private func ingest(_ range: Range<Int>) throws {
-    try log.append(Array(records[range]))
-    ring.publish(Array(broadcast[range]))
+    try stream.ingest(range, log: log, ring: ring)
   }
 
   private func text(_ event: Event) -> TestWebSocketClient.Message {

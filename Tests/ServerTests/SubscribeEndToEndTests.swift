@@ -25,33 +25,16 @@ final class SubscribeEndToEndTests: XCTestCase {
     for directory in directories { try? FileManager.default.removeItem(atPath: directory) }
   }
 
-  struct Stream {
-    var events: [Event]
-    var broadcast: [BroadcastEvent]
-    var records: [LogRecord]
-  }
-
   private func dictionary() throws -> ZstdDictionary {
     try ZstdDictionary(path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
   }
 
-  private func stream(frames: Int) throws -> Stream {
-    let compressor = try EventCompressor(dictionary: try dictionary())
-    var generator = FirehoseGenerator(seed: 31)
-    let translator = Translator(sequencer: Sequencer(last: 5_000_000, clock: { 0 }))
-    var events: [Event] = []
-    for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
-    var result = Stream(events: events, broadcast: [], records: [])
-    for event in events {
-      let frame = try compressor.compress(event.json)
-      result.records.append(LogRecord(event, payload: frame))
-      result.broadcast.append(BroadcastEvent(event, compressed: frame))
-    }
-    return result
+  private func stream(frames: Int) throws -> SyntheticStream {
+    try SyntheticStream(frames: frames, seed: 31, start: 5_000_000)
   }
 
   /// A server over a log and ring already holding `stream.prefix(count)`.
-  private func server(_ stream: Stream, preloaded count: Int, ringCapacity: Int = 100_000)
+  private func server(_ stream: SyntheticStream, preloaded count: Int, ringCapacity: Int = 100_000)
     async throws
     -> (SubscribeServer, LiveRing, EventLog)
   {

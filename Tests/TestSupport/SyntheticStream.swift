@@ -1,0 +1,41 @@
+import Broadcast
+import Compression
+import EventLog
+import Events
+import SyntheticFirehose
+
+/// Generated events in every form the pipeline holds them: translated (JSON), stored (log
+/// records) and live (ring entries), compressed once with the default dictionary.
+public struct SyntheticStream: Sendable {
+  public let events: [Event]
+  public let records: [LogRecord]
+  public let broadcast: [BroadcastEvent]
+  public let dictionary: ZstdDictionary
+
+  /// `frames` generator frames (`seed`), with time_us counting up from `start + 1`.
+  public init(frames: Int, seed: UInt64, start: Int64 = 1_000_000) throws {
+    dictionary = try ZstdDictionary(
+      path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
+    let compressor = try EventCompressor(dictionary: dictionary)
+    var generator = FirehoseGenerator(seed: seed)
+    let translator = Translator(sequencer: Sequencer(last: start, clock: { 0 }))
+    var events: [Event] = []
+    for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
+    var records: [LogRecord] = []
+    var broadcast: [BroadcastEvent] = []
+    for event in events {
+      let frame = try compressor.compress(event.json)
+      records.append(LogRecord(event, payload: frame))
+      broadcast.append(BroadcastEvent(event, compressed: frame))
+    }
+    self.events = events
+    self.records = records
+    self.broadcast = broadcast
+  }
+
+  /// Appends `range` to the log, then publishes it to the ring, in ingest's order.
+  public func ingest(_ range: Range<Int>, log: EventLog, ring: LiveRing) throws {
+    try log.append(Array(records[range]))
+    ring.publish(Array(broadcast[range]))
+  }
+}
