@@ -25,14 +25,7 @@ final class BroadcastTests: XCTestCase {
   }
 
   private func log() throws -> EventLog {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "contrail-broadcast-\(UUID())"
-    ).path
-    directories.append(directory)
-    var configuration = EventLog.Configuration(directory: directory)
-    configuration.sync = .never
-    configuration.segmentMaxBytes = 64 << 10
-    return try EventLog(configuration)
+    try TemporaryLog.open("broadcast", segmentBytes: 64 << 10, directories: &directories)
   }
 
   func testRingBoundsAndBehind() throws {

@@ -7,7 +7,7 @@ import XCTest
 /// Event compression with both dictionaries: round trips, frame headers, a third-party decoder,
 /// wrong dictionaries, damage and bombs.
 final class CompressionTests: XCTestCase {
-  static let defaultPath = SharedData.projectRoot + "/Dictionaries/contrail-default.zdict"
+  static let defaultPath = SharedData.defaultDictionaryPath
 
   private func defaultDictionary() throws -> ZstdDictionary {
     try ZstdDictionary(path: Self.defaultPath)

@@ -16,7 +16,7 @@ import XCTest
 final class CrashTests: XCTestCase {
   func testSurvivesSIGKILLAtTwentyRandomInstants() throws {
     let binary = try ContrailCommand.binary()
-    let dictionaryPath = SharedData.projectRoot + "/Dictionaries/contrail-default.zdict"
+    let dictionaryPath = SharedData.defaultDictionaryPath
     let directory = LogFixtures.directory()
     defer { try? FileManager.default.removeItem(atPath: directory) }
     // The stream the writer produces, computed the same way.

@@ -26,13 +26,7 @@ final class ClientMessagesEndToEndTests: XCTestCase {
   private func server(frames: Int = 800, preload: Int? = nil) async throws -> SubscribeServer {
     stream = try SyntheticStream(frames: frames, seed: 77, start: 9_000_000)
     events = stream.events
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "contrail-msg-\(UUID())"
-    ).path
-    directories.append(directory)
-    var configuration = EventLog.Configuration(directory: directory)
-    configuration.sync = .never
-    log = try EventLog(configuration)
+    log = try TemporaryLog.open("messages", directories: &directories)
     ring = LiveRing(capacity: 100_000, startAfter: 0)
     try ingest(0..<(preload ?? events.count))
     return try await SubscribeServer.start(
@@ -151,13 +145,10 @@ final class KeepaliveEndToEndTests: XCTestCase {
   private func server(pingInterval: TimeAmount, pongTimeout: TimeAmount) async throws
     -> SubscribeServer
   {
-    directory =
-      FileManager.default.temporaryDirectory.appendingPathComponent("contrail-keepalive-\(UUID())")
-      .path
-    var configuration = EventLog.Configuration(directory: directory)
-    configuration.sync = .never
+    directory = TemporaryLog.directory("keepalive")
+    let configuration = TemporaryLog.configuration(directory)
     let dictionary = try ZstdDictionary(
-      path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
+      path: SharedData.defaultDictionaryPath)
     return try await SubscribeServer.start(
       sources: .init(ring: LiveRing(), log: try EventLog(configuration), dictionary: dictionary),
       pingInterval: pingInterval, pongTimeout: pongTimeout)

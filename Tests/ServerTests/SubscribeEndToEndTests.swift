@@ -26,7 +26,7 @@ final class SubscribeEndToEndTests: XCTestCase {
   }
 
   private func dictionary() throws -> ZstdDictionary {
-    try ZstdDictionary(path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
+    try ZstdDictionary(path: SharedData.defaultDictionaryPath)
   }
 
   private func stream(frames: Int) throws -> SyntheticStream {
@@ -38,13 +38,7 @@ final class SubscribeEndToEndTests: XCTestCase {
     async throws
     -> (SubscribeServer, LiveRing, EventLog)
   {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "contrail-server-\(UUID())"
-    ).path
-    directories.append(directory)
-    var configuration = EventLog.Configuration(directory: directory)
-    configuration.sync = .never
-    let log = try EventLog(configuration)
+    let log = try TemporaryLog.open("server", directories: &directories)
     let ring = LiveRing(capacity: ringCapacity, startAfter: 0)
     try log.append(Array(stream.records.prefix(count)))
     ring.publish(Array(stream.broadcast.prefix(count)))
@@ -193,14 +187,11 @@ final class SubscribeEndToEndTests: XCTestCase {
 /// ARCHITECTURE §4: a subscriber that never reads only hurts itself.
 final class SlowSubscriberTests: XCTestCase {
   func testANeverReadingSubscriberDoesNotHoldBackOthers() async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "contrail-slow-\(UUID())"
-    ).path
+    let directory = TemporaryLog.directory("slow")
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    var configuration = EventLog.Configuration(directory: directory)
-    configuration.sync = .never
+    let configuration = TemporaryLog.configuration(directory)
     let dictionary = try ZstdDictionary(
-      path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
+      path: SharedData.defaultDictionaryPath)
     // ~40 MB of events: far more than the socket buffers of the client that never reads.
     let compressor = try EventCompressor(dictionary: dictionary)
     var generator = FirehoseGenerator(seed: 2)

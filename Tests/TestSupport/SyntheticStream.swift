@@ -15,7 +15,7 @@ public struct SyntheticStream: Sendable {
   /// `frames` generator frames (`seed`), with time_us counting up from `start + 1`.
   public init(frames: Int, seed: UInt64, start: Int64 = 1_000_000) throws {
     dictionary = try ZstdDictionary(
-      path: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict")
+      path: SharedData.defaultDictionaryPath)
     let compressor = try EventCompressor(dictionary: dictionary)
     var generator = FirehoseGenerator(seed: seed)
     let translator = Translator(sequencer: Sequencer(last: start, clock: { 0 }))

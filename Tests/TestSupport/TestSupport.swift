@@ -21,6 +21,9 @@ public enum SharedData {
     return access(path, R_OK) == 0 ? path : nil
   }
 
+  /// Contrail's own default dictionary (in the project, always present).
+  public static let defaultDictionaryPath = projectRoot + "/Dictionaries/contrail-default.zdict"
+
   public static let skipMessage =
     "../shared is absent: the shared conformance data (capture, dictionaries) is needed for this test"
 
