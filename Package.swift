@@ -18,6 +18,8 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
   ],
   targets: [
     .systemLibrary(
@@ -34,12 +36,18 @@ let package = Package(
       name: "Broadcast",
       dependencies: [
         "Events", "EventLog", "Compression", .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
     .target(
       name: "SyntheticFirehose",
       dependencies: ["Firehose", "Compression"] + websocket),
     .target(
-      name: "Server", dependencies: ["Events", "Broadcast", "EventLog", "Compression"] + websocket),
+      name: "Server",
+      dependencies: [
+        "Events", "Broadcast", "EventLog", "Compression",
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ] + websocket),
     .executableTarget(
       name: "contrail",
       dependencies: [
@@ -60,7 +68,7 @@ let package = Package(
       name: "ServerTests",
       dependencies: [
         "Server", "Events", "Broadcast", "EventLog", "Compression", "SyntheticFirehose",
-        "TestSupport",
+        "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
       ]),
     .testTarget(
       name: "BroadcastTests",

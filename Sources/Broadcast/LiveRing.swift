@@ -72,8 +72,9 @@ public final class LiveRing: Sendable {
 
   /// What a read found.
   public enum Read {
-    /// Matching events after the position (maybe none) and the time scanned through.
-    case events([BroadcastEvent], scannedThrough: Int64)
+    /// Matching events after the position (maybe none), the time scanned through, and how many
+    /// entries were looked at (matching or not).
+    case events([BroadcastEvent], scannedThrough: Int64, scanned: Int)
     /// Events after the position have left the ring: read them from the log.
     case behind
   }
@@ -105,7 +106,7 @@ public final class LiveRing: Sendable {
         scanned = event.timeUS
         index += 1
       }
-      return .events(found, scannedThrough: scanned)
+      return .events(found, scannedThrough: scanned, scanned: index - low)
     }
   }
 

@@ -9,14 +9,22 @@ import NIOCore
 /// (ARCHITECTURE invariant 4).
 public final class SubscriberFeed {
   public private(set) var position: Int64
-  public var filter: EventFilter
+  public var filter: EventFilter {
+    didSet { reader = nil }  // a log reader filters as it scans: start a new one
+  }
   private let ring: LiveRing
   private let log: EventLog
   /// For text subscribers replaying from disk: the log keeps only the compressed form.
-  private let decompressor: EventDecompressor?
+  private let decompressors: DecompressorPool?
   private var reader: LogReader?
+  /// Events delivered from the log and from the ring, and events scanned but filtered out.
   public private(set) var fromDisk = 0
   public private(set) var fromMemory = 0
+  public private(set) var filteredOut = 0
+
+  /// Retention deleted events after the position before this subscriber read them
+  /// (PROTOCOL §9: 1008 `consumer too slow`).
+  public struct TooSlow: Error {}
 
   /// Where a subscriber starts (PROTOCOL §6).
   public enum Start {
@@ -26,15 +34,15 @@ public final class SubscriberFeed {
     case cursor(Int64)
   }
 
-  /// `decompressor` is needed for text subscribers (they get JSON); zstd subscribers pass nil.
+  /// `decompressors` is needed for text subscribers (they get JSON); zstd subscribers pass nil.
   public init(
     ring: LiveRing, log: EventLog, start: Start, filter: EventFilter,
-    decompressor: EventDecompressor?
+    decompressors: DecompressorPool?
   ) {
     self.ring = ring
     self.log = log
     self.filter = filter
-    self.decompressor = decompressor
+    self.decompressors = decompressors
     switch start {
     case .live:
       position = max(ring.newestTimeUS, log.lastTimeUS ?? 0)
@@ -51,10 +59,11 @@ public final class SubscriberFeed {
   /// Up to `limit` events after the position, advancing it; empty when caught up.
   public func nextBatch(limit: Int) throws -> [BroadcastEvent] {
     switch ring.read(after: position, limit: limit, filter: filter) {
-    case .events(let events, let scannedThrough):
+    case .events(let events, let scannedThrough, let scanned):
       reader = nil  // in the ring from now on
       position = scannedThrough
       fromMemory += events.count
+      filteredOut += scanned - events.count
       return events
     case .behind:
       return try readLog(limit: limit)
@@ -62,23 +71,33 @@ public final class SubscriberFeed {
   }
 
   private func readLog(limit: Int) throws -> [BroadcastEvent] {
+    if let deleted = log.deletedThroughTimeUS, deleted > position { throw TooSlow() }
     if reader == nil { reader = log.reader(from: position + 1, filter: filter) }
-    var batch: [BroadcastEvent] = []
-    while batch.count < limit, let record = reader!.next() {
-      let compressed = ByteBuffer(bytes: record.payload)
-      let json = try decompressor.map { ByteBuffer(bytes: try $0.decompress(record.payload)) }
-      let length =
-        json?.readableBytes ?? record.payload.withUnsafeBytes {
-          EventDecompressor.contentSize(of: $0)
-        } ?? 0
-      batch.append(
-        BroadcastEvent(
-          timeUS: record.timeUS, kind: record.kind, did: record.did, collection: record.collection,
-          json: json, compressed: compressed, jsonLength: length))
-    }
-    if let scanned = reader!.scannedThrough { position = max(position, scanned) }
+    let reader = reader!
+    let skippedBefore = reader.skipped
+    var records: [LogRecord] = []
+    while records.count < limit, let record = reader.next() { records.append(record) }
+    let batch =
+      try decompressors?.with { decompressor in
+        try records.map { try Self.event($0, decompressor) }
+      } ?? records.map { try Self.event($0, nil) }
+    if let scanned = reader.scannedThrough { position = max(position, scanned) }
     fromDisk += batch.count
+    filteredOut += reader.skipped - skippedBefore
     return batch
+  }
+
+  /// A log record as the ring would hold it; JSON only for text subscribers.
+  private static func event(_ record: LogRecord, _ decompressor: EventDecompressor?) throws
+    -> BroadcastEvent
+  {
+    let json = try decompressor.map { ByteBuffer(bytes: try $0.decompress(record.payload)) }
+    let length =
+      json?.readableBytes
+      ?? record.payload.withUnsafeBytes { EventDecompressor.contentSize(of: $0) } ?? 0
+    return BroadcastEvent(
+      timeUS: record.timeUS, kind: record.kind, did: record.did, collection: record.collection,
+      json: json, compressed: ByteBuffer(bytes: record.payload), jsonLength: length)
   }
 
   /// Calls `wake` once when events newer than the position may be available.

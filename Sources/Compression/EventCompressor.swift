@@ -1,4 +1,5 @@
 import CZstd
+import Synchronization
 
 /// Compresses events one at a time, each into a self-contained zstd frame that names the
 /// dictionary (its ID in the header) and records the content size. One context and one digested
@@ -46,8 +47,15 @@ public final class EventCompressor {
     ZSTD_freeCDict(digested)
   }
 
+  private static let compressed = Atomic<Int>(0)
+
+  /// Frames compressed by every compressor in this process: the fan-out test's proof that
+  /// events are compressed once, not once per subscriber.
+  public static var framesCompressed: Int { compressed.load(ordering: .relaxed) }
+
   /// One zstd frame holding exactly `input`.
   public func compress(_ input: UnsafeRawBufferPointer) throws -> [UInt8] {
+    Self.compressed.add(1, ordering: .relaxed)
     let bound = ZSTD_compressBound(input.count)
     var failure: Int? = nil
     let frame = [UInt8](unsafeUninitializedCapacity: bound) { buffer, count in

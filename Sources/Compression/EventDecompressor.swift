@@ -1,4 +1,5 @@
 import CZstd
+import Synchronization
 
 /// Decompresses single event frames made with one dictionary. Frames naming another dictionary,
 /// corrupt or truncated frames, and frames that would decode past `maxSize` are rejected with
@@ -36,7 +37,14 @@ public final class EventDecompressor {
     ZSTD_freeDDict(digested)
   }
 
+  private static let decompressed = Atomic<Int>(0)
+
+  /// Frames decompressed by every decompressor in this process (see
+  /// `EventCompressor.framesCompressed`).
+  public static var framesDecompressed: Int { decompressed.load(ordering: .relaxed) }
+
   public func decompress(_ frame: UnsafeRawBufferPointer) throws -> [UInt8] {
+    Self.decompressed.add(1, ordering: .relaxed)
     let named = ZSTD_getDictID_fromFrame(frame.baseAddress, frame.count)
     if named != 0 && named != dictionary.id {
       throw Failure(

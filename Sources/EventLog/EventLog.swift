@@ -71,6 +71,8 @@ public final class EventLog: Sendable {
     var writtenSeq: Int64? = nil
     var corruptions = 0
     var deletedSegments = 0
+    /// The newest `time_us` retention has deleted.
+    var deletedThrough: Int64? = nil
     var unreadTail = 0
     var closed = false
   }
@@ -323,6 +325,7 @@ public final class EventLog: Sendable {
         oldest.state.withLock { $0.deleted = true }
         doomed.append(state.segments.removeFirst())
         state.deletedSegments += 1
+        if let last = oldest.state.withLock({ $0.lastTime }) { state.deletedThrough = last }
       }
       return doomed
     }
@@ -343,6 +346,10 @@ public final class EventLog: Sendable {
   }
 
   // MARK: Reading
+
+  /// The newest `time_us` that retention has deleted since the log was opened: a reader whose
+  /// position is older has lost events it never read.
+  public var deletedThroughTimeUS: Int64? { state.withLock { $0.deletedThrough } }
 
   /// A reader positioned at the first event with `time_us ≥ cursor` (PROTOCOL §6): nil or ≤ 0,
   /// or older than the oldest event, starts at the oldest; newer than the newest starts at the end.

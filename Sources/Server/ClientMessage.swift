@@ -82,6 +82,12 @@ struct CloseReason: Equatable {
     code: 1007, text: "bad options_update payload", metric: "bad_payload")
   static let tooBig = CloseReason(code: 1009, text: "message too big", metric: "oversize")
   static let internalError = CloseReason(code: 1011, text: "internal error", metric: "internal")
+  static let shutdown = CloseReason(code: 1001, text: "server shutting down", metric: "shutdown")
+  static let pingTimeout = CloseReason(code: 1008, text: "ping timeout", metric: "ping_timeout")
+  /// Retention deleted the subscriber's position before it was read.
+  static let tooSlow = CloseReason(code: 1008, text: "consumer too slow", metric: "too_slow")
+  /// The slow-consumer policy: lagging more than allowed for longer than allowed.
+  static let lagging = CloseReason(code: 1008, text: "consumer too slow", metric: "lagging")
 
   /// Reasons over 123 bytes are cut at a UTF-8 boundary at ≤ 120 bytes and get `...`.
   var wireText: String {

@@ -44,26 +44,48 @@ public final class SubscribeServer: Sendable {
 
   public var port: Int { channel.localAddress?.port ?? 0 }
 
-  /// Binds and starts serving. `pingInterval` and `pongTimeout` are PROTOCOL §9's 30 s and 60 s
-  /// unless tests shorten them.
-  public static func start(
-    host: String = "127.0.0.1", port: Int = 0, sources: Sources,
-    pingInterval: TimeAmount = .seconds(30),
-    pongTimeout: TimeAmount = .seconds(60)
-  ) async throws -> SubscribeServer {
-    let subscribers = SubscriberRegistry()
-    let keepalive = SubscriberHandler.Keepalive(
-      pingInterval: pingInterval, pongTimeout: pongTimeout)
+  /// Bytes written to each open subscription but not yet taken by its socket: bounded by the
+  /// write-buffer high-water mark plus one batch, however slowly the client reads.
+  public func bufferedBytesPerSubscriber() async -> [Int] {
+    var sizes: [Int] = []
+    for channel in subscribers.channels {
+      if let size = try? await channel.getOption(.bufferedWritableBytes).get() {
+        sizes.append(size)
+      }
+    }
+    return sizes
+  }
+
+  /// Binds and starts serving.
+  public static func start(sources: Sources, configuration: Configuration = Configuration())
+    async throws -> SubscribeServer
+  {
+    let metrics = SubscribeMetrics(factory: configuration.metrics)
+    let environment = SubscriberEnvironment(
+      configuration: configuration, ring: sources.ring, log: sources.log,
+      registry: SubscriberRegistry(),
+      limits: ConnectionLimits(configuration.limits), metrics: metrics,
+      heartbeats: try HeartbeatEncoder(dictionary: sources.dictionary))
+    let decompressors = DecompressorPool(dictionary: sources.dictionary)
     let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
       .childChannelInitializer { channel in
+        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        let http = NIOLoopBound(
+          HTTPHandler(dictionary: sources.dictionary, metrics: metrics),
+          eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
           maxFrameSize: SubscriberHandler.maxMessageBytes, automaticErrorHandling: false,
           shouldUpgrade: { channel, head in
             guard let options = Route.subscribeOptions(head), case .success = options else {
               return channel.eventLoop.makeSucceededFuture(nil)  // answered by the HTTP handler
             }
+            if let refusal = environment.limits.admit(address) {
+              http.value.refusal = refusal
+              return channel.eventLoop.makeSucceededFuture(nil)
+            }
+            channel.closeFuture.whenComplete { _ in environment.limits.release(address) }
             return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
           },
           upgradePipelineHandler: { channel, head in
@@ -71,16 +93,13 @@ public final class SubscribeServer: Sendable {
               return channel.eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState)
             }
             return channel.eventLoop.makeCompletedFuture {
-              let decompressor =
-                options.compress ? nil : try EventDecompressor(dictionary: sources.dictionary)
               let handler = SubscriberHandler(
-                options: options, keepalive: keepalive, registry: subscribers
-              ) {
-                filter in
+                options: options, address: address, environment: environment
+              ) { filter in
                 SubscriberFeed(
                   ring: sources.ring, log: sources.log,
                   start: options.cursor.map { .cursor($0) } ?? .live,
-                  filter: filter, decompressor: decompressor)
+                  filter: filter, decompressors: options.compress ? nil : decompressors)
               }
               try channel.pipeline.syncOperations.addHandlers(
                 NIOWebSocketFrameAggregator(
@@ -89,8 +108,6 @@ public final class SubscribeServer: Sendable {
                 handler)
             }
           })
-        let http = NIOLoopBound(
-          HTTPHandler(dictionary: sources.dictionary), eventLoop: channel.eventLoop)
         return channel.pipeline.configureHTTPServerPipeline(
           withServerUpgrade: (
             upgraders: [upgrader],
@@ -104,8 +121,8 @@ public final class SubscribeServer: Sendable {
           try channel.pipeline.syncOperations.addHandler(http.value)
         }
       }
-      .bind(host: host, port: port).get()
-    return SubscribeServer(sources: sources, channel: channel, subscribers: subscribers)
+      .bind(host: configuration.host, port: configuration.port).get()
+    return SubscribeServer(sources: sources, channel: channel, subscribers: environment.registry)
   }
 
   /// Stops accepting, closes every subscription with 1001 `server shutting down`, and waits up to
@@ -144,9 +161,15 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
   typealias OutboundOut = HTTPServerResponsePart
 
   private let dictionary: ZstdDictionary
+  private let metrics: SubscribeMetrics
   private var head: HTTPRequestHead?
+  /// Set by the upgrader when the limits refused this request's subscription.
+  var refusal: ConnectionLimits.Refusal?
 
-  init(dictionary: ZstdDictionary) { self.dictionary = dictionary }
+  init(dictionary: ZstdDictionary, metrics: SubscribeMetrics) {
+    self.dictionary = dictionary
+    self.metrics = metrics
+  }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     switch unwrapInboundIn(data) {
@@ -171,7 +194,12 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     case "/subscribe":
       switch Route.subscribeOptions(head)! {
       case .failure(let rejection):
+        metrics.rejected(rejection.reason)
         send(context, .badRequest, rejection.body, keepAlive: head.isKeepAlive)
+      case .success where refusal != nil:
+        metrics.refused(refusal!.reason)
+        send(context, refusal!.status, refusal!.body, keepAlive: false)
+        refusal = nil
       case .success:
         send(context, .badRequest, "a websocket handshake is required", keepAlive: head.isKeepAlive)
       }

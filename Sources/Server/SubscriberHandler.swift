@@ -1,9 +1,22 @@
 import Broadcast
+import EventLog
 import Events
 import NIOCore
 import NIOPosix
 import NIOWebSocket
 import Synchronization
+
+/// What every subscriber of one server shares: policies, metrics, limits and the registry that
+/// shutdown closes.
+struct SubscriberEnvironment: Sendable {
+  let configuration: SubscribeServer.Configuration
+  let ring: LiveRing
+  let log: EventLog
+  let registry: SubscriberRegistry
+  let limits: ConnectionLimits
+  let metrics: SubscribeMetrics
+  let heartbeats: HeartbeatEncoder
+}
 
 /// One subscriber connection after the upgrade (ARCHITECTURE §5): pulls batches of pre-built
 /// frames from its feed, writes a whole batch per flush, waits for writability (never more than
@@ -19,6 +32,8 @@ final class SubscriberHandler: ChannelInboundHandler {
   static let maxMessageBytes = 10_000_000
 
   private let options: SubscribeOptions
+  private let address: String
+  private let environment: SubscriberEnvironment
   /// Creates the feed for a filter; the start (cursor or live) is resolved when it is called.
   private let makeFeed: (EventFilter) -> SubscriberFeed
   /// nil until the subscription starts (at the upgrade, or at the hello with `requireHello`).
@@ -29,67 +44,112 @@ final class SubscriberHandler: ChannelInboundHandler {
   private var pumping = false
   private var waitingForWritable = false
   private var closed = false
-  private let keepalive: Keepalive
+  private var ended = false
   private var lastPong = NIODeadline.now()
-  private var pinger: RepeatedTask?
-
-  /// Server pings and how long a client may stay silent (PROTOCOL §9: 30 s and 60 s).
-  struct Keepalive: Sendable {
-    var pingInterval: TimeAmount = .seconds(30)
-    var pongTimeout: TimeAmount = .seconds(60)
-  }
-
-  private let registry: SubscriberRegistry
+  private var timers: [RepeatedTask] = []
   private var registration: Int?
 
+  /// Everything at or before this `time_us` has been written or filtered out (heartbeat `T`).
+  private var deliveredThrough: Int64 = 0
+  private var lastMessage = NIODeadline.now()
+  /// Since when the subscriber has lagged more than the policy allows.
+  private var laggingSince: NIODeadline?
+
   init(
-    options: SubscribeOptions, keepalive: Keepalive, registry: SubscriberRegistry,
+    options: SubscribeOptions, address: String, environment: SubscriberEnvironment,
     makeFeed: @escaping (EventFilter) -> SubscriberFeed
   ) {
     self.options = options
-    self.registry = registry
-    self.keepalive = keepalive
+    self.address = address
+    self.environment = environment
     self.makeFeed = makeFeed
     self.maxMessageSizeBytes = options.maxMessageSizeBytes
   }
 
+  private var configuration: SubscribeServer.Configuration { environment.configuration }
+
   func handlerAdded(context: ChannelHandlerContext) {
     lastPong = .now()
+    environment.metrics.opened(compressed: options.compress)
+    environment.metrics.started(options.cursor == nil ? "live" : "cursor")
     let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
     let loop = context.eventLoop
-    registration = registry.add {
-      loop.execute { bound.value.0.shutDown(bound.value.1) }
+    registration = environment.registry.add(context.channel) {
+      loop.execute { bound.value.0.close(bound.value.1, .shutdown) }
     }
-    pinger = context.eventLoop.scheduleRepeatedTask(
-      initialDelay: keepalive.pingInterval, delay: keepalive.pingInterval
-    ) {
-      _ in
-      let (handler, context) = bound.value
-      handler.ping(context)
-    }
+    timers.append(
+      loop.scheduleRepeatedTask(
+        initialDelay: configuration.pingInterval, delay: configuration.pingInterval
+      ) { _ in bound.value.0.ping(bound.value.1) })
+    let every = configuration.slowConsumer.checkInterval
+    timers.append(
+      loop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
+        bound.value.0.check(bound.value.1)
+      })
     guard !options.requireHello else { return }  // nothing but pings before the hello
-    feed = FeedBox(makeFeed(options.filter))
+    start(filter: options.filter, context)
+  }
+
+  private func start(filter: EventFilter, _ context: ChannelHandlerContext) {
+    let feed = makeFeed(filter)
+    self.feed = FeedBox(feed)
+    deliveredThrough = feed.position
+    lastMessage = .now()
     if context.channel.isActive { pump(context) }
   }
 
-  func handlerRemoved(context: ChannelHandlerContext) {
-    pinger?.cancel()
-    if let registration { registry.remove(registration) }
+  func handlerRemoved(context: ChannelHandlerContext) { end() }
+
+  /// Runs once when the connection goes: timers, registry and the gauge.
+  private func end() {
+    guard !ended else { return }
+    ended = true
+    closed = true
+    for timer in timers { timer.cancel() }
+    if let registration { environment.registry.remove(registration) }
+    environment.metrics.ended(compressed: options.compress)
   }
 
   /// Sends a ping, or closes a client that has not answered for `pongTimeout`.
   private func ping(_ context: ChannelHandlerContext) {
     guard !closed else { return }
-    if NIODeadline.now() - lastPong >= keepalive.pongTimeout {
-      return close(context, CloseReason(code: 1008, text: "ping timeout", metric: "ping_timeout"))
+    if NIODeadline.now() - lastPong >= configuration.pongTimeout {
+      return close(context, .pingTimeout)
     }
     context.writeAndFlush(
       wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
   }
 
-  /// Graceful shutdown: close with 1001 (PROTOCOL §9).
-  func shutDown(_ context: ChannelHandlerContext) {
-    close(context, CloseReason(code: 1001, text: "server shutting down", metric: "shutdown"))
+  /// The periodic check: the slow-consumer policy (retention passed the position even while the
+  /// subscriber is not reading; the lag limit), then a heartbeat if one is due.
+  private func check(_ context: ChannelHandlerContext) {
+    guard !closed, feed != nil else { return }
+    if let deleted = environment.log.deletedThroughTimeUS, deleted > deliveredThrough {
+      return close(context, .tooSlow)
+    }
+    let now = NIODeadline.now()
+    if let maxLag = configuration.slowConsumer.maxLag {
+      let lag = environment.ring.newestTimeUS - deliveredThrough
+      if lag > maxLag.nanoseconds / 1000 {
+        let since = laggingSince ?? now
+        laggingSince = since
+        if now - since >= configuration.slowConsumer.grace { return close(context, .lagging) }
+      } else {
+        laggingSince = nil
+      }
+    }
+    if let seconds = options.heartbeat, now - lastMessage >= .seconds(Int64(seconds)),
+      context.channel.isWritable
+    {
+      do {
+        let frame = try environment.heartbeats.frame(deliveredThrough, compressed: options.compress)
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        environment.metrics.heartbeats.increment()
+        lastMessage = now
+      } catch {
+        close(context, .internalError)
+      }
+    }
   }
 
   func channelActive(context: ChannelHandlerContext) {
@@ -101,6 +161,7 @@ final class SubscriberHandler: ChannelInboundHandler {
     switch error {
     case NIOWebSocketError.invalidFrameLength,
       NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
+      environment.metrics.update("oversize")
       close(context, .tooBig)
     default:
       close(context, CloseReason(code: 1002, text: "protocol error", metric: "protocol"))
@@ -108,10 +169,7 @@ final class SubscriberHandler: ChannelInboundHandler {
   }
 
   func channelInactive(context: ChannelHandlerContext) {
-    closed = true
-    pinger?.cancel()
-    if let registration { registry.remove(registration) }
-    registration = nil
+    end()
     context.fireChannelInactive()
   }
 
@@ -149,14 +207,17 @@ final class SubscriberHandler: ChannelInboundHandler {
     case .text:
       var data = frame.unmaskedData
       switch ClientMessage.decode(data.readBytes(length: data.readableBytes) ?? []) {
-      case .ignored: break
-      case .close(let reason): close(context, reason)
+      case .ignored:
+        environment.metrics.update("ignored")
+      case .close(let reason):
+        environment.metrics.update(reason.metric)
+        close(context, reason)
       case .update(let filter, let maxSize):
+        environment.metrics.update("applied")
         if feed == nil {
           // The hello: the subscription starts now, with its filter.
           maxMessageSizeBytes = maxSize
-          feed = FeedBox(makeFeed(filter))
-          pump(context)
+          start(filter: filter, context)
         } else {
           pendingUpdate = (filter, maxSize)
           pump(context)
@@ -165,6 +226,15 @@ final class SubscriberHandler: ChannelInboundHandler {
     default:
       break  // binary messages from clients are ignored
     }
+  }
+
+  /// What one pump step read, copied out of the feed on the thread pool.
+  private struct Batch {
+    var events: [BroadcastEvent]
+    var position: Int64
+    var fromDisk: Int
+    var fromMemory: Int
+    var filteredOut: Int
   }
 
   /// Reads the next batch off the event loop, then writes it here.
@@ -181,45 +251,76 @@ final class SubscriberHandler: ChannelInboundHandler {
       waitingForWritable = true
       return
     }
-    pumping = true
     let loop = context.eventLoop
     let bound = NIOLoopBound((self, context), eventLoop: loop)
-    NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
-      try feed.feed.nextBatch(limit: Self.batchSize)
+    if let wait = environment.limits.delay(address) {
+      pumping = true  // paced: nothing else may start a read meanwhile
+      loop.scheduleTask(in: wait) {
+        bound.value.0.pumping = false
+        bound.value.0.pump(bound.value.1)
+      }
+      return
+    }
+    pumping = true
+    NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> Batch in
+      let feed = feed.feed
+      let before = (feed.fromDisk, feed.fromMemory, feed.filteredOut)
+      let events = try feed.nextBatch(limit: Self.batchSize)
+      return Batch(
+        events: events, position: feed.position, fromDisk: feed.fromDisk - before.0,
+        fromMemory: feed.fromMemory - before.1, filteredOut: feed.filteredOut - before.2)
     }.whenComplete { result in
       let (handler, context) = bound.value
       handler.pumping = false
+      guard !handler.closed else { return }
       switch result {
-      case .success(let batch) where batch.isEmpty:
-        feed.feed.notifyWhenReady {
-          loop.execute { bound.value.0.pump(bound.value.1) }
-        }
       case .success(let batch):
         handler.write(batch, context)
-        loop.execute { bound.value.0.pump(bound.value.1) }  // yield between batches
-      case .failure:
-        handler.close(context, .internalError)
+        if batch.events.isEmpty {
+          feed.feed.notifyWhenReady {
+            loop.execute { bound.value.0.pump(bound.value.1) }
+          }
+        } else {
+          loop.execute { bound.value.0.pump(bound.value.1) }  // yield between batches
+        }
+      case .failure(let error):
+        handler.close(context, error is SubscriberFeed.TooSlow ? .tooSlow : .internalError)
       }
     }
   }
 
-  private func write(_ batch: [BroadcastEvent], _ context: ChannelHandlerContext) {
-    for event in batch {
-      if options.maxMessageSizeBytes > 0 && Int64(event.jsonLength) > options.maxMessageSizeBytes {
+  private func write(_ batch: Batch, _ context: ChannelHandlerContext) {
+    var sent = 0
+    var bytes = 0
+    for event in batch.events {
+      if maxMessageSizeBytes > 0 && Int64(event.jsonLength) > maxMessageSizeBytes {
+        environment.metrics.oversize.increment()
         continue
       }
-      let frame =
-        options.compress
-        ? WebSocketFrame(fin: true, opcode: .binary, data: event.compressed)
-        : WebSocketFrame(fin: true, opcode: .text, data: event.json ?? ByteBuffer())
+      let data = options.compress ? event.compressed : event.json ?? ByteBuffer()
+      let frame = WebSocketFrame(fin: true, opcode: options.compress ? .binary : .text, data: data)
       context.write(wrapOutboundOut(frame), promise: nil)
+      sent += 1
+      bytes += data.readableBytes
     }
-    context.flush()
+    if sent > 0 {
+      context.flush()
+      lastMessage = .now()
+    }
+    deliveredThrough = max(deliveredThrough, batch.position)
+    let metrics = environment.metrics
+    metrics.sent(events: sent, bytes: bytes, compressed: options.compress)
+    metrics.read(disk: batch.fromDisk, memory: batch.fromMemory)
+    if batch.filteredOut > 0 { metrics.filtered.increment(by: batch.filteredOut) }
+    environment.limits.spend(sent, address)
   }
 
+  /// Sends a close frame with the reason, counts it, and drops the connection once the frame is
+  /// out, or after 5 s if the client is not reading (PROTOCOL §9).
   private func close(_ context: ChannelHandlerContext, _ reason: CloseReason) {
     guard !closed else { return }
     closed = true
+    environment.metrics.closed(reason.metric)
     var data = ByteBuffer()
     data.writeInteger(reason.code)
     data.writeString(reason.wireText)
@@ -228,28 +329,32 @@ final class SubscriberHandler: ChannelInboundHandler {
       wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
     )
     .whenComplete { _ in channel.close(promise: nil) }
+    context.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
   }
 }
 
 /// The open subscriptions, so that shutdown can close each one with 1001.
 final class SubscriberRegistry: Sendable {
-  private let state = Mutex<(next: Int, closers: [Int: @Sendable () -> Void])>((0, [:]))
+  private typealias Entry = (channel: any Channel, close: @Sendable () -> Void)
+  private let state = Mutex<(next: Int, entries: [Int: Entry])>((0, [:]))
 
-  func add(_ close: @escaping @Sendable () -> Void) -> Int {
+  func add(_ channel: any Channel, close: @escaping @Sendable () -> Void) -> Int {
     state.withLock { state in
       state.next += 1
-      state.closers[state.next] = close
+      state.entries[state.next] = (channel, close)
       return state.next
     }
   }
 
-  func remove(_ id: Int) { _ = state.withLock { $0.closers.removeValue(forKey: id) } }
+  func remove(_ id: Int) { _ = state.withLock { $0.entries.removeValue(forKey: id) } }
 
-  var count: Int { state.withLock { $0.closers.count } }
+  var count: Int { state.withLock { $0.entries.count } }
+
+  var channels: [any Channel] { state.withLock { $0.entries.values.map(\.channel) } }
 
   /// Asks every open subscription to close.
   func closeAll() {
-    for close in state.withLock({ Array($0.closers.values) }) { close() }
+    for entry in state.withLock({ Array($0.entries.values) }) { entry.close() }
   }
 }
 

@@ -37,7 +37,7 @@ final class BroadcastTests: XCTestCase {
       return XCTFail("evicted positions must be read from the log")
     }
     guard
-      case .events(let found, let through) = ring.read(
+      case .events(let found, let through, _) = ring.read(
         after: events[149].timeUS, limit: 10, filter: .all)
     else {
       return XCTFail("the ring holds the newest 100")
@@ -47,7 +47,7 @@ final class BroadcastTests: XCTestCase {
     let byBytes = LiveRing(capacity: 10_000, maxBytes: 20_000, startAfter: 0)
     byBytes.publish(events)
     guard
-      case .events(let newest, _) = byBytes.read(
+      case .events(let newest, _, _) = byBytes.read(
         after: events[events.count - 10].timeUS, limit: 100, filter: .all)
     else { return XCTFail("the newest events stay") }
     XCTAssertEqual(newest.count, 9)
@@ -94,10 +94,10 @@ final class BroadcastTests: XCTestCase {
       (.cursor(events[half - 100].timeUS), .all, true, Array(events[(half - 100)...])),
       (.live, .all, false, Array(events[half...])),
     ]
-    let feeds = try cases.map { start, filter, text, _ in
+    let pool = DecompressorPool(dictionary: dictionary)
+    let feeds = cases.map { start, filter, text, _ in
       SubscriberFeed(
-        ring: ring, log: log, start: start, filter: filter,
-        decompressor: text ? try EventDecompressor(dictionary: dictionary) : nil)
+        ring: ring, log: log, start: start, filter: filter, decompressors: text ? pool : nil)
     }
     let ingest = Task.detached {
       for start in stride(from: half, to: events.count, by: 37) {

@@ -149,9 +149,12 @@ final class KeepaliveEndToEndTests: XCTestCase {
     let configuration = TemporaryLog.configuration(directory)
     let dictionary = try ZstdDictionary(
       path: SharedData.defaultDictionaryPath)
+    var settings = SubscribeServer.Configuration()
+    settings.pingInterval = pingInterval
+    settings.pongTimeout = pongTimeout
     return try await SubscribeServer.start(
       sources: .init(ring: LiveRing(), log: try EventLog(configuration), dictionary: dictionary),
-      pingInterval: pingInterval, pongTimeout: pongTimeout)
+      configuration: settings)
   }
 
   func testSilentClientsAreClosedAndAnsweringOnesStay() async throws {

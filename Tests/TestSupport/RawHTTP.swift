@@ -7,12 +7,20 @@
 public enum RawHTTP {
   public struct Failure: Error {}
 
-  /// One GET; returns the status code and body.
-  public static func get(port: Int, target: String) throws -> (status: Int, body: String) {
+  /// The headers of a websocket handshake request.
+  private static let upgradeHeaders =
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+
+  /// One GET; returns the status code and body. With `upgrade`, the request is a websocket
+  /// handshake that the server is expected to refuse (an accepted one would never end).
+  public static func get(port: Int, target: String, upgrade: Bool = false) throws -> (
+    status: Int, body: String
+  ) {
     let fd = try connected(port: port)
     defer { close(fd) }
-    try sendAll(
-      fd, Array("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
+    let headers = upgrade ? upgradeHeaders : "Connection: close\r\n"
+    try sendAll(fd, Array("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(headers)\r\n".utf8))
     var response: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65_536)
     while true {
@@ -35,11 +43,7 @@ public enum RawHTTP {
     let fd = try connected(port: port)
     do {
       try sendAll(
-        fd,
-        Array(
-          ("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-            .utf8))
+        fd, Array("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(upgradeHeaders)\r\n".utf8))
       // Read exactly the response head, a byte at a time, so no event bytes are consumed.
       var head: [UInt8] = []
       var byte: UInt8 = 0

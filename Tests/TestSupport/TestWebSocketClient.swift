@@ -143,8 +143,13 @@ public final class TestWebSocketClient: Sendable {
           notUpgradingCompletionHandler: { channel in
             channel.eventLoop.makeSucceededFuture(.refused)
           })
+        // Frames that arrive in the same read as the 101 response must be kept, not dropped
+        // (NIO's default): a cursor replay starts sending at once.
+        var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(
+          upgradeConfiguration: configuration)
+        pipeline.leftOverBytesStrategy = .forwardBytes
         return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-          configuration: .init(upgradeConfiguration: configuration))
+          configuration: pipeline)
       }
     }
     guard case .websocket(let channel) = try await upgrade.get() else { throw NotUpgraded() }

@@ -1,0 +1,49 @@
+import CoreMetrics
+import NIOCore
+
+extension SubscribeServer {
+  /// Where to listen and the per-subscriber policies; every default is PROTOCOL's behaviour with
+  /// the optional limits off.
+  public struct Configuration: Sendable {
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (tests).
+    public var port = 0
+    /// PROTOCOL §9: a ping every 30 s; closed after 60 s without a pong.
+    public var pingInterval: TimeAmount = .seconds(30)
+    public var pongTimeout: TimeAmount = .seconds(60)
+    public var slowConsumer = SlowConsumerPolicy()
+    public var limits = Limits()
+    /// Where the `contrail_*` subscribe metrics go (PROTOCOL §10.3).
+    public var metrics: any MetricsFactory = MetricsSystem.factory
+
+    public init() {}
+  }
+
+  /// When a subscriber that keeps up too slowly is closed. Falling behind retention always closes
+  /// (1008 `consumer too slow`); lagging closes only when `maxLag` is set.
+  public struct SlowConsumerPolicy: Sendable {
+    /// Close a subscriber whose position stays more than this far behind the newest event...
+    public var maxLag: TimeAmount? = nil
+    /// ...for this long.
+    public var grace: TimeAmount = .seconds(60)
+    /// How often retention, lag and heartbeats are checked.
+    public var checkInterval: TimeAmount = .milliseconds(500)
+
+    public init(maxLag: TimeAmount? = nil, grace: TimeAmount = .seconds(60)) {
+      self.maxLag = maxLag
+      self.grace = grace
+    }
+  }
+
+  /// Admission and rate limits (all off by default). Refusals are HTTP 503 (server full) or 429
+  /// (per address) with a one-line reason.
+  public struct Limits: Sendable {
+    public var maxSubscribers: Int? = nil
+    public var maxConnectionsPerIP: Int? = nil
+    /// Events per second sent to all subscriptions of one address together (Jetstream's
+    /// `max-sub-rate`); delivery is paced, nothing is skipped.
+    public var maxEventsPerSecondPerIP: Int? = nil
+
+    public init() {}
+  }
+}

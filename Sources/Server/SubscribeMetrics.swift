@@ -1,0 +1,77 @@
+import CoreMetrics
+import Synchronization
+
+/// The subscribe side's metrics (PROTOCOL §10.3, plus reads by source, filtered events, cursor
+/// requests and refusals), created once per server and updated once per batch, not per event.
+final class SubscribeMetrics: Sendable {
+  private let factory: any MetricsFactory
+  private let subscribers: [Meter]  // index: compressed ? 1 : 0
+  private let eventsSent: [Counter]
+  private let bytesSent: [Counter]
+  private let diskReads: Counter
+  private let memoryReads: Counter
+  let filtered: Counter
+  let oversize: Counter
+  let heartbeats: Counter
+  private let labelled = Mutex<[String: Counter]>([:])
+
+  init(factory: any MetricsFactory) {
+    self.factory = factory
+    let modes = ["none", "zstd"]
+    subscribers = modes.map {
+      Meter(label: "contrail_subscribers", dimensions: [("compression", $0)], factory: factory)
+    }
+    eventsSent = modes.map {
+      Counter(
+        label: "contrail_events_sent_total", dimensions: [("compression", $0)], factory: factory)
+    }
+    bytesSent = modes.map {
+      Counter(
+        label: "contrail_bytes_sent_total", dimensions: [("compression", $0)], factory: factory)
+    }
+    diskReads = Counter(
+      label: "contrail_subscriber_reads_total", dimensions: [("source", "disk")], factory: factory)
+    memoryReads = Counter(
+      label: "contrail_subscriber_reads_total", dimensions: [("source", "memory")],
+      factory: factory)
+    filtered = Counter(label: "contrail_events_filtered_total", factory: factory)
+    oversize = Counter(label: "contrail_events_oversize_total", factory: factory)
+    heartbeats = Counter(label: "contrail_heartbeats_sent_total", factory: factory)
+  }
+
+  func opened(compressed: Bool) { subscribers[compressed ? 1 : 0].increment() }
+  func ended(compressed: Bool) { subscribers[compressed ? 1 : 0].decrement() }
+
+  func sent(events: Int, bytes: Int, compressed: Bool) {
+    guard events > 0 else { return }
+    eventsSent[compressed ? 1 : 0].increment(by: events)
+    bytesSent[compressed ? 1 : 0].increment(by: bytes)
+  }
+
+  func read(disk: Int, memory: Int) {
+    if disk > 0 { diskReads.increment(by: disk) }
+    if memory > 0 { memoryReads.increment(by: memory) }
+  }
+
+  /// `contrail_subscribe_rejected_total{reason}`: 400 replies.
+  func rejected(_ reason: String) { count("contrail_subscribe_rejected_total", "reason", reason) }
+  /// `contrail_subscribe_refused_total{reason}`: 429/503 replies.
+  func refused(_ reason: String) { count("contrail_subscribe_refused_total", "reason", reason) }
+  /// `contrail_subscriber_closes_total{reason}`: server-initiated closes.
+  func closed(_ reason: String) { count("contrail_subscriber_closes_total", "reason", reason) }
+  /// `contrail_options_updates_total{outcome}`: client messages.
+  func update(_ outcome: String) { count("contrail_options_updates_total", "outcome", outcome) }
+  /// `contrail_subscriptions_total{start}`: subscriptions by how they start (live or cursor).
+  func started(_ start: String) { count("contrail_subscriptions_total", "start", start) }
+
+  private func count(_ label: String, _ dimension: String, _ value: String) {
+    let key = label + "\u{0}" + value
+    let counter = labelled.withLock { cache in
+      if let counter = cache[key] { return counter }
+      let counter = Counter(label: label, dimensions: [(dimension, value)], factory: factory)
+      cache[key] = counter
+      return counter
+    }
+    counter.increment()
+  }
+}
