@@ -86,6 +86,8 @@ public final class TestWebSocketClient: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask {
             for await frame in toSend { try await writer.write(frame) }
+            // Closing: give the server time to answer the close frame (the reader returns then).
+            try await Task.sleep(for: .seconds(5))
           }
           group.addTask {
             for try await frame in inbound {
@@ -182,7 +184,7 @@ public final class TestWebSocketClient: Sendable {
         fin: true, opcode: .binary, maskKey: .random(), data: ByteBuffer(bytes: binary)))
   }
 
-  /// Sends a close frame and waits for the connection to end.
+  /// Sends a close frame and waits for the server's answer (at most 5 s), then disconnects.
   public func close() async {
     var data = ByteBuffer()
     data.write(webSocketErrorCode: .normalClosure)
