@@ -51,9 +51,9 @@ let package = Package(
     .executableTarget(
       name: "contrail",
       dependencies: [
-        "Firehose", "Events", "Compression", "EventLog", "SyntheticFirehose",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
-      ]),
+        "Firehose", "Events", "Compression", "EventLog", "SyntheticFirehose", "Broadcast",
+        "Server", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ] + websocket),
     .target(
       name: "TestSupport",
       dependencies: [

@@ -78,26 +78,63 @@ public final class SubscriberFeed {
     var records: [LogRecord] = []
     while records.count < limit, let record = reader.next() { records.append(record) }
     let batch =
-      try decompressors?.with { decompressor in
-        try records.map { try Self.event($0, decompressor) }
-      } ?? records.map { try Self.event($0, nil) }
+      try decompressors?.with { try Self.events(records, decompressor: $0) }
+      ?? Self.events(records, decompressor: nil)
     if let scanned = reader.scannedThrough { position = max(position, scanned) }
     fromDisk += batch.count
     filteredOut += reader.skipped - skippedBefore
     return batch
   }
 
-  /// A log record as the ring would hold it; JSON only for text subscribers.
-  private static func event(_ record: LogRecord, _ decompressor: EventDecompressor?) throws
-    -> BroadcastEvent
+  /// Log records as the ring would hold them: zstd frames, or JSON for text subscribers (given a
+  /// decompressor). All of a batch's bytes go into one buffer that the events share.
+  private static func events(_ records: [LogRecord], decompressor: EventDecompressor?) throws
+    -> [BroadcastEvent]
   {
-    let json = try decompressor.map { ByteBuffer(bytes: try $0.decompress(record.payload)) }
-    let length =
-      json?.readableBytes
-      ?? record.payload.withUnsafeBytes { EventDecompressor.contentSize(of: $0) } ?? 0
-    return BroadcastEvent(
-      timeUS: record.timeUS, kind: record.kind, did: record.did, collection: record.collection,
-      json: json, compressed: ByteBuffer(bytes: record.payload), jsonLength: length)
+    var buffer = ByteBuffer()
+    var ends: [Int] = []
+    ends.reserveCapacity(records.count)
+    if let decompressor {
+      var sizes: [Int?] = []
+      sizes.reserveCapacity(records.count)
+      for record in records {
+        sizes.append(try record.payload.withUnsafeBytes { try decompressor.checkedSize(of: $0) })
+      }
+      buffer.reserveCapacity(sizes.reduce(0) { $0 + ($1 ?? 0) })
+      for (record, size) in zip(records, sizes) {
+        if let size {
+          try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { destination in
+            try record.payload.withUnsafeBytes {
+              try decompressor.decompress($0, size: size, into: destination)
+            }
+            return size
+          }
+        } else {
+          buffer.writeBytes(try decompressor.decompress(record.payload))  // no declared size
+        }
+        ends.append(buffer.writerIndex)
+      }
+    } else {
+      buffer.reserveCapacity(records.reduce(0) { $0 + $1.payload.count })
+      for record in records {
+        buffer.writeBytes(record.payload)
+        ends.append(buffer.writerIndex)
+      }
+    }
+    // Slice only once everything is written: a slice shares the storage, so a later write
+    // would copy it.
+    var start = 0
+    return zip(records, ends).map { record, end in
+      let bytes = buffer.getSlice(at: start, length: end - start)!
+      start = end
+      let json = decompressor == nil ? nil : bytes
+      let length =
+        json?.readableBytes
+        ?? record.payload.withUnsafeBytes { EventDecompressor.contentSize(of: $0) } ?? 0
+      return BroadcastEvent(
+        timeUS: record.timeUS, kind: record.kind, did: record.did, collection: record.collection,
+        json: json, compressed: json == nil ? bytes : ByteBuffer(), jsonLength: length)
+    }
   }
 
   /// Calls `wake` once when events newer than the position may be available.

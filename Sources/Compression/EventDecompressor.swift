@@ -44,7 +44,27 @@ public final class EventDecompressor {
   public static var framesDecompressed: Int { decompressed.load(ordering: .relaxed) }
 
   public func decompress(_ frame: UnsafeRawBufferPointer) throws -> [UInt8] {
-    Self.decompressed.add(1, ordering: .relaxed)
+    guard let size = try checkedSize(of: frame) else {
+      Self.decompressed.add(1, ordering: .relaxed)
+      return try decompressStream(frame)
+    }
+    var failure: (any Error)? = nil
+    let output = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+      do {
+        try decompress(frame, size: size, into: UnsafeMutableRawBufferPointer(buffer))
+        count = size
+      } catch {
+        failure = error
+        count = 0
+      }
+    }
+    if let failure { throw failure }
+    return output
+  }
+
+  /// The size a frame for this decoder declares (nil: it declares none, so only `decompress`
+  /// can decode it); throws for another dictionary, a non-frame or a size over `maxSize`.
+  public func checkedSize(of frame: UnsafeRawBufferPointer) throws -> Int? {
     let named = ZSTD_getDictID_fromFrame(frame.baseAddress, frame.count)
     if named != 0 && named != dictionary.id {
       throw Failure(
@@ -54,31 +74,28 @@ public final class EventDecompressor {
     if declared == ZSTD_CONTENTSIZE_ERROR {
       throw Failure(description: "not a zstd frame")
     }
-    if declared != ZSTD_CONTENTSIZE_UNKNOWN {
-      guard declared <= UInt64(maxSize) else {
-        throw Failure(
-          description: "the frame declares \(declared) bytes, over the \(maxSize)-byte limit")
-      }
-      var failure: Int? = nil
-      let output = [UInt8](unsafeUninitializedCapacity: Int(declared)) { buffer, count in
-        let result = ZSTD_decompressDCtx(
-          context, buffer.baseAddress, Int(declared), frame.baseAddress, frame.count)
-        if ZSTD_isError(result) != 0 {
-          failure = result
-          count = 0
-        } else {
-          count = result
-        }
-      }
-      if let failure { throw Failure(description: Zstd.errorName(failure)) }
-      guard output.count == Int(declared) else {
-        throw Failure(
-          description: "the frame decoded to \(output.count) bytes, not the \(declared) it declares"
-        )
-      }
-      return output
+    if declared == ZSTD_CONTENTSIZE_UNKNOWN { return nil }
+    guard declared <= UInt64(maxSize) else {
+      throw Failure(
+        description: "the frame declares \(declared) bytes, over the \(maxSize)-byte limit")
     }
-    return try decompressStream(frame)
+    return Int(declared)
+  }
+
+  /// Decodes a frame whose `checkedSize` is `size` into the first `size` bytes of `destination`
+  /// (no allocation: replays decode a whole batch into one buffer).
+  public func decompress(
+    _ frame: UnsafeRawBufferPointer, size: Int, into destination: UnsafeMutableRawBufferPointer
+  ) throws {
+    precondition(destination.count >= size)
+    Self.decompressed.add(1, ordering: .relaxed)
+    let result = ZSTD_decompressDCtx(
+      context, destination.baseAddress, size, frame.baseAddress, frame.count)
+    if ZSTD_isError(result) != 0 { throw Failure(description: Zstd.errorName(result)) }
+    guard result == size else {
+      throw Failure(
+        description: "the frame decoded to \(result) bytes, not the \(size) it declares")
+    }
   }
 
   /// The decoded size a frame declares in its header, if it declares one.

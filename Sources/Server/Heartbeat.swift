@@ -1,7 +1,6 @@
 import Compression
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOWebSocket
 
 /// Builds cursor heartbeats (PROTOCOL §10.2), `{"kind":"heartbeat","time_us":T}`, at send time,
 /// as text or as one zstd frame with the served dictionary. Never stored.
@@ -19,12 +18,11 @@ final class HeartbeatEncoder: @unchecked Sendable {
     Array(#"{"kind":"heartbeat","time_us":\#(timeUS)}"#.utf8)
   }
 
-  func frame(_ timeUS: Int64, compressed: Bool) throws -> WebSocketFrame {
+  /// The whole websocket frame, ready to write.
+  func frame(_ timeUS: Int64, compressed: Bool) throws -> ByteBuffer {
     let json = Self.json(timeUS)
-    guard compressed else {
-      return WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: json))
-    }
+    guard compressed else { return WebSocketWire.frame(WebSocketWire.text, ByteBuffer(bytes: json)) }
     let bytes = try lock.withLock { try compressor.compress(json) }
-    return WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: bytes))
+    return WebSocketWire.frame(WebSocketWire.binary, ByteBuffer(bytes: bytes))
   }
 }

@@ -93,8 +93,11 @@ public final class SubscribeServer: Sendable {
               return channel.eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState)
             }
             return channel.eventLoop.makeCompletedFuture {
+              // Subscribers write pre-encoded frames (`WebSocketWire`), whole batches at once.
+              let writer = RawFrameWriter()
+              try channel.pipeline.syncOperations.addHandler(writer, position: .first)
               let handler = SubscriberHandler(
-                options: options, address: address, environment: environment
+                options: options, address: address, environment: environment, writer: writer
               ) { filter in
                 SubscriberFeed(
                   ring: sources.ring, log: sources.log,

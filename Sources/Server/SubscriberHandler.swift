@@ -24,7 +24,6 @@ struct SubscriberEnvironment: Sendable {
 /// replays run on the thread pool; the event loop only moves bytes.
 final class SubscriberHandler: ChannelInboundHandler {
   typealias InboundIn = WebSocketFrame
-  typealias OutboundOut = WebSocketFrame
 
   static let batchSize = 128
 
@@ -34,6 +33,8 @@ final class SubscriberHandler: ChannelInboundHandler {
   private let options: SubscribeOptions
   private let address: String
   private let environment: SubscriberEnvironment
+  /// Every frame to the client goes out pre-encoded through this (`WebSocketWire`).
+  private let writer: RawFrameWriter
   /// Creates the feed for a filter; the start (cursor or live) is resolved when it is called.
   private let makeFeed: (EventFilter) -> SubscriberFeed
   /// nil until the subscription starts (at the upgrade, or at the hello with `requireHello`).
@@ -41,7 +42,10 @@ final class SubscriberHandler: ChannelInboundHandler {
   private var maxMessageSizeBytes: Int64
   /// An `options_update` to apply before the next batch is read.
   private var pendingUpdate: (EventFilter, Int64)?
+  /// A read is in flight (or a paced pump is scheduled).
   private var pumping = false
+  /// A batch read but not yet written (the channel was not writable when it arrived).
+  private var readyBatch: Batch?
   private var waitingForWritable = false
   private var closed = false
   private var ended = false
@@ -57,8 +61,9 @@ final class SubscriberHandler: ChannelInboundHandler {
 
   init(
     options: SubscribeOptions, address: String, environment: SubscriberEnvironment,
-    makeFeed: @escaping (EventFilter) -> SubscriberFeed
+    writer: RawFrameWriter, makeFeed: @escaping (EventFilter) -> SubscriberFeed
   ) {
+    self.writer = writer
     self.options = options
     self.address = address
     self.environment = environment
@@ -116,8 +121,7 @@ final class SubscriberHandler: ChannelInboundHandler {
     if NIODeadline.now() - lastPong >= configuration.pongTimeout {
       return close(context, .pingTimeout)
     }
-    context.writeAndFlush(
-      wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
+    writer.send(WebSocketWire.frame(WebSocketWire.ping, ByteBuffer()))
   }
 
   /// The periodic check: the slow-consumer policy (retention passed the position even while the
@@ -143,7 +147,7 @@ final class SubscriberHandler: ChannelInboundHandler {
     {
       do {
         let frame = try environment.heartbeats.frame(deliveredThrough, compressed: options.compress)
-        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        writer.send(frame)
         environment.metrics.heartbeats.increment()
         lastMessage = now
       } catch {
@@ -187,9 +191,7 @@ final class SubscriberHandler: ChannelInboundHandler {
     case .pong:
       lastPong = .now()
     case .ping:
-      context.writeAndFlush(
-        wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)),
-        promise: nil)
+      writer.send(WebSocketWire.frame(WebSocketWire.pong, frame.unmaskedData))
     case .connectionClose:
       if closed {  // the client's answer to our close
         context.close(promise: nil)
@@ -200,10 +202,8 @@ final class SubscriberHandler: ChannelInboundHandler {
       let code = data.readSlice(length: 2) ?? ByteBuffer()
       closed = true
       let channel = context.channel
-      context.writeAndFlush(
-        wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: code))
-      )
-      .whenComplete { _ in channel.close(promise: nil) }
+      writer.send(WebSocketWire.frame(WebSocketWire.close, code))?
+        .whenComplete { _ in channel.close(promise: nil) }
     case .text:
       var data = frame.unmaskedData
       switch ClientMessage.decode(data.readBytes(length: data.readableBytes) ?? []) {
@@ -237,16 +237,11 @@ final class SubscriberHandler: ChannelInboundHandler {
     var filteredOut: Int
   }
 
-  /// Reads the next batch off the event loop, then writes it here.
+  /// Moves the subscription forward: while the channel is writable, starts reading the next
+  /// batch off the event loop and writes the batch already read here, so reading and writing
+  /// overlap. At most one read batch waits beside the channel's own (bounded) write buffer.
   private func pump(_ context: ChannelHandlerContext) {
     guard !closed, !pumping, let feed else { return }
-    if let (filter, maxSize) = pendingUpdate {
-      // No batch is in flight, so the feed is ours to change: the new filter applies from the
-      // next event read.
-      feed.feed.filter = filter
-      maxMessageSizeBytes = maxSize
-      pendingUpdate = nil
-    }
     guard context.channel.isWritable else {
       waitingForWritable = true
       return
@@ -261,7 +256,25 @@ final class SubscriberHandler: ChannelInboundHandler {
       }
       return
     }
+    let ready = readyBatch
+    readyBatch = nil
+    read(feed, context)
+    if let ready { write(ready, context) }
+  }
+
+  /// Reads the next batch on the thread pool; it comes back to `pump` (or, when there is nothing
+  /// new, the feed calls back once there is).
+  private func read(_ feed: FeedBox, _ context: ChannelHandlerContext) {
+    if let (filter, maxSize) = pendingUpdate {
+      // No read is in flight, so the feed is ours to change: the new filter applies from the
+      // next event read.
+      feed.feed.filter = filter
+      maxMessageSizeBytes = maxSize
+      pendingUpdate = nil
+    }
     pumping = true
+    let loop = context.eventLoop
+    let bound = NIOLoopBound((self, context), eventLoop: loop)
     NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> Batch in
       let feed = feed.feed
       let before = (feed.fromDisk, feed.fromMemory, feed.filteredOut)
@@ -274,37 +287,42 @@ final class SubscriberHandler: ChannelInboundHandler {
       handler.pumping = false
       guard !handler.closed else { return }
       switch result {
-      case .success(let batch):
-        handler.write(batch, context)
-        if batch.events.isEmpty {
-          feed.feed.notifyWhenReady {
-            loop.execute { bound.value.0.pump(bound.value.1) }
-          }
-        } else {
-          loop.execute { bound.value.0.pump(bound.value.1) }  // yield between batches
+      case .success(let batch) where batch.events.isEmpty:
+        handler.write(batch, context)  // the position moved: heartbeats and metrics see it
+        feed.feed.notifyWhenReady {
+          loop.execute { bound.value.0.pump(bound.value.1) }
         }
+      case .success(let batch):
+        handler.readyBatch = batch
+        handler.pump(context)
       case .failure(let error):
         handler.close(context, error is SubscriberFeed.TooSlow ? .tooSlow : .internalError)
       }
     }
   }
 
+  /// Writes a batch as one buffer of frames, one flush.
   private func write(_ batch: Batch, _ context: ChannelHandlerContext) {
+    let opcode = options.compress ? WebSocketWire.binary : WebSocketWire.text
     var sent = 0
     var bytes = 0
+    var frames = ByteBuffer()
+    frames.reserveCapacity(
+      batch.events.reduce(0) {
+        $0 + 10 + (options.compress ? $1.compressed.readableBytes : $1.json?.readableBytes ?? 0)
+      })
     for event in batch.events {
       if maxMessageSizeBytes > 0 && Int64(event.jsonLength) > maxMessageSizeBytes {
         environment.metrics.oversize.increment()
         continue
       }
       let data = options.compress ? event.compressed : event.json ?? ByteBuffer()
-      let frame = WebSocketFrame(fin: true, opcode: options.compress ? .binary : .text, data: data)
-      context.write(wrapOutboundOut(frame), promise: nil)
+      WebSocketWire.append(opcode, data, to: &frames)
       sent += 1
       bytes += data.readableBytes
     }
     if sent > 0 {
-      context.flush()
+      writer.send(frames)
       lastMessage = .now()
     }
     deliveredThrough = max(deliveredThrough, batch.position)
@@ -325,10 +343,8 @@ final class SubscriberHandler: ChannelInboundHandler {
     data.writeInteger(reason.code)
     data.writeString(reason.wireText)
     let channel = context.channel
-    context.writeAndFlush(
-      wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
-    )
-    .whenComplete { _ in channel.close(promise: nil) }
+    writer.send(WebSocketWire.frame(WebSocketWire.close, data))?
+      .whenComplete { _ in channel.close(promise: nil) }
     context.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
   }
 }

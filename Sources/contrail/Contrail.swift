@@ -8,6 +8,6 @@ struct Contrail: AsyncParsableCommand {
     abstract: "A Jetstream-compatible AT Protocol firehose translator.",
     subcommands: [
       Translate.self, Generate.self, FakeRelay.self, TrainDictionary.self, Compress.self,
-      Decompress.self, Inspect.self, Bench.self, LogWriter.self,
+      Decompress.self, Inspect.self, Bench.self, LogWriter.self, LoadClient.self,
     ])
 }

@@ -1,0 +1,275 @@
+import ArgumentParser
+import Broadcast
+import Compression
+import EventLog
+import Events
+import Foundation
+import NIOCore
+import Server
+import SyntheticFirehose
+
+/// `contrail bench fanout`: the subscribe server in this process, `contrail load-client` in
+/// another (so this process's CPU time is the server's), over 127.0.0.1.
+struct BenchFanout: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "fanout",
+    abstract: "Live fan-out and disk replay events/s, server CPU per message, idle RSS.",
+    discussion: """
+      Live: the events are published to the ring as fast as possible while every subscriber \
+      reads them all. Replay: one subscriber reads a log from its first event. Idle: RSS with \
+      --idle subscribers connected and nothing to send.
+      """)
+
+  @Option(help: "Subscriber counts for the live runs (comma-separated).")
+  var subscribers = "1,10,100,1000"
+
+  @Option(help: "Messages to deliver per live run, in total over all subscribers.")
+  var deliveries = 2_000_000
+
+  @Option(help: "Events in the log for the replay runs.")
+  var replay = 500_000
+
+  @Option(help: "Idle subscribers for the RSS measurement.")
+  var idle = 1_000
+
+  @Option(help: "Distinct synthetic frames behind the events (they are reused with new time_us).")
+  var frames = 20_000
+
+  @Option(help: "The dictionary the events are compressed with.")
+  var dictionary = "Dictionaries/contrail-default.zdict"
+
+  func run() async throws {
+    let counts = try subscribers.split(separator: ",").map {
+      guard let count = Int($0), count > 0 else { throw CLIError("bad subscriber count: \($0)") }
+      return count
+    }
+    let dictionary = try ZstdDictionary(path: dictionary)
+    let scratch = FileManager.default.temporaryDirectory.path + "/contrail-bench-fanout-\(getpid())"
+    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+    let idleLog = try EventLog(Self.logConfiguration(scratch + "/idle"))
+    let server = try await SubscribeServer.start(
+      sources: .init(ring: LiveRing(), log: idleLog, dictionary: dictionary))
+    let before = Self.residentBytes()
+    let client = try await LoadProcess.start(
+      port: server.port, connections: idle, target: "/subscribe", expect: 0)
+    try await Self.waitFor(server, subscribers: idle)
+    let after = Self.residentBytes()
+    client.stop()
+    print(
+      "idle: RSS \(after >> 20) MB with \(idle) subscribers (\(before >> 20) MB before they "
+        + "connected, \((after - before) / max(idle, 1)) B each)")
+    try await server.stop()
+
+    let pool = try Self.events(frames: frames, dictionary: dictionary)
+    let average = pool.reduce(0) { $0 + $1.compressed.readableBytes } / pool.count
+    print(
+      "\(pool.count) distinct events (zstd \(average) B average), reused with new time_us; "
+        + "load client: `contrail load-client` in a second process")
+
+    for compressed in [false, true] {
+      for count in counts {
+        let events = max(2_000, deliveries / count)
+        let log = try EventLog(Self.logConfiguration(scratch + "/live-\(count)-\(compressed)"))
+        let ring = LiveRing(capacity: events + 1, maxBytes: 8 << 30)
+        let server = try await SubscribeServer.start(
+          sources: .init(ring: ring, log: log, dictionary: dictionary))
+        let client = try await LoadProcess.start(
+          port: server.port, connections: count,
+          target: compressed ? "/subscribe?compress=true" : "/subscribe", expect: events)
+        try await Self.waitFor(server, subscribers: count)
+        let cpu = CPUTime.now()
+        var time: Int64 = 0
+        for start in stride(from: 0, to: events, by: 256) {
+          ring.publish(
+            (start..<min(start + 256, events)).map { index in
+              time += 1
+              return Self.restamped(pool[index % pool.count], time)
+            })
+        }
+        let result = try await client.result()
+        let used = CPUTime.now() - cpu
+        report(
+          "live \(compressed ? "zstd" : "json") × \(count)", result, cpu: used,
+          delivered: count * events)
+        try await server.stop()
+      }
+    }
+
+    for compressed in [false, true] {
+      let log = try EventLog(Self.logConfiguration(scratch + "/replay-\(compressed)"))
+      var records: [LogRecord] = []
+      for index in 0..<replay {
+        let event = pool[index % pool.count]
+        records.append(
+          LogRecord(
+            timeUS: Int64(index + 1), seq: Int64(index + 1), kind: event.kind, did: event.did,
+            collection: event.collection,
+            payload: Array(event.compressed.readableBytesView)))
+        if records.count == 1_000 {
+          try log.append(records)
+          records.removeAll(keepingCapacity: true)
+        }
+      }
+      try log.append(records)
+      let ring = LiveRing(capacity: 1_024, startAfter: Int64(replay))
+      let server = try await SubscribeServer.start(
+        sources: .init(ring: ring, log: log, dictionary: dictionary))
+      let cpu = CPUTime.now()
+      let client = try await LoadProcess.start(
+        port: server.port, connections: 1,
+        target: "/subscribe?cursor=1" + (compressed ? "&compress=true" : ""), expect: replay)
+      let result = try await client.result()
+      let used = CPUTime.now() - cpu
+      report(
+        "replay from disk, \(compressed ? "zstd" : "json (decompressed per event)") × 1", result,
+        cpu: used, delivered: replay)
+      try await server.stop()
+    }
+
+  }
+
+  private func report(_ name: String, _ result: LoadProcess.Result, cpu: Double, delivered: Int) {
+    guard result.complete, result.messages == delivered else {
+      print("\(name): INCOMPLETE, \(result.messages) of \(delivered) messages")
+      return
+    }
+    print(
+      "\(name): \(Int(Double(result.messages) / result.seconds)) events/s delivered, "
+        + "\(format1(Double(result.bytes) / result.seconds / 1e6)) MB/s, server CPU "
+        + "\(format3(cpu / Double(delivered) * 1e6)) µs/message "
+        + "(\(Int(cpu / Double(delivered) * 1e8)) ms per 100k)")
+  }
+
+  static func logConfiguration(_ directory: String) -> EventLog.Configuration {
+    var configuration = EventLog.Configuration(directory: directory)
+    configuration.sync = .never
+    return configuration
+  }
+
+  static func waitFor(_ server: SubscribeServer, subscribers: Int) async throws {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while server.subscriberCount < subscribers {
+      guard ContinuousClock.now < deadline else {
+        throw CLIError("only \(server.subscriberCount) of \(subscribers) subscribers connected")
+      }
+      try await Task.sleep(for: .milliseconds(5))
+    }
+  }
+
+  /// Synthetic events in the ring's form, compressed once.
+  static func events(frames: Int, dictionary: ZstdDictionary) throws -> [BroadcastEvent] {
+    let compressor = try EventCompressor(dictionary: dictionary)
+    var generator = FirehoseGenerator(seed: 5)
+    let translator = Translator(sequencer: Sequencer(last: 0, clock: { 0 }))
+    var events: [Event] = []
+    for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
+    return try events.map { BroadcastEvent($0, compressed: try compressor.compress($0.json)) }
+  }
+
+  static func restamped(_ event: BroadcastEvent, _ time: Int64) -> BroadcastEvent {
+    BroadcastEvent(
+      timeUS: time, kind: event.kind, did: event.did, collection: event.collection,
+      json: event.json, compressed: event.compressed, jsonLength: event.jsonLength)
+  }
+
+  static func residentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+      let kb = Int(line.split(separator: " ").dropFirst().first ?? "")
+    else { return 0 }
+    return kb << 10
+  }
+}
+
+/// This process's user + system CPU seconds.
+enum CPUTime {
+  static func now() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+      + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+  }
+}
+
+/// `contrail load-client` running as a child process.
+final class LoadProcess: Sendable {
+  struct Result {
+    var messages = 0
+    var bytes = 0
+    var seconds = 0.0
+    var complete = false
+  }
+
+  private let process: Process
+  private let output: FileHandle
+  private let input: Pipe
+
+  private init(process: Process, output: FileHandle, input: Pipe) {
+    self.process = process
+    self.output = output
+    self.input = input
+  }
+
+  /// Starts the client and returns once all its connections are up.
+  static func start(port: Int, connections: Int, target: String, expect: Int) async throws
+    -> LoadProcess
+  {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+    process.arguments = [
+      "load-client", "--port", String(port), "--connections", String(connections), "--target",
+      target, "--expect", String(expect),
+    ]
+    let stdout = Pipe()
+    let stdin = Pipe()
+    process.standardOutput = stdout
+    process.standardInput = stdin
+    try process.run()
+    let client = LoadProcess(process: process, output: stdout.fileHandleForReading, input: stdin)
+    guard try await client.line() == "ready" else { throw CLIError("the load client failed") }
+    return client
+  }
+
+  /// The next line the client prints (blocking read on a thread of its own).
+  private func line() async throws -> String? {
+    let output = self.output
+    return await Task.detached {
+      var bytes: [UInt8] = []
+      while true {
+        let byte = output.readData(ofLength: 1)
+        guard let first = byte.first else { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+        if first == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
+        bytes.append(first)
+      }
+    }.value
+  }
+
+  /// Waits for the client's result line.
+  func result() async throws -> Result {
+    guard let line = try await line(), line.hasPrefix("result ") else {
+      throw CLIError("the load client ended without a result")
+    }
+    var result = Result()
+    for field in line.split(separator: " ").dropFirst() {
+      let parts = field.split(separator: "=")
+      guard parts.count == 2 else { continue }
+      switch parts[0] {
+      case "messages": result.messages = Int(parts[1]) ?? 0
+      case "bytes": result.bytes = Int(parts[1]) ?? 0
+      case "seconds": result.seconds = Double(parts[1]) ?? 0
+      case "complete": result.complete = parts[1] == "true"
+      default: break
+      }
+    }
+    process.waitUntilExit()
+    return result
+  }
+
+  /// Ends an idle client (it exits when its standard input closes).
+  func stop() {
+    try? input.fileHandleForWriting.close()
+    process.waitUntilExit()
+  }
+}
