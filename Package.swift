@@ -20,6 +20,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
   ],
   targets: [
     .systemLibrary(
@@ -46,13 +49,34 @@ let package = Package(
       dependencies: [
         "Events", "Broadcast", "EventLog", "Compression",
         .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ] + websocket),
+    .target(
+      name: "Ingest",
+      dependencies: [
+        "Events", "Compression", "EventLog", "Broadcast",
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+      ] + websocket),
+    .target(
+      name: "Serve",
+      dependencies: [
+        "Ingest", "Server", "Broadcast", "EventLog", "Events", "Compression", "SyntheticFirehose",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
       ] + websocket),
     .executableTarget(
       name: "contrail",
       dependencies: [
         "Firehose", "Events", "Compression", "EventLog", "SyntheticFirehose", "Broadcast",
-        "Server", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Server", "Ingest", "Serve",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ] + websocket),
     .target(
       name: "TestSupport",
@@ -69,6 +93,15 @@ let package = Package(
       dependencies: [
         "Server", "Events", "Broadcast", "EventLog", "Compression", "SyntheticFirehose",
         "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
+      ]),
+    .testTarget(
+      name: "IngestTests",
+      dependencies: [
+        "Ingest", "Serve", "Server", "Events", "Broadcast", "EventLog", "Compression",
+        "SyntheticFirehose", "TestSupport",
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ]),
     .testTarget(
       name: "BroadcastTests",

@@ -270,6 +270,10 @@ public final class EventLog: Sendable {
     state.withLock { configuration.sync == .never ? $0.writtenSeq : $0.durableSeq }
   }
 
+  /// The relay seq of the last event written (readable now, maybe not yet fsynced): where a
+  /// running ingest resumes after a reconnect.
+  public var lastWrittenSeq: Int64? { state.withLock { $0.writtenSeq } }
+
   /// The largest stored `time_us` (start the sequencer above it).
   public var lastTimeUS: Int64? {
     state.withLock {

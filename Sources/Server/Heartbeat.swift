@@ -21,7 +21,9 @@ final class HeartbeatEncoder: @unchecked Sendable {
   /// The whole websocket frame, ready to write.
   func frame(_ timeUS: Int64, compressed: Bool) throws -> ByteBuffer {
     let json = Self.json(timeUS)
-    guard compressed else { return WebSocketWire.frame(WebSocketWire.text, ByteBuffer(bytes: json)) }
+    guard compressed else {
+      return WebSocketWire.frame(WebSocketWire.text, ByteBuffer(bytes: json))
+    }
     let bytes = try lock.withLock { try compressor.compress(json) }
     return WebSocketWire.frame(WebSocketWire.binary, ByteBuffer(bytes: bytes))
   }

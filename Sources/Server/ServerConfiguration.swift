@@ -1,4 +1,5 @@
 import CoreMetrics
+import Logging
 import NIOCore
 
 extension SubscribeServer {
@@ -15,6 +16,12 @@ extension SubscribeServer {
     public var limits = Limits()
     /// Where the `contrail_*` subscribe metrics go (PROTOCOL §10.3).
     public var metrics: any MetricsFactory = MetricsSystem.factory
+    /// `GET /metrics`: the Prometheus text; nil answers 404.
+    public var metricsText: (@Sendable () -> [UInt8])? = nil
+    /// `GET /readyz`: nil when ready, else the one-line reason for a 503.
+    public var readiness: @Sendable () -> String? = { nil }
+    /// One line per subscriber connect and disconnect.
+    public var logger = Logger(label: "contrail.subscribe")
 
     public init() {}
   }

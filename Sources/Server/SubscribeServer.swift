@@ -6,8 +6,9 @@ import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 
-/// The HTTP and websocket front (PROTOCOL §1): `GET /subscribe` (validated before the upgrade),
-/// `GET /dictionary`, `GET /healthz`; 404 for unknown paths, 405 for other methods.
+/// The HTTP and websocket front (PROTOCOL §1, §10.1): `GET /subscribe` (validated before the
+/// upgrade), `/dictionary`, `/healthz`, `/readyz`, `/metrics`; 404 for unknown paths, 405 for
+/// other methods.
 public final class SubscribeServer: Sendable {
   public struct Sources: Sendable {
     public let ring: LiveRing
@@ -73,7 +74,8 @@ public final class SubscribeServer: Sendable {
       .childChannelInitializer { channel in
         let address = channel.remoteAddress?.ipAddress ?? "unknown"
         let http = NIOLoopBound(
-          HTTPHandler(dictionary: sources.dictionary, metrics: metrics),
+          HTTPHandler(
+            dictionary: sources.dictionary, metrics: metrics, configuration: configuration),
           eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
           maxFrameSize: SubscriberHandler.maxMessageBytes, automaticErrorHandling: false,
@@ -129,11 +131,11 @@ public final class SubscribeServer: Sendable {
   }
 
   /// Stops accepting, closes every subscription with 1001 `server shutting down`, and waits up to
-  /// 10 s for them to end (each connection is dropped 5 s after its close frame regardless).
-  public func stop() async throws {
+  /// `timeout` for them to end (each connection is dropped 5 s after its close frame regardless).
+  public func stop(timeout: Duration = .seconds(10)) async throws {
     try await channel.close().get()
     subscribers.closeAll()
-    let deadline = ContinuousClock.now + .seconds(10)
+    let deadline = ContinuousClock.now + timeout
     while subscribers.count > 0 && ContinuousClock.now < deadline {
       try await Task.sleep(for: .milliseconds(10))
     }
@@ -165,13 +167,18 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
   private let dictionary: ZstdDictionary
   private let metrics: SubscribeMetrics
+  private let configuration: SubscribeServer.Configuration
   private var head: HTTPRequestHead?
   /// Set by the upgrader when the limits refused this request's subscription.
   var refusal: ConnectionLimits.Refusal?
 
-  init(dictionary: ZstdDictionary, metrics: SubscribeMetrics) {
+  init(
+    dictionary: ZstdDictionary, metrics: SubscribeMetrics,
+    configuration: SubscribeServer.Configuration
+  ) {
     self.dictionary = dictionary
     self.metrics = metrics
+    self.configuration = configuration
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -187,7 +194,11 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
   private func respond(_ context: ChannelHandlerContext, to head: HTTPRequestHead) {
     let path = Route.split(head.uri).path
-    guard ["/subscribe", "/dictionary", "/healthz"].contains(path) else {
+    let metricsText = configuration.metricsText
+    guard
+      ["/subscribe", "/dictionary", "/healthz", "/readyz"].contains(path)
+        || (path == "/metrics" && metricsText != nil)
+    else {
       return send(context, .notFound, "not found", keepAlive: head.isKeepAlive)
     }
     guard head.method == .GET else {
@@ -213,6 +224,18 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
       send(
         context, .ok, ByteBuffer(bytes: dictionary.bytes), headers: headers,
         keepAlive: head.isKeepAlive)
+    case "/metrics":
+      var headers = HTTPHeaders()
+      headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
+      send(
+        context, .ok, ByteBuffer(bytes: metricsText!()), headers: headers,
+        keepAlive: head.isKeepAlive)
+    case "/readyz":
+      if let reason = configuration.readiness() {
+        send(context, .serviceUnavailable, reason, keepAlive: head.isKeepAlive)
+      } else {
+        send(context, .ok, "ready", keepAlive: head.isKeepAlive)
+      }
     default:
       send(context, .ok, "ok", keepAlive: head.isKeepAlive)
     }

@@ -48,6 +48,8 @@ final class SubscriberHandler: ChannelInboundHandler {
   private var readyBatch: Batch?
   private var waitingForWritable = false
   private var closed = false
+  /// The metric label of a server-initiated close, for the disconnect log line.
+  private var closeReason: String?
   private var ended = false
   private var lastPong = NIODeadline.now()
   private var timers: [RepeatedTask] = []
@@ -76,6 +78,14 @@ final class SubscriberHandler: ChannelInboundHandler {
   func handlerAdded(context: ChannelHandlerContext) {
     lastPong = .now()
     environment.metrics.opened(compressed: options.compress)
+    configuration.logger.info(
+      "subscriber connected",
+      metadata: [
+        "address": "\(address)", "compress": "\(options.compress)",
+        "cursor": "\(options.cursor.map(String.init) ?? "live")",
+        "collections": "\(options.filter.collections.count)",
+        "dids": "\(options.filter.dids.count)",
+      ])
     environment.metrics.started(options.cursor == nil ? "live" : "cursor")
     let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
     let loop = context.eventLoop
@@ -113,6 +123,9 @@ final class SubscriberHandler: ChannelInboundHandler {
     for timer in timers { timer.cancel() }
     if let registration { environment.registry.remove(registration) }
     environment.metrics.ended(compressed: options.compress)
+    configuration.logger.info(
+      "subscriber disconnected",
+      metadata: ["address": "\(address)", "reason": "\(closeReason ?? "client")"])
   }
 
   /// Sends a ping, or closes a client that has not answered for `pongTimeout`.
@@ -338,6 +351,7 @@ final class SubscriberHandler: ChannelInboundHandler {
   private func close(_ context: ChannelHandlerContext, _ reason: CloseReason) {
     guard !closed else { return }
     closed = true
+    closeReason = reason.metric
     environment.metrics.closed(reason.metric)
     var data = ByteBuffer()
     data.writeInteger(reason.code)

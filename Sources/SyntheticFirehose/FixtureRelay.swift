@@ -32,7 +32,7 @@ public final class FixtureRelay: Sendable {
   /// Open connections by ID, and the error frame each one still has to send.
   private struct State {
     var errors: [Int: (code: String, message: String)] = [:]
-    var connections: Set<Int> = []
+    var connections: [Int: Channel] = [:]
     var nextID = 0
   }
 
@@ -53,8 +53,14 @@ public final class FixtureRelay: Sendable {
   /// dropping its consumers.
   public func sendError(_ code: String, message: String = "") {
     state.withLock { state in
-      for id in state.connections { state.errors[id] = (code, message) }
+      for id in state.connections.keys { state.errors[id] = (code, message) }
     }
+  }
+
+  /// Cuts every open connection at the TCP level, mid-stream, with no close frame (a network
+  /// fault).
+  public func dropConnections() {
+    for channel in state.withLock({ Array($0.connections.values) }) { channel.close(promise: nil) }
   }
 
   /// Binds and serves until `run`'s task is cancelled; `onBound` receives the port.
@@ -150,10 +156,10 @@ public final class FixtureRelay: Sendable {
   {
     let id = state.withLock { state in
       state.nextID += 1
-      state.connections.insert(state.nextID)
+      state.connections[state.nextID] = socket.channel
       return state.nextID
     }
-    defer { _ = state.withLock { $0.connections.remove(id) } }
+    defer { _ = state.withLock { $0.connections.removeValue(forKey: id) } }
     configuration.log(
       "fixture relay: connection \(id) opened, cursor \(cursor.map(String.init) ?? "none")")
     try await socket.executeThenClose { inbound, outbound in

@@ -239,7 +239,9 @@ final class LoadProcess: Sendable {
       var bytes: [UInt8] = []
       while true {
         let byte = output.readData(ofLength: 1)
-        guard let first = byte.first else { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+        guard let first = byte.first else {
+          return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
+        }
         if first == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
         bytes.append(first)
       }

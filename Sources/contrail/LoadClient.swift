@@ -93,7 +93,9 @@ struct LoadClient: AsyncParsableCommand {
 /// Totals across connections, touched once per connection (when it has everything), not per
 /// message.
 final class LoadTally: Sendable {
-  private let state = Mutex<(remaining: Int, messages: Int, bytes: Int, first: UInt64, last: UInt64)>(
+  private let state = Mutex<
+    (remaining: Int, messages: Int, bytes: Int, first: UInt64, last: UInt64)
+  >(
     (0, 0, 0, .max, 0))
 
   init(connections: Int) { state.withLock { $0.remaining = connections } }

@@ -1,0 +1,180 @@
+import CoreMetrics
+import EventLog
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import Synchronization
+
+/// The relay side of `serve` (PROTOCOL §5.1): connects, resumes after the last stored relay seq,
+/// feeds the pipeline, and after any close or error reconnects with full-jitter exponential
+/// backoff (reset once a frame arrives). A relay silent for `staleAfter` is reconnected; ingest
+/// never exits on its own.
+public final class Ingest: Sendable {
+  public enum StartCursor: Sendable, Equatable {
+    /// After the last relay seq in the log (the relay's live tip when the log is empty).
+    case resume
+    /// After this seq, on the first connection only.
+    case seq(Int64)
+    /// At the relay's live tip, on the first connection only.
+    case live
+  }
+
+  public struct Configuration: Sendable {
+    public var relay: RelayEndpoint
+    public var start: StartCursor = .resume
+    /// Reconnect after this long without a frame; nil never does (quiet single-PDS upstreams).
+    public var staleAfter: TimeAmount? = .seconds(60)
+    public var backoffBase: Duration = .seconds(1)
+    public var backoffCap: Duration = .seconds(30)
+    public var connectTimeout: TimeAmount = .seconds(10)
+    /// PEM certificates to trust instead of the system's (a relay with a private CA; tests).
+    public var trustedCertificates: String?
+
+    public init(relay: RelayEndpoint) { self.relay = relay }
+  }
+
+  private let configuration: Configuration
+  private let pipeline: IngestPipeline
+  private let logger: Logger
+  private let tls: NIOSSLContext?
+  private let state = Mutex<(connected: Bool, connections: Int, stopped: Bool, channel: Channel?)>(
+    (false, 0, false, nil))
+  private let metrics: IngestMetrics
+
+  public init(
+    configuration: Configuration, pipeline: IngestPipeline, metrics: any MetricsFactory,
+    logger: Logger
+  ) throws {
+    self.configuration = configuration
+    self.pipeline = pipeline
+    self.logger = logger
+    self.metrics = IngestMetrics(factory: metrics)
+    if configuration.relay.tls {
+      var tls = TLSConfiguration.makeClientConfiguration()
+      if let path = configuration.trustedCertificates {
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
+      }
+      self.tls = try NIOSSLContext(configuration: tls)
+    } else {
+      tls = nil
+    }
+  }
+
+  /// Whether a relay connection is up now.
+  public var isConnected: Bool { state.withLock { $0.connected } }
+  /// Connections made so far (the first one included).
+  public var connections: Int { state.withLock { $0.connections } }
+
+  /// Connects and reconnects until `stop()`; returns once the pipeline has stored everything
+  /// received.
+  public func run() async {
+    var attempt = 0
+    var first = true
+    while !state.withLock({ $0.stopped }) {
+      var cursor = await pipeline.settle()
+      if first {
+        switch configuration.start {
+        case .resume: break
+        case .seq(let seq): cursor = seq
+        case .live: cursor = nil
+        }
+        first = false
+      }
+      let stats = ConnectionStats()
+      let pipeline = self.pipeline
+      let staleAfter = configuration.staleAfter
+      do {
+        logger.info(
+          "connecting to relay",
+          metadata: [
+            "relay": "\(configuration.relay)", "cursor": "\(cursor.map(String.init) ?? "live")",
+          ])
+        let channel = try await RelayConnection.open(
+          configuration.relay, cursor: cursor, tls: tls,
+          connectTimeout: configuration.connectTimeout
+        ) { RelayFrameHandler(pipeline: pipeline, staleAfter: staleAfter, stats: stats) }
+        let stopped = state.withLock { state in
+          state.connected = !state.stopped
+          state.connections += 1
+          state.channel = channel
+          return state.stopped
+        }
+        if stopped { channel.close(promise: nil) }
+        metrics.connected.record(1)
+        logger.info("connected to relay", metadata: ["relay": "\(configuration.relay)"])
+        try? await channel.closeFuture.get()
+        state.withLock { state in
+          state.connected = false
+          state.channel = nil
+        }
+        metrics.connected.record(0)
+        logger.warning(
+          "relay connection ended",
+          metadata: [
+            "reason": "\(stats.closeReason ?? "closed by the relay")",
+            "frames": "\(stats.frames)",
+          ])
+      } catch {
+        logger.warning("cannot connect to relay", metadata: ["error": "\(error)"])
+      }
+      guard !state.withLock({ $0.stopped }) else { break }
+      metrics.reconnects.increment()
+      if stats.frames > 0 { attempt = 0 }
+      let delay = backoff(attempt)
+      attempt += 1
+      logger.info(
+        "reconnecting",
+        metadata: [
+          "after_ms":
+            "\(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)"
+        ])
+      try? await sleepUnlessStopped(delay)
+    }
+    _ = await pipeline.settle()
+  }
+
+  /// Stops reconnecting and closes the current connection; `run()` then returns.
+  public func stop() {
+    let channel = state.withLock { state -> Channel? in
+      state.stopped = true
+      return state.channel
+    }
+    channel?.close(promise: nil)
+  }
+
+  /// Full jitter: uniform in [0, min(cap, base·2^attempt)].
+  func backoff(_ attempt: Int) -> Duration {
+    let ceiling = min(configuration.backoffCap, configuration.backoffBase * (1 << min(attempt, 20)))
+    let nanoseconds =
+      ceiling.components.seconds * 1_000_000_000
+      + ceiling.components.attoseconds / 1_000_000_000
+    return .nanoseconds(Int64.random(in: 0...max(nanoseconds, 0)))
+  }
+
+  private func sleepUnlessStopped(_ delay: Duration) async throws {
+    let deadline = ContinuousClock.now + delay
+    while ContinuousClock.now < deadline && !state.withLock({ $0.stopped }) {
+      try await Task.sleep(for: min(.milliseconds(50), deadline - ContinuousClock.now))
+    }
+  }
+}
+
+/// What one connection's handler reports to the reconnect loop.
+final class ConnectionStats: Sendable {
+  private let state = Mutex<(frames: Int, closeReason: String?)>((0, nil))
+
+  var frames: Int { state.withLock { $0.frames } }
+  var closeReason: String? { state.withLock { $0.closeReason } }
+
+  func received(_ count: Int) { state.withLock { $0.frames += count } }
+
+  /// Records the first reason given; false if the connection was already closing.
+  func closing(_ reason: String) -> Bool {
+    state.withLock { state in
+      guard state.closeReason == nil else { return false }
+      state.closeReason = reason
+      return true
+    }
+  }
+}

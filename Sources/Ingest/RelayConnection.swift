@@ -1,0 +1,177 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOWebSocket
+
+/// One websocket connection to the relay: TLS when asked, frames of up to 16 MiB, pongs, and
+/// every socket read's binary frames handed to the pipeline together. Reading pauses while the
+/// pipeline's backlog is full (TCP then slows the relay, not us).
+enum RelayConnection {
+  /// Messages of at least 5 MiB must be accepted (PROTOCOL §5.1).
+  static let maxFrameSize = 16 << 20
+
+  struct Refused: Error, CustomStringConvertible {
+    var description: String { "the relay did not accept the websocket upgrade" }
+  }
+
+  /// Connects and upgrades; the returned channel carries `handler`.
+  static func open(
+    _ endpoint: RelayEndpoint, cursor: Int64?, tls: NIOSSLContext?, connectTimeout: TimeAmount,
+    handler: @escaping @Sendable () -> RelayFrameHandler
+  ) async throws -> Channel {
+    let target = endpoint.target(cursor: cursor)
+    let upgraded = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .connectTimeout(connectTimeout)
+      .channelOption(.socketOption(.so_keepalive), value: 1)
+      .connect(host: endpoint.host, port: endpoint.port) { channel in
+        channel.eventLoop.makeCompletedFuture {
+          if let tls {
+            try channel.pipeline.syncOperations.addHandler(
+              try NIOSSLClientHandler(
+                context: tls, serverHostname: endpoint.host.first!.isNumber ? nil : endpoint.host))
+          }
+          let upgrader = NIOTypedWebSocketClientUpgrader<Bool>(
+            maxFrameSize: maxFrameSize,
+            upgradePipelineHandler: { channel, _ in
+              channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandlers(
+                  NIOWebSocketFrameAggregator(
+                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 10_000,
+                    maxAccumulatedFrameSize: maxFrameSize),
+                  handler())
+                return true
+              }
+            })
+          var headers = HTTPHeaders()
+          headers.add(
+            name: "Host",
+            value: endpoint.port == (endpoint.tls ? 443 : 80)
+              ? endpoint.host : "\(endpoint.host):\(endpoint.port)")
+          headers.add(name: "User-Agent", value: "contrail")
+          let head = HTTPRequestHead(
+            version: .http1_1, method: .GET, uri: target, headers: headers)
+          var configuration = NIOUpgradableHTTPClientPipelineConfiguration(
+            upgradeConfiguration: NIOTypedHTTPClientUpgradeConfiguration(
+              upgradeRequestHead: head, upgraders: [upgrader],
+              notUpgradingCompletionHandler: { $0.eventLoop.makeSucceededFuture(false) }))
+          configuration.leftOverBytesStrategy = .forwardBytes  // frames may share the 101's read
+          return (
+            channel,
+            try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+              configuration: configuration)
+          )
+        }
+      }
+    guard try await upgraded.1.get() else {
+      upgraded.0.close(promise: nil)
+      throw Refused()
+    }
+    return upgraded.0
+  }
+}
+
+/// Collects the binary frames of each socket read and submits them to the pipeline at
+/// `channelReadComplete`; answers pings; closes the connection when the pipeline says so (an
+/// error frame, a failed append) or when the relay has been silent for `staleAfter`.
+final class RelayFrameHandler: ChannelInboundHandler {
+  typealias InboundIn = WebSocketFrame
+  typealias OutboundOut = WebSocketFrame
+
+  private let pipeline: IngestPipeline
+  private let staleAfter: TimeAmount?
+  private let stats: ConnectionStats
+  private var pending: [ByteBuffer] = []
+  private var lastFrame = NIODeadline.now()
+  private var watchdog: RepeatedTask?
+  private var closing = false
+
+  init(pipeline: IngestPipeline, staleAfter: TimeAmount?, stats: ConnectionStats) {
+    self.pipeline = pipeline
+    self.staleAfter = staleAfter
+    self.stats = stats
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    lastFrame = .now()
+    guard let staleAfter else { return }
+    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+    let every = min(staleAfter, .seconds(1))
+    watchdog = context.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
+      let (handler, context) = bound.value
+      if NIODeadline.now() - handler.lastFrame >= staleAfter {
+        handler.close(context, reason: "no frame for \(staleAfter.nanoseconds / 1_000_000) ms")
+      }
+    }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) { watchdog?.cancel() }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    watchdog?.cancel()
+    context.fireChannelInactive()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let frame = unwrapInboundIn(data)
+    lastFrame = .now()
+    switch frame.opcode {
+    case .binary:
+      guard !closing else { return }
+      pending.append(frame.unmaskedData)
+    case .ping:
+      context.writeAndFlush(
+        wrapOutboundOut(
+          WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)),
+        promise: nil)
+    case .connectionClose:
+      close(context, reason: "the relay closed the connection")
+    default:
+      break
+    }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    defer { context.fireChannelReadComplete() }
+    guard !pending.isEmpty else { return }
+    let frames = pending
+    pending = []
+    stats.received(frames.count)
+    let pipeline = self.pipeline
+    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+    let loop = context.eventLoop
+    let full = pipeline.submit(frames) { verdict in
+      guard case .reconnect(let reason) = verdict else { return }
+      loop.execute { bound.value.0.close(bound.value.1, reason: reason) }
+    }
+    if full {
+      context.channel.setOption(.autoRead, value: false).whenSuccess {
+        pipeline.whenDrained {
+          loop.execute {
+            let (_, context) = bound.value
+            context.channel.setOption(.autoRead, value: true).whenSuccess { context.read() }
+          }
+        }
+      }
+    }
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: Error) {
+    close(context, reason: "\(error)")
+  }
+
+  private func close(_ context: ChannelHandlerContext, reason: String) {
+    guard !closing else { return }
+    closing = true
+    _ = stats.closing(reason)
+    var data = ByteBuffer()
+    data.write(webSocketErrorCode: .normalClosure)
+    let channel = context.channel
+    context.writeAndFlush(
+      wrapOutboundOut(
+        WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: data))
+    ).whenComplete { _ in channel.close(promise: nil) }
+    // Don't wait for a relay that will not answer.
+    context.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+  }
+}

@@ -1,0 +1,173 @@
+import Broadcast
+import Compression
+import CoreMetrics
+import EventLog
+import Events
+import Foundation
+import Ingest
+import Logging
+import NIOCore
+import Prometheus
+import Server
+import Synchronization
+import SyntheticFirehose
+
+/// The whole of `contrail serve`, wired in the data-flow order (ARCHITECTURE §1): relay (or the
+/// bundled fixture relay, offline) → ingest pipeline → event log → live ring → subscribe server,
+/// plus retention and the operations endpoints. `start` opens everything; `run` keeps ingest
+/// and maintenance going until `shutdown`.
+public final class ContrailServer: Sendable {
+  public let settings: ServeSettings
+  public let log: EventLog
+  public let ring: LiveRing
+  public let server: SubscribeServer
+  public let ingest: Ingest
+  public let pipeline: IngestPipeline
+  /// The bundled fixture relay's task (offline only).
+  private let relay: Task<Void, Never>?
+  private let lock: DataDirectoryLock
+  private let logger: Logger
+  private let shuttingDown: ShutdownFlag
+  private let stopping = Atomic<Bool>(false)
+
+  private init(
+    settings: ServeSettings, log: EventLog, ring: LiveRing, server: SubscribeServer,
+    ingest: Ingest, pipeline: IngestPipeline, relay: Task<Void, Never>?, lock: DataDirectoryLock,
+    shuttingDown: ShutdownFlag, logger: Logger
+  ) {
+    self.shuttingDown = shuttingDown
+    self.settings = settings
+    self.log = log
+    self.ring = ring
+    self.server = server
+    self.ingest = ingest
+    self.pipeline = pipeline
+    self.relay = relay
+    self.lock = lock
+    self.logger = logger
+  }
+
+  /// The subscribe port (useful with port 0).
+  public var port: Int { server.port }
+
+  /// Opens the data directory and the log, binds the HTTP port (so `/healthz` answers at once),
+  /// and prepares ingest; nothing is read from the relay until `run`.
+  public static func start(
+    _ settings: ServeSettings, registry: PrometheusCollectorRegistry?, logger: Logger
+  ) async throws -> ContrailServer {
+    let lock = try DataDirectoryLock(settings.dataDirectory)
+    let dictionary = try ZstdDictionary(path: settings.dictionaryPath)
+    var logConfiguration = EventLog.Configuration(directory: settings.dataDirectory)
+    logConfiguration.retentionMicroseconds = settings.retentionMicroseconds
+    logConfiguration.maxDiskBytes = settings.maxDiskBytes
+    logConfiguration.sync = .interval(milliseconds: settings.fsyncMilliseconds)
+    logConfiguration.dictionaryID = dictionary.id
+    let log = try EventLog(logConfiguration)
+    let stats = log.stats
+    logger.info(
+      "event log open",
+      metadata: [
+        "directory": "\(settings.dataDirectory)", "events": "\(stats.events)",
+        "bytes": "\(stats.bytes)", "last_seq": "\(log.lastWrittenSeq.map(String.init) ?? "none")",
+      ])
+    let ring = LiveRing(
+      capacity: settings.liveWindowEvents, maxBytes: settings.liveWindowBytes,
+      startAfter: log.lastTimeUS ?? 0)
+    let factory: any MetricsFactory =
+      registry.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance
+
+    var relay: Task<Void, Never>? = nil
+    var endpoint = settings.relay
+    if settings.offline {
+      // The bundled fixture relay: synthetic traffic continuing after what is stored.
+      let source = SyntheticRelaySource(seed: 1, firstSeq: (log.lastWrittenSeq ?? 0) + 1)
+      var configuration = FixtureRelay.Configuration()
+      configuration.rate = settings.offlineRate
+      let fixture = FixtureRelay(source: source, configuration: configuration)
+      let (bound, port) = AsyncStream.makeStream(of: Int.self)
+      relay = Task {
+        try? await fixture.run { port.yield($0) }
+        port.finish()
+      }
+      var ports = bound.makeAsyncIterator()
+      guard let relayPort = await ports.next() else {
+        throw ServeError("the bundled fixture relay did not start")
+      }
+      endpoint = try RelayEndpoint("ws://127.0.0.1:\(relayPort)")
+    }
+    let pipeline = IngestPipeline(
+      log: log, ring: ring,
+      compressor: try EventCompressor(dictionary: dictionary, level: settings.compressionLevel),
+      metrics: factory, logger: logger)
+    var ingestConfiguration = Ingest.Configuration(relay: endpoint)
+    ingestConfiguration.start = settings.offline ? .resume : settings.relayStart
+    ingestConfiguration.staleAfter = settings.staleAfter
+    ingestConfiguration.backoffBase = settings.backoffBase
+    ingestConfiguration.backoffCap = settings.backoffCap
+    ingestConfiguration.trustedCertificates = settings.relayCertificates
+    let ingest = try Ingest(
+      configuration: ingestConfiguration, pipeline: pipeline, metrics: factory, logger: logger)
+
+    var subscribe = SubscribeServer.Configuration()
+    subscribe.host = settings.host
+    subscribe.port = settings.port
+    subscribe.slowConsumer = settings.slowConsumer
+    subscribe.limits = settings.limits
+    subscribe.metrics = factory
+    subscribe.logger = logger
+    if let registry {
+      subscribe.metricsText = { registry.emitToBuffer() }
+    }
+    let offline = settings.offline
+    let shuttingDown = ShutdownFlag()
+    subscribe.readiness = {
+      if shuttingDown.value { return "shutting down" }
+      return offline || ingest.isConnected ? nil : "not connected to the relay yet"
+    }
+    let server = try await SubscribeServer.start(
+      sources: .init(ring: ring, log: log, dictionary: dictionary), configuration: subscribe)
+    logger.info(
+      "serving",
+      metadata: [
+        "address": "\(settings.host):\(server.port)", "relay": "\(endpoint)",
+        "offline": "\(settings.offline)", "dictionary": "\(dictionary.id)",
+      ])
+    return ContrailServer(
+      settings: settings, log: log, ring: ring, server: server, ingest: ingest,
+      pipeline: pipeline, relay: relay, lock: lock, shuttingDown: shuttingDown, logger: logger)
+  }
+
+  /// Runs ingest and log maintenance until `shutdown()`.
+  public func run() async {
+    let log = self.log
+    let maintenance = Task { await log.runMaintenance(every: .seconds(1)) }
+    await ingest.run()
+    maintenance.cancel()
+    await maintenance.value
+  }
+
+  /// Graceful shutdown (PROTOCOL §9, issue order): stop ingest and let the pipeline store what
+  /// it has, fsync the log, close every subscriber with 1001, stop the fixture relay.
+  public func shutdown() async {
+    guard !stopping.exchange(true, ordering: .relaxed) else { return }
+    shuttingDown.set()
+    logger.info("shutting down")
+    ingest.stop()
+    _ = await pipeline.settle()
+    do { try log.sync() } catch {
+      logger.error("final fsync failed", metadata: ["error": "\(error)"])
+    }
+    try? await server.stop(timeout: .seconds(5))
+    relay?.cancel()
+    await relay?.value
+    logger.info(
+      "stopped", metadata: ["last_seq": "\(log.lastWrittenSeq.map(String.init) ?? "none")"])
+  }
+}
+
+/// Set once shutdown starts; `/readyz` then answers 503.
+final class ShutdownFlag: Sendable {
+  private let flag = Atomic<Bool>(false)
+  var value: Bool { flag.load(ordering: .relaxed) }
+  func set() { flag.store(true, ordering: .relaxed) }
+}

@@ -1,0 +1,41 @@
+import Ingest
+import NIOCore
+import Server
+
+/// Everything `contrail serve` can be told (flags and `CONTRAIL_*` variables resolve to this).
+public struct ServeSettings: Sendable {
+  public var relay: RelayEndpoint
+  public var relayStart: Ingest.StartCursor = .resume
+  /// Serve the bundled fixture relay's synthetic traffic instead of connecting out.
+  public var offline = false
+  /// Frames per second of the offline relay.
+  public var offlineRate = 200
+  public var host = "0.0.0.0"
+  public var port = 6008
+  public var dataDirectory = "data"
+  public var retentionMicroseconds: Int64 = 24 * 3_600_000_000
+  public var maxDiskBytes: Int? = nil
+  public var dictionaryPath: String
+  public var compressionLevel: Int32 = 3
+  public var fsyncMilliseconds = 100
+  public var liveWindowEvents = 65_536
+  public var liveWindowBytes = 128 << 20
+  public var slowConsumer = SubscribeServer.SlowConsumerPolicy()
+  public var limits = SubscribeServer.Limits()
+  public var staleAfter: TimeAmount? = .seconds(60)
+  public var backoffBase: Duration = .seconds(1)
+  public var backoffCap: Duration = .seconds(30)
+  /// PEM file of certificates to trust for a `wss://` relay instead of the system's.
+  public var relayCertificates: String? = nil
+
+  public init(relay: RelayEndpoint, dictionaryPath: String) {
+    self.relay = relay
+    self.dictionaryPath = dictionaryPath
+  }
+}
+
+/// A set-up problem worth one clear line (bad data directory, missing dictionary, …).
+public struct ServeError: Error, CustomStringConvertible {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}
