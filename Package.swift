@@ -43,7 +43,9 @@ let package = Package(
       ]),
     .target(
       name: "SyntheticFirehose",
-      dependencies: ["Firehose", "Compression"] + websocket),
+      dependencies: [
+        "Firehose", "Compression", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+      ] + websocket),
     .target(
       name: "Server",
       dependencies: [

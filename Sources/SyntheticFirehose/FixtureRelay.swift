@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 
@@ -18,6 +19,8 @@ public final class FixtureRelay: Sendable {
     public var errorAfter: Int? = nil
     /// Where connect/disconnect lines go.
     public var log: @Sendable (String) -> Void = { _ in }
+    /// Serve `wss://` with this context (tests of the TLS client).
+    public var tls: NIOSSLContext? = nil
 
     public init() {}
   }
@@ -69,7 +72,10 @@ public final class FixtureRelay: Sendable {
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .bind(host: configuration.host, port: configuration.port) { channel in
         channel.eventLoop.makeCompletedFuture {
-          try Self.configure(channel)
+          if let tls = self.configuration.tls {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+          }
+          return try Self.configure(channel)
         }
       }
     serverChannel.withLock { $0 = server.channel }

@@ -1,0 +1,108 @@
+import Foundation
+import Ingest
+import NIOSSL
+import Prometheus
+import Serve
+import SyntheticFirehose
+import TestSupport
+import XCTest
+
+/// The relay client over TLS: a `wss://localhost` fixture relay with a certificate made for the
+/// test (a TLS server name cannot be an IP address) and trusted through `relayCertificates`.
+final class RelayTLSTests: XCTestCase {
+  private var directory = ""
+  private var relayTask: Task<Void, Never>?
+
+  override func tearDown() {
+    relayTask?.cancel()
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  /// A self-signed certificate for `localhost` from the `openssl` command.
+  private func certificate(in directory: String) throws -> (cert: String, key: String) {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl") else {
+      throw XCTSkip("needs /usr/bin/openssl to make a test certificate (apt-get install openssl)")
+    }
+    let cert = directory + "/cert.pem"
+    let key = directory + "/key.pem"
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    process.arguments = [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days",
+      "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", key,
+      "-out", cert,
+    ]
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    XCTAssertEqual(process.terminationStatus, 0, "openssl req")
+    return (cert, key)
+  }
+
+  func testIngestsFromAWSSRelay() async throws {
+    directory = TemporaryLog.directory("tls")
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let (cert, key) = try certificate(in: directory)
+    let (frames, expected) = IngestEndToEndTests.frames(200, seed: 3)
+    var configuration = FixtureRelay.Configuration()
+    configuration.tls = try NIOSSLContext(
+      configuration: .makeServerConfiguration(
+        certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
+        privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))))
+    let relay = FixtureRelay(
+      source: FileRelaySource(frames: frames, loop: false), configuration: configuration)
+    let (ports, port) = AsyncStream.makeStream(of: Int.self)
+    relayTask = Task {
+      try? await relay.run { port.yield($0) }
+      port.finish()
+    }
+    var iterator = ports.makeAsyncIterator()
+    let bound = await iterator.next()
+    let relayPort = try XCTUnwrap(bound)
+
+    var settings = ServeSettings(
+      relay: try RelayEndpoint("wss://localhost:\(relayPort)"),
+      dictionaryPath: SharedData.defaultDictionaryPath)
+    settings.host = "127.0.0.1"
+    settings.port = 0
+    settings.dataDirectory = directory + "/data"
+    settings.relayCertificates = cert
+    settings.staleAfter = nil
+    let contrail = try await ContrailServer.start(
+      settings, registry: PrometheusCollectorRegistry(), logger: quietLogger)
+    let running = Task { await contrail.run() }
+    let log = contrail.log
+    let deadline = ContinuousClock.now + .seconds(30)
+    while (log.lastWrittenSeq ?? 0) < expected.last!.0 && ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    XCTAssertEqual(log.lastWrittenSeq, expected.last!.0, "everything arrived over TLS")
+    XCTAssertEqual(log.stats.events, expected.count)
+    await contrail.shutdown()
+    await running.value
+  }
+}
+
+final class RelayEndpointTests: XCTestCase {
+  func testForms() throws {
+    let cases: [(String, String)] = [
+      ("bsky.network", "wss://bsky.network:443/xrpc/com.atproto.sync.subscribeRepos"),
+      ("wss://bsky.network", "wss://bsky.network:443/xrpc/com.atproto.sync.subscribeRepos"),
+      ("https://relay.example/", "wss://relay.example:443/xrpc/com.atproto.sync.subscribeRepos"),
+      ("http://127.0.0.1:2470", "ws://127.0.0.1:2470/xrpc/com.atproto.sync.subscribeRepos"),
+      ("ws://localhost:8080/custom/path", "ws://localhost:8080/custom/path"),
+      ("wss://h?x=1", "wss://h:443/xrpc/com.atproto.sync.subscribeRepos?x=1"),
+      ("ws://[::1]:9000", "ws://[::1]:9000/xrpc/com.atproto.sync.subscribeRepos"),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(try RelayEndpoint(text).description, expected, text)
+    }
+    for bad in ["ftp://x", "wss://", "wss://h:0", "wss://h:99999", "wss://h:abc"] {
+      XCTAssertThrowsError(try RelayEndpoint(bad), bad)
+    }
+    let endpoint = try RelayEndpoint("wss://h/p?x=1")
+    XCTAssertEqual(endpoint.target(cursor: 42), "/p?x=1&cursor=42")
+    XCTAssertEqual(try RelayEndpoint("h").target(cursor: 7), RelayEndpoint.subscribePath + "?cursor=7")
+    XCTAssertEqual(try RelayEndpoint("h").target(cursor: nil), RelayEndpoint.subscribePath)
+  }
+}

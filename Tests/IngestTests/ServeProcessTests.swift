@@ -1,0 +1,97 @@
+import Compression
+import EventLog
+import Foundation
+import SyntheticFirehose
+import TestSupport
+import XCTest
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `contrail serve` as a separate process: killed with SIGKILL mid-stream and restarted, it
+/// resumes after the last stored relay seq with no gap and no duplicate; SIGTERM stops it
+/// promptly.
+final class ServeProcessTests: XCTestCase {
+  private var directory = ""
+  private var relayTask: Task<Void, Never>?
+
+  override func tearDown() {
+    relayTask?.cancel()
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  private func serve(_ relayPort: Int) throws -> Process {
+    let process = Process()
+    process.executableURL = try ContrailCommand.binary()
+    process.arguments = [
+      "serve", "--relay", "ws://127.0.0.1:\(relayPort)", "--data-dir", directory, "--host",
+      "127.0.0.1", "--port", "0", "--fsync-interval", "20ms", "--log-level", "warning",
+      "--dictionary", SharedData.defaultDictionaryPath,
+    ]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    return process
+  }
+
+  /// The last relay seq in the log, read the way `inspect` does (read-only, beside the writer).
+  private func storedSeq() -> Int64 {
+    var configuration = EventLog.Configuration(directory: directory)
+    configuration.sync = .never
+    return (try? EventLog(configuration, readOnly: true))?.lastWrittenSeq ?? 0
+  }
+
+  private func wait(_ what: String, timeout: Duration = .seconds(60), _ condition: () -> Bool)
+    throws
+  {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+      guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
+      usleep(20_000)
+    }
+  }
+
+  func testSIGKILLThenRestartResumesWithoutGapOrDuplicate() async throws {
+    directory = TemporaryLog.directory("serve-process")
+    let (frames, expected) = IngestEndToEndTests.frames(3_000, seed: 14)
+    var configuration = FixtureRelay.Configuration()
+    configuration.rate = 1_500
+    let relay = FixtureRelay(
+      source: FileRelaySource(frames: frames, loop: false), configuration: configuration)
+    let (ports, port) = AsyncStream.makeStream(of: Int.self)
+    relayTask = Task {
+      try? await relay.run { port.yield($0) }
+      port.finish()
+    }
+    var iterator = ports.makeAsyncIterator()
+    let bound = await iterator.next()
+    let relayPort = try XCTUnwrap(bound)
+
+    let first = try serve(relayPort)
+    try wait("some events stored") { storedSeq() >= 800 }
+    kill(first.processIdentifier, SIGKILL)
+    first.waitUntilExit()
+    let atKill = storedSeq()
+    XCTAssertLessThan(atKill, expected.last!.0, "killed mid-stream")
+
+    let second = try serve(relayPort)  // no stale lock: the kernel released the first one's
+    try wait("everything stored after the restart") { storedSeq() >= expected.last!.0 }
+    let stopping = ContinuousClock.now
+    kill(second.processIdentifier, SIGTERM)
+    second.waitUntilExit()
+    XCTAssertLessThan(ContinuousClock.now - stopping, .seconds(10), "SIGTERM exits within 10 s")
+    XCTAssertEqual(second.terminationStatus, 0)
+
+    var logConfiguration = EventLog.Configuration(directory: directory)
+    logConfiguration.sync = .never
+    let stored = try IngestEndToEndTests.stored(
+      try EventLog(logConfiguration, readOnly: true),
+      try ZstdDictionary(path: SharedData.defaultDictionaryPath))
+    XCTAssertEqual(stored.count, expected.count, "no gap and no duplicate across the kill")
+    let mismatch = zip(stored, expected).enumerated().first {
+      $0.element.0.0 != $0.element.1.0 || $0.element.0.1 != $0.element.1.1
+    }?.offset
+    XCTAssertNil(mismatch, "first difference at \(String(describing: mismatch))")
+  }
+}
