@@ -4,50 +4,43 @@ import NIOPosix
 import NIOSSL
 import NIOWebSocket
 
-/// One websocket connection to the relay: TLS when asked, frames of up to 16 MiB, pongs, and
-/// every socket read's binary frames handed to the pipeline together. Reading pauses while the
-/// pipeline's backlog is full (TCP then slows the relay, not us).
-enum RelayConnection {
-  /// Messages of at least 5 MiB must be accepted (PROTOCOL §5.1).
-  static let maxFrameSize = 16 << 20
-
-  struct Refused: Error, CustomStringConvertible {
-    var description: String { "the relay did not accept the websocket upgrade" }
+/// Dials a websocket server: TCP (and TLS when given a context), the HTTP upgrade, then the
+/// caller's handlers. Frames that arrive in the same read as the 101 response are kept (NIO's
+/// client drops them by default). Used for the relay and by the CLI's clients.
+public enum WebSocketDialer {
+  public struct Refused: Error, CustomStringConvertible {
+    public var description: String { "the server did not accept the websocket upgrade" }
   }
 
-  /// Connects and upgrades; the returned channel carries `handler`.
-  static func open(
-    _ endpoint: RelayEndpoint, cursor: Int64?, tls: NIOSSLContext?, connectTimeout: TimeAmount,
-    handler: @escaping @Sendable () -> RelayFrameHandler
+  public static func connect(
+    host: String, port: Int, target: String, tls: NIOSSLContext?,
+    maxFrameSize: Int = 16 << 20, connectTimeout: TimeAmount = .seconds(10),
+    handlers: @escaping @Sendable (Channel) throws -> Void
   ) async throws -> Channel {
-    let target = endpoint.target(cursor: cursor)
     let upgraded = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .connectTimeout(connectTimeout)
       .channelOption(.socketOption(.so_keepalive), value: 1)
-      .connect(host: endpoint.host, port: endpoint.port) { channel in
+      .connect(host: host, port: port) { channel in
         channel.eventLoop.makeCompletedFuture {
           if let tls {
+            // An IP address cannot be a TLS server name.
+            let name = host.first!.isNumber || host.contains(":") ? nil : host
             try channel.pipeline.syncOperations.addHandler(
-              try NIOSSLClientHandler(
-                context: tls, serverHostname: endpoint.host.first!.isNumber ? nil : endpoint.host))
+              try NIOSSLClientHandler(context: tls, serverHostname: name))
           }
           let upgrader = NIOTypedWebSocketClientUpgrader<Bool>(
             maxFrameSize: maxFrameSize,
             upgradePipelineHandler: { channel, _ in
               channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandlers(
-                  NIOWebSocketFrameAggregator(
-                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 10_000,
-                    maxAccumulatedFrameSize: maxFrameSize),
-                  handler())
+                try handlers(channel)
                 return true
               }
             })
           var headers = HTTPHeaders()
+          let defaultPort = tls == nil ? 80 : 443
+          let authority = host.contains(":") ? "[\(host)]" : host
           headers.add(
-            name: "Host",
-            value: endpoint.port == (endpoint.tls ? 443 : 80)
-              ? endpoint.host : "\(endpoint.host):\(endpoint.port)")
+            name: "Host", value: port == defaultPort ? authority : "\(authority):\(port)")
           headers.add(name: "User-Agent", value: "contrail")
           let head = HTTPRequestHead(
             version: .http1_1, method: .GET, uri: target, headers: headers)
@@ -55,7 +48,7 @@ enum RelayConnection {
             upgradeConfiguration: NIOTypedHTTPClientUpgradeConfiguration(
               upgradeRequestHead: head, upgraders: [upgrader],
               notUpgradingCompletionHandler: { $0.eventLoop.makeSucceededFuture(false) }))
-          configuration.leftOverBytesStrategy = .forwardBytes  // frames may share the 101's read
+          configuration.leftOverBytesStrategy = .forwardBytes
           return (
             channel,
             try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
@@ -68,6 +61,28 @@ enum RelayConnection {
       throw Refused()
     }
     return upgraded.0
+  }
+}
+
+/// The relay's websocket: messages of up to 16 MiB (PROTOCOL §5.1 asks for at least 5 MiB),
+/// reassembled, then `RelayFrameHandler`.
+enum RelayConnection {
+  static let maxFrameSize = 16 << 20
+
+  static func open(
+    _ endpoint: RelayEndpoint, cursor: Int64?, tls: NIOSSLContext?, connectTimeout: TimeAmount,
+    handler: @escaping @Sendable () -> RelayFrameHandler
+  ) async throws -> Channel {
+    try await WebSocketDialer.connect(
+      host: endpoint.host, port: endpoint.port, target: endpoint.target(cursor: cursor), tls: tls,
+      maxFrameSize: maxFrameSize, connectTimeout: connectTimeout
+    ) { channel in
+      try channel.pipeline.syncOperations.addHandlers(
+        NIOWebSocketFrameAggregator(
+          minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 10_000,
+          maxAccumulatedFrameSize: maxFrameSize),
+        handler())
+    }
   }
 }
 

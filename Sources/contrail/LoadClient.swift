@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Ingest
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -57,36 +58,11 @@ struct LoadClient: AsyncParsableCommand {
 
   private func connect(_ tally: LoadTally) async throws -> Channel {
     let expect = self.expect
-    let upgraded = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-      .connect(host: "127.0.0.1", port: port) { channel in
-        channel.eventLoop.makeCompletedFuture {
-          let upgrader = NIOTypedWebSocketClientUpgrader<Bool>(
-            maxFrameSize: 16 << 20,
-            upgradePipelineHandler: { channel, _ in
-              channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(
-                  CountingHandler(expect: expect, tally: tally))
-                return true
-              }
-            })
-          var headers = HTTPHeaders()
-          headers.add(name: "Host", value: "127.0.0.1:\(port)")
-          let head = HTTPRequestHead(
-            version: .http1_1, method: .GET, uri: target, headers: headers)
-          var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(
-            upgradeConfiguration: NIOTypedHTTPClientUpgradeConfiguration(
-              upgradeRequestHead: head, upgraders: [upgrader],
-              notUpgradingCompletionHandler: { $0.eventLoop.makeSucceededFuture(false) }))
-          pipeline.leftOverBytesStrategy = .forwardBytes  // frames may share the 101's read
-          return (
-            channel,
-            try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-              configuration: pipeline)
-          )
-        }
-      }
-    guard try await upgraded.1.get() else { throw CLIError("the server refused the upgrade") }
-    return upgraded.0
+    return try await WebSocketDialer.connect(
+      host: "127.0.0.1", port: port, target: target, tls: nil
+    ) { channel in
+      try channel.pipeline.syncOperations.addHandler(CountingHandler(expect: expect, tally: tally))
+    }
   }
 }
 

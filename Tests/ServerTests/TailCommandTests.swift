@@ -1,0 +1,39 @@
+import Broadcast
+import EventLog
+import Foundation
+import Server
+import TestSupport
+import XCTest
+
+/// `contrail tail` against a real server: the printed lines are exactly the subscribed events,
+/// compressed or not, and the summary says how many.
+final class TailCommandTests: XCTestCase {
+  private var directories: [String] = []
+
+  override func tearDown() {
+    for directory in directories { try? FileManager.default.removeItem(atPath: directory) }
+  }
+
+  func testPrintsExactlyTheSubscribedEvents() async throws {
+    let stream = try SyntheticStream(frames: 300, seed: 19, start: 8_000_000)
+    let log = try TemporaryLog.open("tail", directories: &directories)
+    let ring = LiveRing(capacity: 100_000, startAfter: 0)
+    try stream.ingest(0..<stream.events.count, log: log, ring: ring)
+    let server = try await SubscribeServer.start(
+      sources: .init(ring: ring, log: log, dictionary: stream.dictionary))
+    let likes = stream.events.filter { $0.kind != .commit || $0.collection == "app.bsky.feed.like" }
+    let expected = likes.prefix(100).map { String(decoding: $0.json, as: UTF8.self) + "\n" }.joined()
+    for extra in [[], ["--compress", "--fetch-dictionary"]] {
+      let result = try ContrailCommand.run(
+        [
+          "tail", "ws://127.0.0.1:\(server.port)", "--cursor", "0", "--collection",
+          "app.bsky.feed.like", "--limit", "100",
+        ] + extra)
+      XCTAssertEqual(result.status, 0, result.stderr)
+      XCTAssertTrue(
+        String(decoding: result.stdout, as: UTF8.self) == expected, "tail \(extra): wrong lines")
+      XCTAssertTrue(result.stderr.hasPrefix("100 events, "), result.stderr)
+    }
+    try await server.stop()
+  }
+}
