@@ -5,14 +5,14 @@ import EventLog
 import Events
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
 
-/// The stages after the socket (ARCHITECTURE §1): relay frames → translate → compress once →
-/// append to the log → publish to the ring, on one serial queue off the event loops, a whole
-/// socket read's worth of frames per step. Frames at or below the last stored relay seq are
-/// dropped, so a resume that overlaps never stores an event twice.
+/// The stages after the socket (ARCHITECTURE §1), off the event loops and in relay order: the
+/// translate stage decodes a socket read's worth of frames into events (dropping frames at or
+/// below the newest relay seq already taken, so an overlapping resume stores nothing twice);
+/// the store stage compresses each event once, appends to the log, then publishes to the ring.
+/// The two stages run on their own serial queues, so on two cores they overlap.
 public final class IngestPipeline: @unchecked Sendable {
   /// Frames waiting beyond this pause reading from the relay socket.
   static let maxQueuedFrames = 4_096
@@ -21,14 +21,19 @@ public final class IngestPipeline: @unchecked Sendable {
   private let ring: LiveRing
   private let logger: Logger
   private let metrics: IngestMetrics
-  private let queue = DispatchQueue(label: "contrail.ingest")
-  // Owned by `queue`.
+  private let translateQueue = DispatchQueue(label: "contrail.ingest.translate")
+  private let storeQueue = DispatchQueue(label: "contrail.ingest.store")
+  // Owned by `translateQueue`.
   private let translator: Translator
-  private let compressor: EventCompressor
   private var counters = TranslateCounters()
-  private var events: [Event] = []
-  private var lastSeq: Int64
-  /// Frames submitted but not processed yet; and who waits for the queue to drain.
+  private var takenSeq: Int64
+  // Owned by `storeQueue`.
+  private let compressor: EventCompressor
+  private var storedSeq: Int64
+  /// Set when an append fails: later batches are dropped too (storing them would leave a gap)
+  /// until `settle` before the next connection.
+  private var storeFailed = false
+  /// Frames submitted but not stored yet; and who waits for that to drop.
   private let backlog = Mutex<(frames: Int, drained: [@Sendable () -> Void])>((0, []))
 
   public init(
@@ -41,37 +46,40 @@ public final class IngestPipeline: @unchecked Sendable {
     self.logger = logger
     self.metrics = IngestMetrics(factory: metrics)
     translator = Translator(sequencer: Sequencer(last: log.lastTimeUS ?? 0))
-    lastSeq = log.lastWrittenSeq ?? 0
+    takenSeq = log.lastWrittenSeq ?? 0
+    storedSeq = takenSeq
   }
 
-  /// What became of a submitted batch, for the connection that read it.
-  public enum Verdict: Sendable {
-    case carryOn
-    /// The relay sent an error frame (or the log refused the events): reconnect with backoff.
-    case reconnect(reason: String)
-  }
-
-  /// Queues frames from one socket read. `done` runs on the ingest queue once they are stored
-  /// and published. Returns true when the backlog is full: the caller should stop reading until
-  /// `whenDrained` calls back.
+  /// Queues frames from one socket read. `reconnect` is called (from an ingest queue) if they
+  /// hold an error frame or cannot be stored. Returns true when the backlog is full: the caller
+  /// should stop reading until `whenDrained` calls back.
   @discardableResult
-  public func submit(_ frames: [ByteBuffer], done: @escaping @Sendable (Verdict) -> Void) -> Bool {
+  public func submit(
+    _ frames: [ByteBuffer], reconnect: @escaping @Sendable (String) -> Void = { _ in }
+  ) -> Bool {
     let full = backlog.withLock { state in
       state.frames += frames.count
       return state.frames > Self.maxQueuedFrames
     }
-    queue.async {
-      let verdict = self.process(frames)
-      let waiters = self.backlog.withLock { state -> [@Sendable () -> Void] in
-        state.frames -= frames.count
-        guard state.frames <= Self.maxQueuedFrames / 2 else { return [] }
-        defer { state.drained.removeAll() }
-        return state.drained
+    translateQueue.async {
+      let (events, seq, problem) = self.translate(frames)
+      if let problem { reconnect(problem) }
+      self.storeQueue.async {
+        if let problem = self.store(events, through: seq) { reconnect(problem) }
+        self.release(frames.count)
       }
-      done(verdict)
-      for wake in waiters { wake() }
     }
     return full
+  }
+
+  private func release(_ count: Int) {
+    let waiters = backlog.withLock { state -> [@Sendable () -> Void] in
+      state.frames -= count
+      guard state.frames <= Self.maxQueuedFrames / 2 else { return [] }
+      defer { state.drained.removeAll() }
+      return state.drained
+    }
+    for wake in waiters { wake() }
   }
 
   /// Calls `wake` once the backlog is at most half full (now, if it already is).
@@ -84,38 +92,42 @@ public final class IngestPipeline: @unchecked Sendable {
     if now { wake() }
   }
 
-  /// Waits until every submitted frame is processed; returns the relay seq to resume after.
+  /// Waits until every submitted frame is stored; returns the relay seq to resume after. Call
+  /// between connections: frames taken but not stored (a failed append) are taken again.
   public func settle() async -> Int64? {
     await withCheckedContinuation { continuation in
-      queue.async { continuation.resume(returning: self.lastSeq > 0 ? self.lastSeq : nil) }
+      translateQueue.async {
+        self.storeQueue.async {
+          self.storeFailed = false
+          let stored = self.storedSeq
+          self.translateQueue.async {
+            self.takenSeq = stored
+            continuation.resume(returning: stored > 0 ? stored : nil)
+          }
+        }
+      }
     }
   }
 
-  /// The translator's totals (read on the ingest queue).
-  public func translateCounters() async -> TranslateCounters {
-    await withCheckedContinuation { continuation in
-      queue.async { continuation.resume(returning: self.translator.counters) }
-    }
-  }
+  // MARK: Translate stage
 
-  // MARK: On the ingest queue
-
-  private func process(_ frames: [ByteBuffer]) -> Verdict {
-    events.removeAll(keepingCapacity: true)
-    var verdict = Verdict.carryOn
+  /// The events of `frames`, the newest relay seq among them, and a reason to reconnect if one
+  /// is an error frame (frames after it are ignored: the relay closes).
+  private func translate(_ frames: [ByteBuffer]) -> ([Event], Int64, String?) {
+    var events: [Event] = []
+    var problem: String? = nil
     var bytes = 0
-    var newest = lastSeq
     for frame in frames {
       bytes += frame.readableBytes
       let before = events.count
       let outcome = frame.withUnsafeReadableBytes { translator.translate($0, into: &events) }
       switch outcome {
       case .translated(_, let seq):
-        if seq <= newest {
-          events.removeSubrange(before...)  // already stored: a resume overlapped
+        if seq <= takenSeq {
+          events.removeSubrange(before...)  // already taken: a resume overlapped
           metrics.duplicateFrames.increment()
         } else {
-          newest = seq
+          takenSeq = seq
         }
       case .error(let code, let message):
         metrics.errorFrame(code)
@@ -125,22 +137,29 @@ public final class IngestPipeline: @unchecked Sendable {
         if code == "FutureCursor" {
           logger.error(
             "the relay says our cursor is in its future: if you switched relays, restart with --relay-cursor live",
-            metadata: ["cursor": "\(lastSeq)"])
+            metadata: ["cursor": "\(takenSeq)"])
         }
-        verdict = .reconnect(reason: "error frame \(code)")
+        problem = "error frame \(code)"
       case .info(let name, let message):
         logger.info(
           "relay info frame", metadata: ["name": "\(name)", "message": "\(message ?? "")"])
       case .ignored:
         break
       }
-      if case .reconnect = verdict { break }  // the relay closes after an error frame
+      if problem != nil { break }
     }
     metrics.bytesIn.increment(by: bytes)
     let current = translator.counters
     metrics.record(current, since: counters)
     counters = current
-    guard !events.isEmpty else { return verdict }
+    return (events, takenSeq, problem)
+  }
+
+  // MARK: Store stage
+
+  /// Compresses, appends, publishes; returns a reason to reconnect if the log refused them.
+  private func store(_ events: [Event], through seq: Int64) -> String? {
+    guard !events.isEmpty, !storeFailed else { return nil }
     do {
       var records: [LogRecord] = []
       var published: [BroadcastEvent] = []
@@ -153,16 +172,17 @@ public final class IngestPipeline: @unchecked Sendable {
       }
       try log.append(records)  // the log first: a subscriber never sees an unstored event
       ring.publish(published)
-      lastSeq = newest
-      metrics.upstreamSeq.record(newest)
+      storedSeq = seq
+      metrics.upstreamSeq.record(seq)
       metrics.lastFrameTime.record(Double(Sequencer.wallClockMicroseconds()) / 1e6)
       try log.syncIfDue()
+      return nil
     } catch {
       // Nothing of this batch was published; the reconnect resumes after the last stored seq.
+      storeFailed = true
       metrics.appendErrors.increment()
       logger.error("cannot store events; reconnecting", metadata: ["error": "\(error)"])
-      return .reconnect(reason: "log append failed")
+      return "log append failed"
     }
-    return verdict
   }
 }

@@ -124,6 +124,7 @@ final class RelayFrameHandler: ChannelInboundHandler {
 
   func channelInactive(context: ChannelHandlerContext) {
     watchdog?.cancel()
+    submitPending(context)  // frames read just before the connection ended still count
     context.fireChannelInactive()
   }
 
@@ -147,7 +148,12 @@ final class RelayFrameHandler: ChannelInboundHandler {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    defer { context.fireChannelReadComplete() }
+    submitPending(context)
+    context.fireChannelReadComplete()
+  }
+
+  /// Hands the frames of this socket read to the pipeline, pausing reads if it is full.
+  private func submitPending(_ context: ChannelHandlerContext) {
     guard !pending.isEmpty else { return }
     let frames = pending
     pending = []
@@ -155,8 +161,7 @@ final class RelayFrameHandler: ChannelInboundHandler {
     let pipeline = self.pipeline
     let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
     let loop = context.eventLoop
-    let full = pipeline.submit(frames) { verdict in
-      guard case .reconnect(let reason) = verdict else { return }
+    let full = pipeline.submit(frames) { reason in
       loop.execute { bound.value.0.close(bound.value.1, reason: reason) }
     }
     if full {

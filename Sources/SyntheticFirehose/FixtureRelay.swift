@@ -52,6 +52,9 @@ public final class FixtureRelay: Sendable {
   /// Connections open now.
   public var openConnections: Int { state.withLock { $0.connections.count } }
 
+  /// Websocket connections accepted so far.
+  public var connectionsAccepted: Int { state.withLock { $0.nextID } }
+
   /// Sends `{error, message}` (op −1) on every open connection, then closes them, like a relay
   /// dropping its consumers.
   public func sendError(_ code: String, message: String = "") {

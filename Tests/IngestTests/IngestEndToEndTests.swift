@@ -125,7 +125,10 @@ final class IngestEndToEndTests: XCTestCase {
     for cut in 1...6 {
       let seq = Int64(cut * 200)
       try await wait("seq \(seq) stored") { (log.lastWrittenSeq ?? 0) >= seq }
-      try await wait("connected") { relay.openConnections > 0 }
+      // Cut the current connection only: the previous one is gone and this one is registered.
+      try await wait("reconnected") {
+        relay.connectionsAccepted == cut && relay.openConnections == 1
+      }
       if cut == 3 {
         relay.sendError("ConsumerTooSlow", message: "test")
       } else {
