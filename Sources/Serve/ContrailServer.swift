@@ -80,7 +80,8 @@ public final class ContrailServer: Sendable {
     var endpoint = settings.relay
     if settings.offline {
       // The bundled fixture relay: synthetic traffic continuing after what is stored.
-      let source = SyntheticRelaySource(seed: 1, firstSeq: (log.lastWrittenSeq ?? 0) + 1)
+      let source = SyntheticRelaySource(
+        seed: 1, firstSeq: (log.lastWrittenSeq ?? 0) + 1, window: 2_000)
       var configuration = FixtureRelay.Configuration()
       configuration.rate = settings.offlineRate
       let fixture = FixtureRelay(source: source, configuration: configuration)

@@ -18,8 +18,10 @@ public struct ServeSettings: Sendable {
   public var dictionaryPath: String
   public var compressionLevel: Int32 = 3
   public var fsyncMilliseconds = 100
-  public var liveWindowEvents = 65_536
-  public var liveWindowBytes = 128 << 20
+  /// The in-memory live window: subscribers further behind read the log (page cache, ~600k
+  /// events/s), so a small window costs little and keeps RSS low.
+  public var liveWindowEvents = 16_384
+  public var liveWindowBytes = 32 << 20
   public var slowConsumer = SubscribeServer.SlowConsumerPolicy()
   public var limits = SubscribeServer.Limits()
   public var staleAfter: TimeAmount? = .seconds(60)

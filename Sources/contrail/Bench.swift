@@ -7,7 +7,9 @@ import SyntheticFirehose
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run a benchmark (release builds only give meaningful numbers).",
-    subcommands: [BenchTranslate.self, BenchCompress.self, BenchLog.self, BenchFanout.self, BenchIngest.self])
+    subcommands: [
+      BenchTranslate.self, BenchCompress.self, BenchLog.self, BenchFanout.self, BenchIngest.self,
+    ])
 }
 
 /// Decode + JSON throughput of the translator on one thread, with a libcbor token-walk

@@ -174,13 +174,7 @@ struct BenchFanout: AsyncParsableCommand {
       json: event.json, compressed: event.compressed, jsonLength: event.jsonLength)
   }
 
-  static func residentBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-      let kb = Int(line.split(separator: " ").dropFirst().first ?? "")
-    else { return 0 }
-    return kb << 10
-  }
+  static func residentBytes() -> Int { BenchIngest.resident(getpid(), "VmRSS:") }
 }
 
 /// This process's user + system CPU seconds.

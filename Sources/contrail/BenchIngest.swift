@@ -19,7 +19,7 @@ struct BenchIngest: AsyncParsableCommand {
     abstract: "Ingest pipeline events/s vs translate + compress alone; serve RSS idle and busy.")
 
   @Option(help: "Frames per run (the input repeats under new seqs to reach this).")
-  var frames = 100_000
+  var frames = 50_000
 
   @Option(help: "Trials; the best of each measurement is reported.")
   var trials = 3
@@ -33,7 +33,7 @@ struct BenchIngest: AsyncParsableCommand {
   func run() async throws {
     let dictionary = try ZstdDictionary(path: dictionary)
     let capture = "../shared/corpus/jetstream-v1-capture/frames.bin.zst"
-    var inputs: [(String, [[UInt8]])] = []
+    var inputs: [(String, [[UInt8]])] = []  // released once converted
     if FileManager.default.fileExists(atPath: capture) {
       let source = FileRelaySource(frames: try FramesFile.read(path: capture).frames, loop: true)
       inputs.append(
@@ -44,7 +44,8 @@ struct BenchIngest: AsyncParsableCommand {
     var generator = FirehoseGenerator(seed: 3)
     inputs.append(("generated", (0..<frames).map { _ in generator.next() }))
 
-    for (name, input) in inputs {
+    for (name, frames) in inputs {
+      let input = frames.map { ByteBuffer(bytes: $0) }  // as the socket hands them over
       var ingestBest = Double.infinity
       var translateBest = Double.infinity
       var compressBest = Double.infinity
@@ -56,7 +57,9 @@ struct BenchIngest: AsyncParsableCommand {
         translateBest = min(
           translateBest,
           seconds {
-            for frame in input { translator.translate(frame, into: &events) }
+            for frame in input {
+              frame.withUnsafeReadableBytes { _ = translator.translate($0, into: &events) }
+            }
           })
         let compressor = try EventCompressor(dictionary: dictionary)
         compressBest = min(
@@ -80,7 +83,8 @@ struct BenchIngest: AsyncParsableCommand {
   }
 
   /// One pipeline run over `input`, submitted 64 frames at a time like socket reads.
-  private func ingest(_ input: [[UInt8]], _ dictionary: ZstdDictionary) async throws -> Double {
+  private func ingest(_ buffers: [ByteBuffer], _ dictionary: ZstdDictionary) async throws -> Double
+  {
     let directory =
       FileManager.default.temporaryDirectory.path + "/contrail-bench-ingest-\(getpid())"
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -92,7 +96,6 @@ struct BenchIngest: AsyncParsableCommand {
       log: log, ring: ring, compressor: try EventCompressor(dictionary: dictionary),
       metrics: NOOPMetricsHandler.instance,
       logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() })
-    let buffers = input.map { ByteBuffer(bytes: $0) }
     let started = ContinuousClock.now
     for start in stride(from: 0, to: buffers.count, by: 64) {
       pipeline.submit(Array(buffers[start..<min(start + 64, buffers.count)]))
@@ -113,7 +116,10 @@ struct BenchIngest: AsyncParsableCommand {
   private func residentSizes() async throws {
     for (name, arguments, subscribers) in [
       ("idle (relay unreachable, no subscribers)", ["--relay", "ws://127.0.0.1:1"], 0),
-      ("busy (offline relay at 2,000 frames/s, 10 subscribers)", ["--offline", "--offline-rate", "2000"], 10),
+      (
+        "busy (offline relay at 2,000 frames/s, 10 subscribers)",
+        ["--offline", "--offline-rate", "2000"], 10
+      ),
     ] {
       let directory =
         FileManager.default.temporaryDirectory.path + "/contrail-bench-rss-\(getpid())"
@@ -122,8 +128,10 @@ struct BenchIngest: AsyncParsableCommand {
       process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
       let port = 46_000 + Int(getpid() % 1000)
       process.arguments =
-        ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-dir", directory,
-         "--log-level", "error"] + arguments
+        [
+          "serve", "--host", "127.0.0.1", "--port", String(port), "--data-dir", directory,
+          "--log-level", "error",
+        ] + arguments
       try process.run()
       try await Task.sleep(for: .seconds(2))
       var client: LoadProcess? = nil
@@ -132,17 +140,21 @@ struct BenchIngest: AsyncParsableCommand {
           port: port, connections: subscribers, target: "/subscribe", expect: 0)
       }
       try await Task.sleep(for: .seconds(8))
-      let rss = Self.resident(process.processIdentifier)
+      let rss = Self.resident(process.processIdentifier, "VmRSS:")
+      let anonymous = Self.resident(process.processIdentifier, "RssAnon:")
       client?.stop()
       process.terminate()
       process.waitUntilExit()
-      print("serve RSS \(name): \(rss >> 20) MB")
+      print(
+        "serve RSS \(name): \(rss >> 20) MB (\(anonymous >> 20) MB anonymous; the rest is "
+          + "mapped library files)")
     }
   }
 
-  static func resident(_ pid: Int32) -> Int {
+  /// A `/proc/PID/status` size field (`VmRSS:`, `RssAnon:`) in bytes.
+  static func resident(_ pid: Int32, _ field: String) -> Int {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+      let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
       let kb = Int(line.split(separator: " ").dropFirst().first ?? "")
     else { return 0 }
     return kb << 10

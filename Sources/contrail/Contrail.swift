@@ -7,7 +7,8 @@ struct Contrail: AsyncParsableCommand {
     commandName: "contrail",
     abstract: "A Jetstream-compatible AT Protocol firehose translator.",
     subcommands: [
-      ServeCommand.self, Tail.self, Translate.self, Generate.self, FakeRelay.self, TrainDictionary.self,
+      ServeCommand.self, Tail.self, Translate.self, Generate.self, FakeRelay.self,
+      TrainDictionary.self,
       Compress.self,
       Decompress.self, Inspect.self, Bench.self, LogWriter.self, LoadClient.self,
     ])

@@ -50,7 +50,7 @@ struct ServeCommand: AsyncParsableCommand {
     help: "fsync the log at most this far apart, e.g. 100ms (default). [CONTRAIL_FSYNC_INTERVAL]")
   var fsyncInterval: String?
   @Option(
-    help: "Events held in memory for live subscribers (default 65536). [CONTRAIL_LIVE_WINDOW]")
+    help: "Events held in memory for live subscribers (default 16384). [CONTRAIL_LIVE_WINDOW]")
   var liveWindow: String?
   @Option(
     help: "Close subscribers lagging more than this, e.g. 10m (default: never). [CONTRAIL_MAX_LAG]")
@@ -144,7 +144,7 @@ struct ServeCommand: AsyncParsableCommand {
     settings.fsyncMilliseconds = try env.value(
       fsyncInterval, "CONTRAIL_FSYNC_INTERVAL", default: 100
     ) { Settings.duration($0).map { Int($0.nanoseconds / 1_000_000) } }
-    settings.liveWindowEvents = try env.value(liveWindow, "CONTRAIL_LIVE_WINDOW", default: 65_536) {
+    settings.liveWindowEvents = try env.value(liveWindow, "CONTRAIL_LIVE_WINDOW", default: 16_384) {
       Int($0).flatMap { $0 > 0 ? $0 : nil }
     }
     settings.slowConsumer.maxLag = try env.value(maxLag, "CONTRAIL_MAX_LAG", default: nil) {

@@ -25,7 +25,8 @@ struct Tail: AsyncParsableCommand {
   @Argument(help: "The server, e.g. ws://127.0.0.1:6008.")
   var url: String
 
-  @Option(name: .customLong("collection"), help: "A wanted collection (NSID or prefix.*); repeatable.")
+  @Option(
+    name: .customLong("collection"), help: "A wanted collection (NSID or prefix.*); repeatable.")
   var collections: [String] = []
 
   @Option(name: .customLong("did"), help: "A wanted DID; repeatable.")
@@ -107,7 +108,8 @@ struct Tail: AsyncParsableCommand {
   }
 
   static func escape(_ value: String) -> String {
-    value.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(["&", "+", "="]))
+    value.addingPercentEncoding(
+      withAllowedCharacters: .urlQueryAllowed.subtracting(["&", "+", "="]))
       ?? value
   }
 }
@@ -178,12 +180,13 @@ final class TailPrinter: @unchecked Sendable {
     guard let object = try? JSONSerialization.jsonObject(with: Data(json)) as? [String: Any] else {
       return String(decoding: json, as: UTF8.self)
     }
-    let time = (object["time_us"] as? Int).map {
-      let date = Date(timeIntervalSince1970: Double($0) / 1e6)
-      let formatter = DateFormatter()
-      formatter.dateFormat = "HH:mm:ss.SSS"
-      return formatter.string(from: date)
-    } ?? "-"
+    let time =
+      (object["time_us"] as? Int).map {
+        let date = Date(timeIntervalSince1970: Double($0) / 1e6)
+        let formatter = DateFormatter()
+        formatter.dateFormat = "HH:mm:ss.SSS"
+        return formatter.string(from: date)
+      } ?? "-"
     let kind = object["kind"] as? String ?? "?"
     let did = object["did"] as? String ?? "?"
     var line = "\(time) \(kind.padding(toLength: 8, withPad: " ", startingAt: 0)) \(did)"
@@ -238,7 +241,9 @@ final class TailHandler: ChannelInboundHandler {
     case .connectionClose:
       var data = frame.unmaskedData
       let code = data.readInteger(as: UInt16.self)
-      if !done { printer.closed(code: code, reason: data.readString(length: data.readableBytes) ?? "") }
+      if !done {
+        printer.closed(code: code, reason: data.readString(length: data.readableBytes) ?? "")
+      }
       context.close(promise: nil)
     default:
       break

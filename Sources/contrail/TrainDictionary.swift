@@ -1,5 +1,6 @@
 import ArgumentParser
 import Compression
+import EventLog
 import Events
 import Foundation
 import SyntheticFirehose
@@ -46,8 +47,14 @@ struct TrainDictionary: ParsableCommand {
   @Option(help: "Start of the synthetic clock, µs since the epoch (default: now).")
   var syntheticStart: Int64?
 
-  @Option(help: "A running instance's data directory (needs the event log, not built yet).")
+  @Option(help: "Train on the newest events of a data directory (safe on a live one).")
   var dataDir: String?
+
+  @Option(help: "With --data-dir: how many of the newest events to use.")
+  var maxSamples = 100_000
+
+  @Option(help: "With --data-dir: the dictionary its events were compressed with.")
+  var dataDictionary = "Dictionaries/contrail-default.zdict"
 
   @Option(help: "Threads for the parameter search (default: all cores).")
   var threads: Int?
@@ -64,11 +71,6 @@ struct TrainDictionary: ParsableCommand {
   }
 
   func run() throws {
-    if let dataDir {
-      throw CLIError(
-        "--data-dir \(dataDir): reading samples from an event log needs the EventLog, which is not built yet"
-      )
-    }
     let samples = try loadSamples()
     let (training, heldOut) = DictionaryTrainer.holdOut(samples, percent: holdout)
     let raw = samples.reduce(0) { $0 + $1.count }
@@ -132,7 +134,34 @@ struct TrainDictionary: ParsableCommand {
         progress.update(synthetic)
       }
     }
+    if let dataDir { samples += try logSamples(dataDir) }
     return samples + events.map(\.json)
+  }
+
+  /// The newest `maxSamples` events of a log, decompressed (read-only: fine beside `serve`).
+  private func logSamples(_ directory: String) throws -> [[UInt8]] {
+    let log = try EventLog(EventLog.Configuration(directory: directory), readOnly: true)
+    let total = log.stats.events
+    guard total > 0 else { throw CLIError("\(directory) holds no events") }
+    let decompressor = try EventDecompressor(dictionary: try ZstdDictionary(path: dataDictionary))
+    let reader = log.reader(from: nil)
+    var skip = max(0, total - maxSamples)
+    var samples: [[UInt8]] = []
+    let progress = Progress("reading \(directory)", total: total)
+    try progress.run {
+      var index = 0
+      while let record = reader.next() {
+        index += 1
+        if index % 10_000 == 0 { progress.update(index) }
+        if skip > 0 {
+          skip -= 1
+          continue
+        }
+        samples.append(try decompressor.decompress(record.payload))
+      }
+      progress.update(total)
+    }
+    return samples
   }
 
   /// Today's date as YYYYMMDD in UTC.

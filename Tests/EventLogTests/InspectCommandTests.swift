@@ -37,4 +37,24 @@ final class InspectCommandTests: XCTestCase {
     XCTAssertNotEqual(missing.status, 0)
     XCTAssertTrue(missing.stderr.contains("no such data directory"), missing.stderr)
   }
+
+  /// `train-dictionary --data-dir` trains on the newest stored events.
+  func testTrainsADictionaryFromADataDirectory() throws {
+    let records = try LogFixtures.records(frames: 1_500)
+    let directory = LogFixtures.directory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let log = try EventLog(LogFixtures.configuration(directory))
+    try log.append(records)
+    try log.close()
+    let output = directory + "/trained.zdict"
+    let result = try ContrailCommand.run([
+      "train-dictionary", "--data-dir", directory, "--output", output, "--size", "8192",
+      "--max-samples", "1000", "--id", "7", "--data-dictionary", SharedData.defaultDictionaryPath,
+    ])
+    XCTAssertEqual(result.status, 0, result.stderr)
+    XCTAssertTrue(result.stderr.contains("samples: 1000 ("), result.stderr)
+    let stdout = String(decoding: result.stdout, as: UTF8.self)
+    XCTAssertTrue(stdout.contains("wrote \(output): 8192 bytes, ID 7"), stdout)
+    XCTAssertTrue(stdout.contains("held-out events: 100"), stdout)
+  }
 }

@@ -102,7 +102,8 @@ final class RelayEndpointTests: XCTestCase {
     }
     let endpoint = try RelayEndpoint("wss://h/p?x=1")
     XCTAssertEqual(endpoint.target(cursor: 42), "/p?x=1&cursor=42")
-    XCTAssertEqual(try RelayEndpoint("h").target(cursor: 7), RelayEndpoint.subscribePath + "?cursor=7")
+    XCTAssertEqual(
+      try RelayEndpoint("h").target(cursor: 7), RelayEndpoint.subscribePath + "?cursor=7")
     XCTAssertEqual(try RelayEndpoint("h").target(cursor: nil), RelayEndpoint.subscribePath)
   }
 }

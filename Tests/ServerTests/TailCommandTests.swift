@@ -22,7 +22,8 @@ final class TailCommandTests: XCTestCase {
     let server = try await SubscribeServer.start(
       sources: .init(ring: ring, log: log, dictionary: stream.dictionary))
     let likes = stream.events.filter { $0.kind != .commit || $0.collection == "app.bsky.feed.like" }
-    let expected = likes.prefix(100).map { String(decoding: $0.json, as: UTF8.self) + "\n" }.joined()
+    let expected = likes.prefix(100).map { String(decoding: $0.json, as: UTF8.self) + "\n" }
+      .joined()
     for extra in [[], ["--compress", "--fetch-dictionary"]] {
       let result = try ContrailCommand.run(
         [
