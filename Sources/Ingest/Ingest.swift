@@ -109,12 +109,16 @@ public final class Ingest: Sendable {
           state.channel = nil
         }
         metrics.connected.record(0)
-        logger.warning(
-          "relay connection ended",
-          metadata: [
-            "reason": "\(stats.closeReason ?? "closed by the relay")",
-            "frames": "\(stats.frames)",
-          ])
+        if state.withLock({ $0.stopped }) {
+          logger.info("relay connection closed for shutdown", metadata: ["frames": "\(stats.frames)"])
+        } else {
+          logger.warning(
+            "relay connection ended",
+            metadata: [
+              "reason": "\(stats.closeReason ?? "closed by the relay")",
+              "frames": "\(stats.frames)",
+            ])
+        }
       } catch {
         logger.warning("cannot connect to relay", metadata: ["error": "\(error)"])
       }

@@ -29,13 +29,15 @@ public final class ContrailServer: Sendable {
   private let logger: Logger
   private let shuttingDown: ShutdownFlag
   private let stopping = Atomic<Bool>(false)
+  private let factory: any MetricsFactory
 
   private init(
     settings: ServeSettings, log: EventLog, ring: LiveRing, server: SubscribeServer,
     ingest: Ingest, pipeline: IngestPipeline, relay: Task<Void, Never>?, lock: DataDirectoryLock,
-    shuttingDown: ShutdownFlag, logger: Logger
+    shuttingDown: ShutdownFlag, factory: any MetricsFactory, logger: Logger
   ) {
     self.shuttingDown = shuttingDown
+    self.factory = factory
     self.settings = settings
     self.log = log
     self.ring = ring
@@ -135,13 +137,25 @@ public final class ContrailServer: Sendable {
       ])
     return ContrailServer(
       settings: settings, log: log, ring: ring, server: server, ingest: ingest,
-      pipeline: pipeline, relay: relay, lock: lock, shuttingDown: shuttingDown, logger: logger)
+      pipeline: pipeline, relay: relay, lock: lock, shuttingDown: shuttingDown, factory: factory,
+      logger: logger)
   }
 
-  /// Runs ingest and log maintenance until `shutdown()`.
+  /// Runs ingest, log maintenance (retention, fsync) and the log gauges until `shutdown()`.
   public func run() async {
     let log = self.log
-    let maintenance = Task { await log.runMaintenance(every: .seconds(1)) }
+    let gauges = LogGauges(factory: factory)
+    let maintenance = Task {
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask { await log.runMaintenance(every: .seconds(1)) }
+        group.addTask {
+          while !Task.isCancelled {
+            gauges.record(log.stats)
+            try? await Task.sleep(for: .seconds(5))
+          }
+        }
+      }
+    }
     await ingest.run()
     maintenance.cancel()
     await maintenance.value
@@ -171,4 +185,26 @@ final class ShutdownFlag: Sendable {
   private let flag = Atomic<Bool>(false)
   var value: Bool { flag.load(ordering: .relaxed) }
   func set() { flag.store(true, ordering: .relaxed) }
+}
+
+/// `contrail_log_*` gauges: what the event log holds (updated every 5 s).
+struct LogGauges: Sendable {
+  let events: CoreMetrics.Gauge
+  let bytes: CoreMetrics.Gauge
+  let segments: CoreMetrics.Gauge
+  let oldest: CoreMetrics.Gauge
+
+  init(factory: any MetricsFactory) {
+    events = CoreMetrics.Gauge(label: "contrail_log_events", factory: factory)
+    bytes = CoreMetrics.Gauge(label: "contrail_log_bytes", factory: factory)
+    segments = CoreMetrics.Gauge(label: "contrail_log_segments", factory: factory)
+    oldest = CoreMetrics.Gauge(label: "contrail_log_oldest_event_time_seconds", factory: factory)
+  }
+
+  func record(_ stats: EventLog.Stats) {
+    events.record(stats.events)
+    bytes.record(stats.bytes)
+    segments.record(stats.segments)
+    if let time = stats.oldestTimeUS { oldest.record(Double(time) / 1e6) }
+  }
 }
