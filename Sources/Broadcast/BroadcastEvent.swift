@@ -10,7 +10,8 @@ public struct BroadcastEvent: Sendable {
   public let collection: String
   /// The JSON text; nil for events replayed from disk to zstd subscribers, which never need it.
   public let json: ByteBuffer?
-  /// The zstd frame.
+  /// The zstd frame; empty for events replayed from disk to text subscribers, which only need
+  /// the JSON.
   public let compressed: ByteBuffer
   /// The JSON's length in bytes (for `maxMessageSizeBytes`, which compares uncompressed sizes).
   public let jsonLength: Int

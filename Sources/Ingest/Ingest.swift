@@ -110,7 +110,8 @@ public final class Ingest: Sendable {
         }
         metrics.connected.record(0)
         if state.withLock({ $0.stopped }) {
-          logger.info("relay connection closed for shutdown", metadata: ["frames": "\(stats.frames)"])
+          logger.info(
+            "relay connection closed for shutdown", metadata: ["frames": "\(stats.frames)"])
         } else {
           logger.warning(
             "relay connection ended",

