@@ -95,3 +95,41 @@ final class ServeProcessTests: XCTestCase {
     XCTAssertNil(mismatch, "first difference at \(String(describing: mismatch))")
   }
 }
+
+/// `serve`'s settings: flags and `CONTRAIL_*` variables, and a clear error for a bad value.
+final class ServeSettingsTests: XCTestCase {
+  func testBadValuesAreRefusedWithTheSettingNamed() throws {
+    let flag = try ContrailCommand.run(["serve", "--offline", "--port", "abc"])
+    XCTAssertNotEqual(flag.status, 0)
+    XCTAssertTrue(flag.stderr.contains(#"--port / CONTRAIL_PORT: cannot use "abc""#), flag.stderr)
+    let variable = try ContrailCommand.run(
+      ["serve", "--offline"], environment: ["CONTRAIL_RETENTION": "soon"])
+    XCTAssertNotEqual(variable.status, 0)
+    XCTAssertTrue(
+      variable.stderr.contains(#"--retention / CONTRAIL_RETENTION: cannot use "soon""#),
+      variable.stderr)
+    let relay = try ContrailCommand.run(
+      ["serve"], environment: ["CONTRAIL_RELAY": "ftp://example.com"])
+    XCTAssertNotEqual(relay.status, 0)
+    XCTAssertTrue(relay.stderr.contains("CONTRAIL_RELAY"), relay.stderr)
+  }
+
+  /// A variable takes effect, and a flag wins over it: here the data directory.
+  func testFlagsWinOverVariables() throws {
+    let base = TemporaryLog.directory("settings")
+    defer { try? FileManager.default.removeItem(atPath: base) }
+    // A data directory that cannot be created makes serve fail fast, naming the directory used.
+    try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+    FileManager.default.createFile(atPath: base + "/file", contents: Data())
+    let fromVariable = try ContrailCommand.run(
+      ["serve", "--offline", "--port", "0"],
+      environment: ["CONTRAIL_DATA_DIR": base + "/file/from-variable"])
+    XCTAssertNotEqual(fromVariable.status, 0)
+    XCTAssertTrue(fromVariable.stderr.contains("from-variable"), fromVariable.stderr)
+    let fromFlag = try ContrailCommand.run(
+      ["serve", "--offline", "--port", "0", "--data-dir", base + "/file/from-flag"],
+      environment: ["CONTRAIL_DATA_DIR": base + "/file/from-variable"])
+    XCTAssertNotEqual(fromFlag.status, 0)
+    XCTAssertTrue(fromFlag.stderr.contains("from-flag"), fromFlag.stderr)
+  }
+}

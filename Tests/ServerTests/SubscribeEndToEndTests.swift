@@ -182,4 +182,42 @@ final class SubscribeEndToEndTests: XCTestCase {
     } catch is TestWebSocketClient.NotUpgraded {}
     try await server.stop()
   }
+
+  /// PROTOCOL §6 under load: cursors 1 h, 1 min and 1 s back from the newest stored event while
+  /// live events keep arriving fast. Each subscriber gets every event from the first
+  /// `time_us ≥ cursor` on, strictly increasing, no gap, no duplicate, across disk → memory.
+  func testCursorsAnHourAMinuteAndASecondBackDuringFastIngest() async throws {
+    // ~3,100 events 2 s apart: 1.7 hours, two thirds stored, the rest arriving live.
+    let stream = try SyntheticStream(
+      frames: 3_000, seed: 44, start: 1_700_000_000_000_000, spacing: 2_000_000)
+    let stored = stream.events.count * 2 / 3
+    let (server, ring, log) = try await server(stream, preloaded: stored, ringCapacity: 300)
+    let newest = stream.events[stored - 1].timeUS
+    var clients: [(TestWebSocketClient, [Event])] = []
+    for back: Int64 in [3_600_000_000, 60_000_000, 1_000_000] {
+      let cursor = newest - back
+      clients.append(
+        (
+          try await TestWebSocketClient.connect(
+            port: server.port, target: "/subscribe?cursor=\(cursor)"),
+          stream.events.filter { $0.timeUS >= cursor }
+        ))
+    }
+    let ingest = Task.detached {
+      for start in stride(from: stored, to: stream.events.count, by: 20) {
+        try stream.ingest(start..<min(start + 20, stream.events.count), log: log, ring: ring)
+        await Task.yield()
+      }
+    }
+    for (client, expected) in clients {
+      XCTAssertGreaterThan(expected.count, 1, "the cursor is inside the stored range")
+      let messages = try await receive(client, expected.count)
+      XCTAssertTrue(
+        messages == expected.map { .text(String(decoding: $0.json, as: UTF8.self)) },
+        "every event from the cursor on, once, in order (\(messages.count) of \(expected.count))")
+      await client.close()
+    }
+    try await ingest.value
+    try await server.stop()
+  }
 }

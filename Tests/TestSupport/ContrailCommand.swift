@@ -13,12 +13,14 @@ public enum ContrailCommand {
     return candidate
   }
 
-  public static func run(_ arguments: [String]) throws -> (
+  /// Runs to completion; `environment` entries are added to this process's environment.
+  public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (
     status: Int32, stdout: Data, stderr: String
   ) {
     let process = Process()
     process.executableURL = try binary()
     process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let out = Pipe()
     let err = Pipe()
     process.standardOutput = out

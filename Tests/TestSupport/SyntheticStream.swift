@@ -2,6 +2,7 @@ import Broadcast
 import Compression
 import EventLog
 import Events
+import Synchronization
 import SyntheticFirehose
 
 /// Generated events in every form the pipeline holds them: translated (JSON), stored (log
@@ -12,13 +13,15 @@ public struct SyntheticStream: Sendable {
   public let broadcast: [BroadcastEvent]
   public let dictionary: ZstdDictionary
 
-  /// `frames` generator frames (`seed`), with time_us counting up from `start + 1`.
-  public init(frames: Int, seed: UInt64, start: Int64 = 1_000_000) throws {
+  /// `frames` generator frames (`seed`), with time_us counting up from `start + 1`, `spacing`
+  /// µs apart.
+  public init(frames: Int, seed: UInt64, start: Int64 = 1_000_000, spacing: Int64 = 1) throws {
     dictionary = try ZstdDictionary(
       path: SharedData.defaultDictionaryPath)
     let compressor = try EventCompressor(dictionary: dictionary)
     var generator = FirehoseGenerator(seed: seed)
-    let translator = Translator(sequencer: Sequencer(last: start, clock: { 0 }))
+    let ticks = Ticks(start: start, spacing: spacing)
+    let translator = Translator(sequencer: Sequencer(last: start, clock: { ticks.next() }))
     var events: [Event] = []
     for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
     var records: [LogRecord] = []
@@ -38,4 +41,17 @@ public struct SyntheticStream: Sendable {
     try log.append(Array(records[range]))
     ring.publish(Array(broadcast[range]))
   }
+}
+
+/// A clock that moves `spacing` µs per reading.
+final class Ticks: Sendable {
+  private let now: Atomic<Int64>
+  private let spacing: Int64
+
+  init(start: Int64, spacing: Int64) {
+    now = Atomic(start)
+    self.spacing = spacing
+  }
+
+  func next() -> Int64 { now.add(spacing, ordering: .relaxed).newValue }
 }
