@@ -87,15 +87,8 @@ public final class ContrailServer: Sendable {
       var configuration = FixtureRelay.Configuration()
       configuration.rate = settings.offlineRate
       let fixture = FixtureRelay(source: source, configuration: configuration)
-      let (bound, port) = AsyncStream.makeStream(of: Int.self)
-      relay = Task {
-        try? await fixture.run { port.yield($0) }
-        port.finish()
-      }
-      var ports = bound.makeAsyncIterator()
-      guard let relayPort = await ports.next() else {
-        throw ServeError("the bundled fixture relay did not start")
-      }
+      let (relayPort, task) = try await fixture.start()
+      relay = task
       endpoint = try RelayEndpoint("ws://127.0.0.1:\(relayPort)")
     }
     let pipeline = IngestPipeline(

@@ -69,6 +69,25 @@ public final class FixtureRelay: Sendable {
     for channel in state.withLock({ Array($0.connections.values) }) { channel.close(promise: nil) }
   }
 
+  /// Starts serving in a task of its own; returns the bound port and the task (cancel it to stop).
+  public func start() async throws -> (port: Int, task: Task<Void, Never>) {
+    let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+    let task = Task {
+      try? await run { continuation.yield($0) }
+      continuation.finish()
+    }
+    var iterator = ports.makeAsyncIterator()
+    guard let port = await iterator.next() else {
+      throw NotStarted(
+        description: "the fixture relay could not bind \(configuration.host):\(configuration.port)")
+    }
+    return (port, task)
+  }
+
+  public struct NotStarted: Error, CustomStringConvertible {
+    public let description: String
+  }
+
   /// Binds and serves until `run`'s task is cancelled; `onBound` receives the port.
   public func run(onBound: @Sendable (Int) -> Void = { _ in }) async throws {
     let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)

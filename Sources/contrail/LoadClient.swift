@@ -2,8 +2,6 @@ import ArgumentParser
 import Foundation
 import Ingest
 import NIOCore
-import NIOHTTP1
-import NIOPosix
 import NIOWebSocket
 import Synchronization
 

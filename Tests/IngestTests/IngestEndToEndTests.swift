@@ -44,15 +44,9 @@ final class IngestEndToEndTests: XCTestCase {
     configuration.rate = rate
     let relay = FixtureRelay(
       source: FileRelaySource(frames: frames, loop: false), configuration: configuration)
-    let (ports, port) = AsyncStream.makeStream(of: Int.self)
-    tasks.append(
-      Task {
-        try? await relay.run { port.yield($0) }
-        port.finish()
-      })
-    var iterator = ports.makeAsyncIterator()
-    let bound = await iterator.next()
-    return (relay, try XCTUnwrap(bound))
+    let (port, task) = try await relay.start()
+    tasks.append(task)
+    return (relay, port)
   }
 
   private func settings(relayPort: Int) throws -> ServeSettings {
@@ -186,7 +180,7 @@ final class IngestEndToEndTests: XCTestCase {
     configuration.port = relayPort
     let relay = FixtureRelay(
       source: FileRelaySource(frames: frames, loop: false), configuration: configuration)
-    tasks.append(Task { try? await relay.run() })
+    tasks.append(try await relay.start().task)
     let log = contrail.log
     try await wait("ingest caught up") { (log.lastWrittenSeq ?? 0) >= expected.last!.0 }
     let ready = try RawHTTP.get(port: contrail.port, target: "/readyz")

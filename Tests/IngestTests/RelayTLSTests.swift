@@ -51,14 +51,8 @@ final class RelayTLSTests: XCTestCase {
         privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))))
     let relay = FixtureRelay(
       source: FileRelaySource(frames: frames, loop: false), configuration: configuration)
-    let (ports, port) = AsyncStream.makeStream(of: Int.self)
-    relayTask = Task {
-      try? await relay.run { port.yield($0) }
-      port.finish()
-    }
-    var iterator = ports.makeAsyncIterator()
-    let bound = await iterator.next()
-    let relayPort = try XCTUnwrap(bound)
+    let (relayPort, task) = try await relay.start()
+    relayTask = task
 
     var settings = ServeSettings(
       relay: try RelayEndpoint("wss://localhost:\(relayPort)"),

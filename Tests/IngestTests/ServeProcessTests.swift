@@ -59,14 +59,8 @@ final class ServeProcessTests: XCTestCase {
     configuration.rate = 1_500
     let relay = FixtureRelay(
       source: FileRelaySource(frames: frames, loop: false), configuration: configuration)
-    let (ports, port) = AsyncStream.makeStream(of: Int.self)
-    relayTask = Task {
-      try? await relay.run { port.yield($0) }
-      port.finish()
-    }
-    var iterator = ports.makeAsyncIterator()
-    let bound = await iterator.next()
-    let relayPort = try XCTUnwrap(bound)
+    let (relayPort, task) = try await relay.start()
+    relayTask = task
 
     let first = try serve(relayPort)
     try wait("some events stored") { storedSeq() >= 800 }
