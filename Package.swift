@@ -96,6 +96,7 @@ let package = Package(
       dependencies: [
         "Server", "Events", "Broadcast", "EventLog", "Compression", "SyntheticFirehose",
         "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
       ]),
     .testTarget(
       name: "IngestTests",
