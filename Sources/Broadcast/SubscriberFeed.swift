@@ -56,7 +56,12 @@ public final class SubscriberFeed {
     }
   }
 
-  /// Up to `limit` events after the position, advancing it; empty when caught up.
+  /// Reading from the log costs a thread hop per call, so it hands out this many times `limit`
+  /// per call (JSON replay to one subscriber: 420k → 700k+ events/s with 4).
+  public static let diskBatchFactor = 4
+
+  /// Up to `limit` events after the position (`limit × diskBatchFactor` from the log), advancing
+  /// it; empty when caught up.
   public func nextBatch(limit: Int) throws -> [BroadcastEvent] {
     switch ring.read(after: position, limit: limit, filter: filter) {
     case .events(let events, let scannedThrough, let scanned):
@@ -66,7 +71,7 @@ public final class SubscriberFeed {
       filteredOut += scanned - events.count
       return events
     case .behind:
-      return try readLog(limit: limit)
+      return try readLog(limit: limit * Self.diskBatchFactor)
     }
   }
 

@@ -20,8 +20,8 @@ extension SubscribeServer {
     public var metricsText: (@Sendable () -> [UInt8])? = nil
     /// `GET /readyz`: nil when ready, else the one-line reason for a 503.
     public var readiness: @Sendable () -> String? = { nil }
-    /// One line per subscriber connect and disconnect.
-    public var logger = Logger(label: "contrail.subscribe")
+    /// One line per subscriber connect and disconnect (silent unless given one, as `serve` does).
+    public var logger = Logger(label: "contrail.subscribe") { _ in SwiftLogNoOpLogHandler() }
 
     public init() {}
   }

@@ -56,10 +56,11 @@ struct BenchFanout: AsyncParsableCommand {
       port: server.port, connections: idle, target: "/subscribe", expect: 0)
     try await Self.waitFor(server, subscribers: idle)
     let after = Self.residentBytes()
+    let anonymous = BenchIngest.resident(getpid(), "RssAnon:")
     client.stop()
     print(
-      "idle: RSS \(after >> 20) MB with \(idle) subscribers (\(before >> 20) MB before they "
-        + "connected, \((after - before) / max(idle, 1)) B each)")
+      "idle: RSS \(after >> 20) MB with \(idle) subscribers (\(anonymous >> 20) MB anonymous; "
+        + "\(before >> 20) MB before they connected, \((after - before) / max(idle, 1)) B each)")
     try await server.stop()
 
     let pool = try Self.events(frames: frames, dictionary: dictionary)
