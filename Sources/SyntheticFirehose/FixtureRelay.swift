@@ -84,6 +84,7 @@ public final class FixtureRelay: Sendable {
     return (port, task)
   }
 
+  /// `start()` could not bind the configured address.
   public struct NotStarted: Error, CustomStringConvertible {
     public let description: String
   }
