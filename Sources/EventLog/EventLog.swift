@@ -226,7 +226,14 @@ public final class EventLog: Sendable {
     _ notes: inout [(time: Int64, seq: Int64, offset: Int, end: Int)]
   ) throws {
     guard !pending.isEmpty else { return }
-    try SegmentFile.writeAll(state.writer, pending, segment.path)
+    do {
+      try SegmentFile.writeAll(state.writer, pending, segment.path)
+    } catch {
+      // A short write (a full disk) must not leave half a record before the next append's
+      // bytes: cut the file back to its last committed record.
+      _ = ftruncate(state.writer, off_t(notes.first!.offset))
+      throw error
+    }
     state.unsyncedBytes += pending.count
     state.writtenSeq = notes.last!.seq
     segment.state.withLock { segmentState in

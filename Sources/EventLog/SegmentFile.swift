@@ -63,8 +63,13 @@ final class SegmentFile: Sendable {
     let fd = openFile(path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
     guard fd >= 0 else { throw Failure(description: "cannot create \(path): \(errorText())") }
     defer { closeFile(fd) }
-    try writeAll(fd, header, path)
-    guard fsync(fd) == 0 else { throw Failure(description: "fsync \(path): \(errorText())") }
+    do {
+      try writeAll(fd, header, path)
+      guard fsync(fd) == 0 else { throw Failure(description: "fsync \(path): \(errorText())") }
+    } catch {
+      unlink(path)  // no header-less segment left behind (a full disk)
+      throw error
+    }
     return SegmentFile(path: path, baseTime: baseTime, baseSeq: baseSeq, dictionaryID: dictionaryID)
   }
 

@@ -160,9 +160,9 @@ public final class IngestPipeline: @unchecked Sendable {
   /// Compresses, appends, publishes; returns a reason to reconnect if the log refused them.
   private func store(_ events: [Event], through seq: Int64) -> String? {
     guard !events.isEmpty, !storeFailed else { return nil }
+    var records: [LogRecord] = []
+    var published: [BroadcastEvent] = []
     do {
-      var records: [LogRecord] = []
-      var published: [BroadcastEvent] = []
       records.reserveCapacity(events.count)
       published.reserveCapacity(events.count)
       for event in events {
@@ -178,7 +178,14 @@ public final class IngestPipeline: @unchecked Sendable {
       try log.syncIfDue()
       return nil
     } catch {
-      // Nothing of this batch was published; the reconnect resumes after the last stored seq.
+      // An append can fail part-way (a full disk at a segment roll): publish exactly the frames
+      // the log kept, and resume after them; later batches are dropped until the reconnect.
+      let written = log.lastWrittenSeq ?? 0
+      let kept = records.prefix { $0.seq <= written }.count
+      if kept > 0 {
+        ring.publish(Array(published.prefix(kept)))
+        storedSeq = written
+      }
       storeFailed = true
       metrics.appendErrors.increment()
       logger.error("cannot store events; reconnecting", metadata: ["error": "\(error)"])

@@ -1,0 +1,104 @@
+import Compression
+import EventLog
+import Foundation
+import Ingest
+import Prometheus
+import Serve
+import SyntheticFirehose
+import TestSupport
+import XCTest
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A full disk (a small tmpfs): appends fail with a log line and a metric, the server and its
+/// subscribers carry on, and once there is room again ingest resumes with no gap and no
+/// duplicate. Needs root to mount the tmpfs; skipped otherwise.
+final class FullDiskTests: XCTestCase {
+  private var mountPoint = ""
+  private var relayTask: Task<Void, Never>?
+
+  override func tearDown() {
+    relayTask?.cancel()
+    if !mountPoint.isEmpty {
+      _ = Self.shell("/bin/umount", ["-l", mountPoint])  // lazily: a closing fd may linger
+      try? FileManager.default.removeItem(atPath: mountPoint)
+    }
+  }
+
+  private static func shell(_ command: String, _ arguments: [String]) -> Int32 {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: command)
+    process.arguments = arguments
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return -1 }
+    process.waitUntilExit()
+    return process.terminationStatus
+  }
+
+  func testAppendsFailWhenFullAndResumeWithoutGapOnceThereIsRoom() async throws {
+    let directory = TemporaryLog.directory("full-disk")
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    guard getuid() == 0,
+      Self.shell("/bin/mount", ["-t", "tmpfs", "-o", "size=512k", "tmpfs", directory]) == 0
+    else {
+      try? FileManager.default.removeItem(atPath: directory)
+      throw XCTSkip("needs root and mount(8) to put the data directory on a 512 KiB tmpfs")
+    }
+    mountPoint = directory
+    let (frames, expected) = IngestEndToEndTests.frames(4_000, seed: 23)  // ~900 KB stored
+    let relay = FixtureRelay(source: FileRelaySource(frames: frames, loop: false))
+    let (relayPort, task) = try await relay.start()
+    relayTask = task
+    var settings = ServeSettings(
+      relay: try RelayEndpoint("ws://127.0.0.1:\(relayPort)"),
+      dictionaryPath: SharedData.defaultDictionaryPath)
+    settings.host = "127.0.0.1"
+    settings.port = 0
+    settings.dataDirectory = directory + "/data"
+    settings.backoffBase = .milliseconds(20)
+    settings.backoffCap = .milliseconds(200)
+    settings.staleAfter = nil
+    let registry = PrometheusCollectorRegistry()
+    let contrail = try await ContrailServer.start(settings, registry: registry, logger: quietLogger)
+    let running = Task { await contrail.run() }
+    let subscriber = try await TestWebSocketClient.connect(
+      port: contrail.port, target: "/subscribe?cursor=0&wantedDids=did:plc:zzzzzzzzzzzzzzzzzzzzzzzz"
+    )
+
+    func appendErrors() -> Double {
+      registry.emitToString().split(separator: "\n")
+        .first { $0.hasPrefix("contrail_log_append_errors_total ") }
+        .flatMap { Double($0.split(separator: " ")[1]) } ?? 0
+    }
+    var deadline = ContinuousClock.now + .seconds(30)
+    while appendErrors() < 1 && ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(20))
+    }
+    XCTAssertGreaterThanOrEqual(appendErrors(), 1, "the full disk was noticed and counted")
+    let health = try RawHTTP.get(port: contrail.port, target: "/healthz")
+    XCTAssertEqual(health.status, 200, "the server carries on")
+    let log = contrail.log
+    XCTAssertLessThan(log.lastWrittenSeq ?? 0, expected.last!.0, "ingest is stuck on the disk")
+
+    // Room again: ingest resumes after the last stored seq.
+    XCTAssertEqual(Self.shell("/bin/mount", ["-o", "remount,size=16m", directory]), 0)
+    deadline = ContinuousClock.now + .seconds(60)
+    while (log.lastWrittenSeq ?? 0) < expected.last!.0 && ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(20))
+    }
+    let stored = try IngestEndToEndTests.stored(
+      log, try ZstdDictionary(path: SharedData.defaultDictionaryPath))
+    XCTAssertEqual(stored.count, expected.count, "no event lost or stored twice")
+    let mismatch = zip(stored, expected).enumerated().first {
+      $0.element.0.0 != $0.element.1.0 || $0.element.0.1 != $0.element.1.1
+    }?.offset
+    XCTAssertNil(mismatch, "first difference at \(String(describing: mismatch))")
+    XCTAssertEqual(log.stats.corruptions, 0)
+    await contrail.shutdown()
+    await running.value
+    let close = try await subscriber.next()
+    XCTAssertEqual(close, .close(code: 1001, reason: "server shutting down"), "it stayed open")
+  }
+}
