@@ -85,6 +85,7 @@ let package = Package(
       name: "TestSupport",
       dependencies: [
         "Firehose", "Events", "Compression", "EventLog", "Broadcast", "SyntheticFirehose",
+        .product(name: "Prometheus", package: "swift-prometheus"),
       ] + websocket,
       path: "Tests/TestSupport"),
     .testTarget(

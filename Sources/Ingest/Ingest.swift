@@ -1,4 +1,3 @@
-import CoreMetrics
 import EventLog
 import Foundation
 import Logging
@@ -43,13 +42,12 @@ public final class Ingest: Sendable {
   private let metrics: IngestMetrics
 
   public init(
-    configuration: Configuration, pipeline: IngestPipeline, metrics: any MetricsFactory,
-    logger: Logger
+    configuration: Configuration, pipeline: IngestPipeline, logger: Logger
   ) throws {
     self.configuration = configuration
     self.pipeline = pipeline
     self.logger = logger
-    self.metrics = IngestMetrics(factory: metrics)
+    self.metrics = pipeline.metrics
     if configuration.relay.tls {
       var tls = TLSConfiguration.makeClientConfiguration()
       if let path = configuration.trustedCertificates {
@@ -174,12 +172,10 @@ final class ConnectionStats: Sendable {
 
   func received(_ count: Int) { state.withLock { $0.frames += count } }
 
-  /// Records the first reason given; false if the connection was already closing.
-  func closing(_ reason: String) -> Bool {
+  /// Records why the connection is being closed (the first reason given wins).
+  func closing(_ reason: String) {
     state.withLock { state in
-      guard state.closeReason == nil else { return false }
-      state.closeReason = reason
-      return true
+      if state.closeReason == nil { state.closeReason = reason }
     }
   }
 }

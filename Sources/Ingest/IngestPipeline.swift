@@ -20,7 +20,8 @@ public final class IngestPipeline: @unchecked Sendable {
   private let log: EventLog
   private let ring: LiveRing
   private let logger: Logger
-  private let metrics: IngestMetrics
+  /// Shared with `Ingest`, which counts reconnects and the connection gauge.
+  let metrics: IngestMetrics
   private let translateQueue = DispatchQueue(label: "contrail.ingest.translate")
   private let storeQueue = DispatchQueue(label: "contrail.ingest.store")
   // Owned by `translateQueue`.

@@ -183,7 +183,7 @@ final class RelayFrameHandler: ChannelInboundHandler {
   private func close(_ context: ChannelHandlerContext, reason: String) {
     guard !closing else { return }
     closing = true
-    _ = stats.closing(reason)
+    stats.closing(reason)
     var data = ByteBuffer()
     data.write(webSocketErrorCode: .normalClosure)
     let channel = context.channel

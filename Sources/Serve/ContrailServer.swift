@@ -102,7 +102,7 @@ public final class ContrailServer: Sendable {
     ingestConfiguration.backoffCap = settings.backoffCap
     ingestConfiguration.trustedCertificates = settings.relayCertificates
     let ingest = try Ingest(
-      configuration: ingestConfiguration, pipeline: pipeline, metrics: factory, logger: logger)
+      configuration: ingestConfiguration, pipeline: pipeline, logger: logger)
 
     var subscribe = SubscribeServer.Configuration()
     subscribe.host = settings.host

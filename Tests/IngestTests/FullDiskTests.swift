@@ -51,15 +51,8 @@ final class FullDiskTests: XCTestCase {
     let relay = FixtureRelay(source: FileRelaySource(frames: frames, loop: false))
     let (relayPort, task) = try await relay.start()
     relayTask = task
-    var settings = ServeSettings(
-      relay: try RelayEndpoint("ws://127.0.0.1:\(relayPort)"),
-      dictionaryPath: SharedData.defaultDictionaryPath)
-    settings.host = "127.0.0.1"
-    settings.port = 0
-    settings.dataDirectory = directory + "/data"
-    settings.backoffBase = .milliseconds(20)
-    settings.backoffCap = .milliseconds(200)
-    settings.staleAfter = nil
+    let settings = try ServeSettings.forTests(
+      relay: "ws://127.0.0.1:\(relayPort)", dataDirectory: directory + "/data")
     let registry = PrometheusCollectorRegistry()
     let contrail = try await ContrailServer.start(settings, registry: registry, logger: quietLogger)
     let running = Task { await contrail.run() }
@@ -67,16 +60,9 @@ final class FullDiskTests: XCTestCase {
       port: contrail.port, target: "/subscribe?cursor=0&wantedDids=did:plc:zzzzzzzzzzzzzzzzzzzzzzzz"
     )
 
-    func appendErrors() -> Double {
-      registry.emitToString().split(separator: "\n")
-        .first { $0.hasPrefix("contrail_log_append_errors_total ") }
-        .flatMap { Double($0.split(separator: " ")[1]) } ?? 0
+    try await waitUntil("the full disk is noticed", timeout: .seconds(30)) {
+      registry.value("contrail_log_append_errors_total") >= 1
     }
-    var deadline = ContinuousClock.now + .seconds(30)
-    while appendErrors() < 1 && ContinuousClock.now < deadline {
-      try await Task.sleep(for: .milliseconds(20))
-    }
-    XCTAssertGreaterThanOrEqual(appendErrors(), 1, "the full disk was noticed and counted")
     let health = try RawHTTP.get(port: contrail.port, target: "/healthz")
     XCTAssertEqual(health.status, 200, "the server carries on")
     let log = contrail.log
@@ -84,10 +70,7 @@ final class FullDiskTests: XCTestCase {
 
     // Room again: ingest resumes after the last stored seq.
     XCTAssertEqual(Self.shell("/bin/mount", ["-o", "remount,size=16m", directory]), 0)
-    deadline = ContinuousClock.now + .seconds(60)
-    while (log.lastWrittenSeq ?? 0) < expected.last!.0 && ContinuousClock.now < deadline {
-      try await Task.sleep(for: .milliseconds(20))
-    }
+    try await waitUntil("everything stored") { (log.lastWrittenSeq ?? 0) >= expected.last!.0 }
     let stored = try IngestEndToEndTests.stored(
       log, try ZstdDictionary(path: SharedData.defaultDictionaryPath))
     XCTAssertEqual(stored.count, expected.count, "no event lost or stored twice")

@@ -54,23 +54,17 @@ final class RelayTLSTests: XCTestCase {
     let (relayPort, task) = try await relay.start()
     relayTask = task
 
-    var settings = ServeSettings(
-      relay: try RelayEndpoint("wss://localhost:\(relayPort)"),
-      dictionaryPath: SharedData.defaultDictionaryPath)
-    settings.host = "127.0.0.1"
-    settings.port = 0
-    settings.dataDirectory = directory + "/data"
+    var settings = try ServeSettings.forTests(
+      relay: "wss://localhost:\(relayPort)", dataDirectory: directory + "/data")
     settings.relayCertificates = cert
-    settings.staleAfter = nil
     let contrail = try await ContrailServer.start(
       settings, registry: PrometheusCollectorRegistry(), logger: quietLogger)
     let running = Task { await contrail.run() }
     let log = contrail.log
-    let deadline = ContinuousClock.now + .seconds(30)
-    while (log.lastWrittenSeq ?? 0) < expected.last!.0 && ContinuousClock.now < deadline {
-      try await Task.sleep(for: .milliseconds(10))
+    try await waitUntil("everything arrives over TLS", timeout: .seconds(30)) {
+      (log.lastWrittenSeq ?? 0) >= expected.last!.0
     }
-    XCTAssertEqual(log.lastWrittenSeq, expected.last!.0, "everything arrived over TLS")
+    XCTAssertEqual(log.lastWrittenSeq, expected.last!.0)
     XCTAssertEqual(log.stats.events, expected.count)
     await contrail.shutdown()
     await running.value

@@ -42,16 +42,6 @@ final class ServeProcessTests: XCTestCase {
     return (try? EventLog(configuration, readOnly: true))?.lastWrittenSeq ?? 0
   }
 
-  private func wait(_ what: String, timeout: Duration = .seconds(60), _ condition: () -> Bool)
-    throws
-  {
-    let deadline = ContinuousClock.now + timeout
-    while !condition() {
-      guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
-      usleep(20_000)
-    }
-  }
-
   func testSIGKILLThenRestartResumesWithoutGapOrDuplicate() async throws {
     directory = TemporaryLog.directory("serve-process")
     let (frames, expected) = IngestEndToEndTests.frames(3_000, seed: 14)
@@ -63,14 +53,14 @@ final class ServeProcessTests: XCTestCase {
     relayTask = task
 
     let first = try serve(relayPort)
-    try wait("some events stored") { storedSeq() >= 800 }
+    try await waitUntil("some events stored") { storedSeq() >= 800 }
     kill(first.processIdentifier, SIGKILL)
     first.waitUntilExit()
     let atKill = storedSeq()
     XCTAssertLessThan(atKill, expected.last!.0, "killed mid-stream")
 
     let second = try serve(relayPort)  // no stale lock: the kernel released the first one's
-    try wait("everything stored after the restart") { storedSeq() >= expected.last!.0 }
+    try await waitUntil("everything stored after the restart") { storedSeq() >= expected.last!.0 }
     let stopping = ContinuousClock.now
     kill(second.processIdentifier, SIGTERM)
     second.waitUntilExit()

@@ -86,43 +86,25 @@ final class SlowSubscriberTests: XCTestCase {
     return (server, ring, log)
   }
 
-  private func metric(_ series: String) -> Double {
-    for line in registry.emitToString().split(separator: "\n") where line.hasPrefix(series + " ") {
-      return Double(line.dropFirst(series.count + 1)) ?? .nan
-    }
-    return 0
-  }
-
-  /// Waits (bounded) until `condition` holds.
-  private func wait(
-    _ what: String, timeout: Duration = .seconds(15), _ condition: () async -> Bool
-  ) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while !(await condition()) {
-      guard ContinuousClock.now < deadline else { return XCTFail("timed out waiting: \(what)") }
-      try await Task.sleep(for: .milliseconds(20))
-    }
-  }
-
   /// Waits until the server holds more than the socket can take for some subscriber: the silent
   /// one has stopped reading and the server is holding its backlog.
   private func waitForStall(_ server: SubscribeServer) async throws {
-    try await wait("the silent subscriber stalls") {
+    try await waitUntil("the silent subscriber stalls") {
       (await server.bufferedBytesPerSubscriber().max() ?? 0) > 200 << 10
     }
     // ...and stays stalled: the kernel may grow the socket buffers for a while, and each growth
     // lets a few more batches out. Stalled means no event read for 300 ms.
     var reads = -1.0
-    try await wait("the silent subscriber stops reading") {
+    try await waitUntil("the silent subscriber stops reading") {
       let now =
-        metric(#"contrail_subscriber_reads_total{source="disk"}"#)
-        + metric(#"contrail_subscriber_reads_total{source="memory"}"#)
+        registry.value(#"contrail_subscriber_reads_total{source="disk"}"#)
+        + registry.value(#"contrail_subscriber_reads_total{source="memory"}"#)
       defer { reads = now }
       if now != reads { return false }
       try? await Task.sleep(for: .milliseconds(300))
       return now
-        == metric(#"contrail_subscriber_reads_total{source="disk"}"#)
-        + metric(#"contrail_subscriber_reads_total{source="memory"}"#)
+        == registry.value(#"contrail_subscriber_reads_total{source="disk"}"#)
+        + registry.value(#"contrail_subscriber_reads_total{source="memory"}"#)
     }
   }
 
@@ -146,8 +128,8 @@ final class SlowSubscriberTests: XCTestCase {
     let (server, _, _) = try await server(preload: 20_000)
     let sample = 20_000  // all of them, so every read is accounted for
     func reads() -> Double {
-      metric(#"contrail_subscriber_reads_total{source="disk"}"#)
-        + metric(#"contrail_subscriber_reads_total{source="memory"}"#)
+      registry.value(#"contrail_subscriber_reads_total{source="disk"}"#)
+        + registry.value(#"contrail_subscriber_reads_total{source="memory"}"#)
     }
     /// A new subscriber reads all `sample` events (30 MB) from the start; how long it took.
     func timedRead() async throws -> Duration {
@@ -177,7 +159,7 @@ final class SlowSubscriberTests: XCTestCase {
           XCTAssertLessThanOrEqual(buffered.max() ?? 0, 2 << 20, "bounded: \(buffered)")
         }
         close(silent)
-        try await wait("the silent subscriber is gone") { server.subscriberCount == 0 }
+        try await waitUntil("the silent subscriber is gone") { server.subscriberCount == 0 }
         if round % 2 == 1 { alone.append(try await timedRead()) }
       }
       func best3(_ samples: [Duration]) -> Duration {
@@ -210,17 +192,17 @@ final class SlowSubscriberTests: XCTestCase {
     let silent = try RawHTTP.silentWebSocket(port: server.port, target: "/subscribe?cursor=0")
     defer { close(silent) }
     let reader = try await TestWebSocketClient.connect(port: server.port, target: "/subscribe")
-    try await wait("both subscribed") { server.subscriberCount == 2 }
+    try await waitUntil("both subscribed") { server.subscriberCount == 2 }
     let (broadcast, records) = try Self.events(500, from: 20_000)
     try log.append(records)
     ring.publish(broadcast)
     _ = try await read(reader, 500, from: 20_000)
-    try await wait("the lagging subscriber is closed") {
-      metric(#"contrail_subscriber_closes_total{reason="lagging"}"#) == 1
+    try await waitUntil("the lagging subscriber is closed") {
+      registry.value(#"contrail_subscriber_closes_total{reason="lagging"}"#) == 1
     }
     // Its close frame cannot get past the unread backlog, so TCP is dropped after 5 s.
-    try await wait("the lagging subscriber is gone") { server.subscriberCount == 1 }
-    XCTAssertEqual(metric(#"contrail_subscribers{compression="none"}"#), 1)
+    try await waitUntil("the lagging subscriber is gone") { server.subscriberCount == 1 }
+    XCTAssertEqual(registry.value(#"contrail_subscribers{compression="none"}"#), 1)
     await reader.close()
     try await server.stop()
   }
@@ -235,8 +217,8 @@ final class SlowSubscriberTests: XCTestCase {
     // 20 s of events, 10 s retention: move the clock so the older half expires.
     clock.now.store(Self.base + 20_000 * 1_000 + 10_000_000 - 8_000_000, ordering: .relaxed)
     XCTAssertGreaterThan(log.enforceRetention(), 0)
-    try await wait("the stalled subscriber is closed") {
-      metric(#"contrail_subscriber_closes_total{reason="too_slow"}"#) == 1
+    try await waitUntil("the stalled subscriber is closed") {
+      registry.value(#"contrail_subscriber_closes_total{reason="too_slow"}"#) == 1
     }
     let oldest = try XCTUnwrap(log.stats.oldestTimeUS)
     let fresh = try await TestWebSocketClient.connect(
@@ -244,7 +226,7 @@ final class SlowSubscriberTests: XCTestCase {
     let first = (oldest - Self.base) / 1_000 - 1
     _ = try await read(fresh, 100, from: Int(first))
     await fresh.close()
-    XCTAssertEqual(metric(#"contrail_subscriber_closes_total{reason="too_slow"}"#), 1)
+    XCTAssertEqual(registry.value(#"contrail_subscriber_closes_total{reason="too_slow"}"#), 1)
     try await server.stop()
   }
 }
