@@ -64,6 +64,20 @@ public enum WebSocketDialer {
   }
 }
 
+/// What every websocket client of ours sends (client frames are masked): a pong echoing a ping,
+/// and a normal close that drops the connection once written.
+extension WebSocketFrame {
+  public static func pong(answering ping: WebSocketFrame) -> WebSocketFrame {
+    WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: ping.unmaskedData)
+  }
+
+  public static var normalClose: WebSocketFrame {
+    var code = ByteBuffer()
+    code.write(webSocketErrorCode: .normalClosure)
+    return WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: code)
+  }
+}
+
 /// The relay's websocket: messages of up to 16 MiB (PROTOCOL §5.1 asks for at least 5 MiB),
 /// reassembled, then `RelayFrameHandler`.
 enum RelayConnection {
@@ -136,10 +150,7 @@ final class RelayFrameHandler: ChannelInboundHandler {
       guard !closing else { return }
       pending.append(frame.unmaskedData)
     case .ping:
-      context.writeAndFlush(
-        wrapOutboundOut(
-          WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)),
-        promise: nil)
+      context.writeAndFlush(wrapOutboundOut(.pong(answering: frame)), promise: nil)
     case .connectionClose:
       close(context, reason: "the relay closed the connection")
     default:
@@ -184,13 +195,10 @@ final class RelayFrameHandler: ChannelInboundHandler {
     guard !closing else { return }
     closing = true
     stats.closing(reason)
-    var data = ByteBuffer()
-    data.write(webSocketErrorCode: .normalClosure)
     let channel = context.channel
-    context.writeAndFlush(
-      wrapOutboundOut(
-        WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: data))
-    ).whenComplete { _ in channel.close(promise: nil) }
+    context.writeAndFlush(wrapOutboundOut(.normalClose)).whenComplete { _ in
+      channel.close(promise: nil)
+    }
     // Don't wait for a relay that will not answer.
     context.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
   }

@@ -121,10 +121,7 @@ final class CountingHandler: ChannelInboundHandler {
           last: DispatchTime.now().uptimeNanoseconds)
       }
     case .ping:
-      context.writeAndFlush(
-        wrapOutboundOut(
-          WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)),
-        promise: nil)
+      context.writeAndFlush(wrapOutboundOut(.pong(answering: frame)), promise: nil)
     default:
       break
     }

@@ -225,19 +225,13 @@ final class TailHandler: ChannelInboundHandler {
       if !printer.take(frame) {
         done = true
         printer.flush()
-        var code = ByteBuffer()
-        code.write(webSocketErrorCode: .normalClosure)
         let channel = context.channel
-        context.writeAndFlush(
-          wrapOutboundOut(
-            WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: code))
-        ).whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.normalClose)).whenComplete { _ in
+          channel.close(promise: nil)
+        }
       }
     case .ping:
-      context.writeAndFlush(
-        wrapOutboundOut(
-          WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)),
-        promise: nil)
+      context.writeAndFlush(wrapOutboundOut(.pong(answering: frame)), promise: nil)
     case .connectionClose:
       var data = frame.unmaskedData
       let code = data.readInteger(as: UInt16.self)
