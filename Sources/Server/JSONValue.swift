@@ -30,11 +30,19 @@ enum JSONValue: Equatable {
   }
 
   private struct Parser {
+    /// Objects and arrays nest at most this deep, which also bounds the recursion.
+    static let maxDepth = 64
+
     let bytes: [UInt8]
     var index = 0
 
     mutating func skipSpace() {
-      while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+      while index < bytes.count {
+        switch bytes[index] {
+        case 0x20, 0x09, 0x0A, 0x0D: index += 1
+        default: return
+        }
+      }
     }
 
     mutating func literal(_ text: String) -> Bool {
@@ -49,9 +57,10 @@ enum JSONValue: Equatable {
     }
 
     mutating func value(depth: Int) -> JSONValue? {
-      guard depth < 64, index < bytes.count else { return nil }
+      guard index < bytes.count else { return nil }
       switch bytes[index] {
       case UInt8(ascii: "{"):
+        guard depth < Self.maxDepth else { return nil }
         index += 1
         var members: [(String, JSONValue)] = []
         skipSpace()
@@ -80,6 +89,7 @@ enum JSONValue: Equatable {
           }
         }
       case UInt8(ascii: "["):
+        guard depth < Self.maxDepth else { return nil }
         index += 1
         var items: [JSONValue] = []
         skipSpace()
@@ -167,13 +177,12 @@ enum JSONValue: Equatable {
           case UInt8(ascii: "t"): out.append(0x09)
           case UInt8(ascii: "u"):
             guard var scalar = hex4() else { return nil }
-            if (0xD800..<0xDC00).contains(scalar), literal("\\u"), let low = hex4(),
-              (0xDC00..<0xE000).contains(low)
-            {
+            if (0xD800..<0xDC00).contains(scalar), let low = lowSurrogate() {
               scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
             }
-            out.append(
-              contentsOf: Array(String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8))
+            // An unpaired surrogate becomes U+FFFD, as in Go's decoder; an escape after it is
+            // decoded on its own.
+            appendUTF8(Unicode.Scalar(scalar) ?? "\u{FFFD}", to: &out)
           default: return nil
           }
         case 0..<0x20:
@@ -185,15 +194,31 @@ enum JSONValue: Equatable {
       return nil
     }
 
+    /// The low half of a surrogate pair, `\uDC00`–`\uDFFF`, consumed only when it is one.
+    mutating func lowSurrogate() -> UInt32? {
+      guard bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"),
+        bytes[index + 1] == UInt8(ascii: "u")
+      else { return nil }
+      let start = index
+      index += 2
+      guard let low = hex4(), (0xDC00..<0xE000).contains(low) else {
+        index = start
+        return nil
+      }
+      return low
+    }
+
+    /// Four hex digits (either case), consumed; nil if any is not one.
     mutating func hex4() -> UInt32? {
       guard bytes.count - index >= 4 else { return nil }
       var value: UInt32 = 0
       for _ in 0..<4 {
-        let c = bytes[index] | 0x20
+        let c = bytes[index]
         let digit: UInt32
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(c - UInt8(ascii: "0"))
         case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(c - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(c - UInt8(ascii: "A") + 10)
         default: return nil
         }
         value = value << 4 | digit
@@ -202,4 +227,9 @@ enum JSONValue: Equatable {
       return value
     }
   }
+}
+
+/// Appends the UTF-8 bytes of `scalar`.
+private func appendUTF8(_ scalar: Unicode.Scalar, to out: inout [UInt8]) {
+  UTF8.encode(scalar) { out.append($0) }
 }
