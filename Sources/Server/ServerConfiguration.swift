@@ -12,6 +12,12 @@ extension SubscribeServer {
     /// PROTOCOL §9: a ping every 30 s; closed after 60 s without a pong.
     public var pingInterval: TimeAmount = .seconds(30)
     public var pongTimeout: TimeAmount = .seconds(60)
+    /// A connection must send a complete request within this, from its accept or from the first
+    /// byte after a keep-alive response: else `408` (or a plain close if nothing came).
+    public var headerTimeout: TimeAmount = .seconds(10)
+    /// A keep-alive connection that sends no new request for this long is closed. Neither
+    /// timeout applies after a websocket upgrade (pings do).
+    public var idleTimeout: TimeAmount = .seconds(60)
     public var slowConsumer = SlowConsumerPolicy()
     public var limits = Limits()
     /// Where the `contrail_*` subscribe metrics go (PROTOCOL §10.3).
@@ -42,11 +48,17 @@ extension SubscribeServer {
     }
   }
 
-  /// Admission and rate limits (all off by default). Refusals are HTTP 503 (server full) or 429
-  /// (per address) with a one-line reason.
+  /// Admission and rate limits (off by default, but for the pending cap). Refusals are HTTP 503
+  /// (server full) or 429 (per address) with a one-line reason.
   public struct Limits: Sendable {
     public var maxSubscribers: Int? = nil
+    /// Open TCP connections per remote address, counted from accept whether or not they
+    /// upgrade; one more is answered `429 too many connections from <ip>`.
     public var maxConnectionsPerIP: Int? = nil
+    /// Open connections that have not upgraded (plain HTTP or still sending their request), all
+    /// addresses together; one more is closed at accept, so idle connects cannot hold
+    /// unbounded file descriptors.
+    public var maxPendingConnections: Int? = 1024
     /// Events per second sent to all subscriptions of one address together (Jetstream's
     /// `max-sub-rate`); delivery is paced, nothing is skipped.
     public var maxEventsPerSecondPerIP: Int? = nil

@@ -55,12 +55,15 @@ final class SubscribeMetrics: Sendable {
 
   /// `contrail_subscribe_rejected_total{reason}`: 400 replies.
   func rejected(_ reason: String) { count("contrail_subscribe_rejected_total", "reason", reason) }
-  /// `contrail_subscribe_refused_total{reason}`: 429/503 replies.
+  /// `contrail_subscribe_refused_total{reason}`: 429/503 replies, and connections closed at
+  /// accept (`max_pending`).
   func refused(_ reason: String) { count("contrail_subscribe_refused_total", "reason", reason) }
   /// `contrail_subscriber_closes_total{reason}`: server-initiated closes.
   func closed(_ reason: String) { count("contrail_subscriber_closes_total", "reason", reason) }
   /// `contrail_options_updates_total{outcome}`: client messages.
   func update(_ outcome: String) { count("contrail_options_updates_total", "outcome", outcome) }
+  /// `contrail_http_timeouts_total{phase}`: connections closed by the header or idle timeout.
+  func httpTimeout(_ phase: String) { count("contrail_http_timeouts_total", "phase", phase) }
   /// `contrail_subscriptions_total{start}`: subscriptions by how they start (live or cursor).
   func started(_ start: String) { count("contrail_subscriptions_total", "start", start) }
 

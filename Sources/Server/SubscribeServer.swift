@@ -25,6 +25,7 @@ public final class SubscribeServer: Sendable {
   private let sources: Sources
   private let channel: Channel
   private let subscribers: SubscriberRegistry
+  private let limits: ConnectionLimits
 
   /// PROTOCOL §2.1: request targets of at least 1 MiB (10,000 DIDs take ~440 KB).
   static let requestLimits: NIOHTTPDecoderLimitConfiguration = {
@@ -34,14 +35,20 @@ public final class SubscribeServer: Sendable {
     return limits
   }()
 
-  private init(sources: Sources, channel: Channel, subscribers: SubscriberRegistry) {
+  private init(
+    sources: Sources, channel: Channel, subscribers: SubscriberRegistry, limits: ConnectionLimits
+  ) {
     self.sources = sources
     self.channel = channel
     self.subscribers = subscribers
+    self.limits = limits
   }
 
   /// Open subscriptions.
   public var subscriberCount: Int { subscribers.count }
+
+  /// Open connections that have not upgraded (`Limits.maxPendingConnections` caps them).
+  public var pendingConnectionCount: Int { limits.pending }
 
   public var port: Int { channel.localAddress?.port ?? 0 }
 
@@ -73,27 +80,44 @@ public final class SubscribeServer: Sendable {
       .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
       .childChannelInitializer { channel in
         let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        let admission = environment.limits.accept(address)
+        if admission == .dropped {
+          metrics.refused("max_pending")
+          return channel.eventLoop.makeFailedFuture(TooManyPendingConnections())
+        }
+        let gate = NIOLoopBound(
+          ConnectionGuard(
+            address: address, admitted: admission == .admitted, limits: environment.limits,
+            metrics: metrics, configuration: configuration),
+          eventLoop: channel.eventLoop)
         let http = NIOLoopBound(
           HTTPHandler(
-            dictionary: sources.dictionary, metrics: metrics, configuration: configuration),
+            dictionary: sources.dictionary, metrics: metrics, configuration: configuration,
+            gate: gate.value),
           eventLoop: channel.eventLoop)
+        if case .refused(let refusal) = admission { http.value.refusal = refusal }
         let upgrader = NIOWebSocketServerUpgrader(
           maxFrameSize: SubscriberHandler.maxMessageBytes, automaticErrorHandling: false,
           shouldUpgrade: { channel, head in
-            guard let options = Route.subscribeOptions(head), case .success = options else {
-              return channel.eventLoop.makeSucceededFuture(nil)  // answered by the HTTP handler
+            // Refused connections and invalid requests are answered by the HTTP handler.
+            guard http.value.refusal == nil,
+              case .success(let options) = Route.subscribeOptions(head)
+            else {
+              return channel.eventLoop.makeSucceededFuture(nil)
             }
-            if let refusal = environment.limits.admit(address) {
+            if let refusal = environment.limits.admitSubscriber() {
               http.value.refusal = refusal
               return channel.eventLoop.makeSucceededFuture(nil)
             }
-            channel.closeFuture.whenComplete { _ in environment.limits.release(address) }
+            gate.value.subscribed()
+            gate.value.options = options
             return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
           },
           upgradePipelineHandler: { channel, head in
-            guard case .success(let options) = Route.subscribeOptions(head) else {
+            guard let options = gate.value.options else {
               return channel.eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState)
             }
+            gate.value.options = nil
             return channel.eventLoop.makeCompletedFuture {
               // Subscribers write pre-encoded frames (`WebSocketWire`), whole batches at once.
               let writer = RawFrameWriter()
@@ -113,11 +137,17 @@ public final class SubscribeServer: Sendable {
                 handler)
             }
           })
+        do {
+          try channel.pipeline.syncOperations.addHandler(gate.value)
+        } catch {
+          return channel.eventLoop.makeFailedFuture(error)
+        }
         return channel.pipeline.configureHTTPServerPipeline(
           withServerUpgrade: (
             upgraders: [upgrader],
             completionHandler: { context in
-              // Upgraded: plain HTTP handling no longer applies.
+              // Upgraded: plain HTTP handling and its timeouts no longer apply.
+              gate.value.upgraded()
               context.pipeline.syncOperations.removeHandler(http.value, promise: nil)
             }
           ),
@@ -127,7 +157,9 @@ public final class SubscribeServer: Sendable {
         }
       }
       .bind(host: configuration.host, port: configuration.port).get()
-    return SubscribeServer(sources: sources, channel: channel, subscribers: environment.registry)
+    return SubscribeServer(
+      sources: sources, channel: channel, subscribers: environment.registry,
+      limits: environment.limits)
   }
 
   /// Stops accepting, closes every subscription with 1001 `server shutting down`, and waits up to
@@ -141,6 +173,9 @@ public final class SubscribeServer: Sendable {
     }
   }
 }
+
+/// Closes a connection at accept when `Limits.maxPendingConnections` are already open.
+struct TooManyPendingConnections: Error {}
 
 /// Request routing shared by the upgrader and the plain HTTP handler.
 enum Route {
@@ -168,17 +203,20 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
   private let dictionary: ZstdDictionary
   private let metrics: SubscribeMetrics
   private let configuration: SubscribeServer.Configuration
+  private let gate: ConnectionGuard
   private var head: HTTPRequestHead?
-  /// Set by the upgrader when the limits refused this request's subscription.
+  /// Set at accept when the connection is over its address's limit (every request gets it), or
+  /// by the upgrader when the limits refused this request's subscription.
   var refusal: ConnectionLimits.Refusal?
 
   init(
     dictionary: ZstdDictionary, metrics: SubscribeMetrics,
-    configuration: SubscribeServer.Configuration
+    configuration: SubscribeServer.Configuration, gate: ConnectionGuard
   ) {
     self.dictionary = dictionary
     self.metrics = metrics
     self.configuration = configuration
+    self.gate = gate
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -188,11 +226,16 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     case .end:
       guard let head else { return }
       self.head = nil
+      gate.requestReceived()
       respond(context, to: head)
     }
   }
 
   private func respond(_ context: ChannelHandlerContext, to head: HTTPRequestHead) {
+    if let refusal {
+      metrics.refused(refusal.reason)
+      return send(context, refusal.status, refusal.body, keepAlive: false)
+    }
     let path = Route.split(head.uri).path
     let metricsText = configuration.metricsText
     guard
@@ -210,10 +253,6 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
       case .failure(let rejection):
         metrics.rejected(rejection.reason)
         send(context, .badRequest, rejection.body, keepAlive: head.isKeepAlive)
-      case .success where refusal != nil:
-        metrics.refused(refusal!.reason)
-        send(context, refusal!.status, refusal!.body, keepAlive: false)
-        refusal = nil
       case .success:
         send(context, .badRequest, "a websocket handshake is required", keepAlive: head.isKeepAlive)
       }
@@ -256,6 +295,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
   ) {
     var headers = headers
     headers.add(name: "Content-Length", value: String(body.readableBytes))
+    gate.responded(keepAlive: keepAlive)
     if !keepAlive { headers.add(name: "Connection", value: "close") }
     context.write(
       wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
