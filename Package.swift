@@ -13,7 +13,12 @@ let package = Package(
   name: "Contrail",
   platforms: [.macOS(.v15)],
   products: [
-    .executable(name: "contrail", targets: ["contrail"])
+    .executable(name: "contrail", targets: ["contrail"]),
+    // The parsers, as libraries for the separate fuzzing package (`Fuzz/`, `scripts/fuzz`).
+    .library(name: "ContrailFirehose", targets: ["Firehose"]),
+    .library(name: "ContrailEvents", targets: ["Events"]),
+    .library(name: "ContrailEventLog", targets: ["EventLog"]),
+    .library(name: "ContrailServer", targets: ["Server"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -107,6 +112,7 @@ let package = Package(
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
       ]),
     .testTarget(
       name: "BroadcastTests",

@@ -47,7 +47,8 @@ public final class SubscriberFeed {
     case .live:
       position = max(ring.newestTimeUS, log.lastTimeUS ?? 0)
     case .cursor(let cursor):
-      position = cursor - 1
+      // Any Int64 is a valid cursor: ≤ 0 means the oldest event, like a cursor before it.
+      position = max(cursor, 1) - 1
       // Older than the oldest retained event: start at the oldest.
       if let oldest = log.stats.oldestTimeUS, cursor <= oldest { position = oldest - 1 }
       if cursor > max(ring.newestTimeUS, log.lastTimeUS ?? 0) {

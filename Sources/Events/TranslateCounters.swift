@@ -52,7 +52,7 @@ public struct TranslateCounters: Sendable, Equatable {
     let framesTotal = frames.reduce(0, +)
     let eventsTotal = events.reduce(0, +)
     var skipped: [String] = []
-    for type in [FrameType.undecodable, .error] where frames(type) > 0 {
+    for type in [FrameType.undecodable, .oversize, .error] where frames(type) > 0 {
       skipped.append("\(type.label) frames \(frames(type))")
     }
     for (key, n) in drops.sorted(by: {
@@ -62,7 +62,7 @@ public struct TranslateCounters: Sendable, Equatable {
     }) {
       skipped.append("\(key.reason.rawValue) (\(key.scope.rawValue)) \(n)")
     }
-    let skippedTotal = frames(.undecodable) + frames(.error) + totalDrops
+    let skippedTotal = frames(.undecodable) + frames(.oversize) + frames(.error) + totalDrops
     let detail = skipped.isEmpty ? "" : " by reason: " + skipped.joined(separator: ", ")
     return "frames \(framesTotal), events \(eventsTotal), skipped \(skippedTotal)\(detail)"
   }

@@ -50,6 +50,11 @@ public final class Translator {
     state.pointee.translate(frame, into: &events)
   }
 
+  /// Counts a frame dropped before it reached the translator (`.oversize`: over the size limit).
+  public func countDropped(_ type: FrameType) {
+    state.pointee.counters.count(frame: type)
+  }
+
   /// Convenience for callers holding the frame as an array.
   @discardableResult
   public func translate(_ frame: [UInt8], into events: inout [Event]) -> FrameOutcome {

@@ -1,5 +1,9 @@
 /// A CARv1 file read in place: its first root and the (CID, data) of every block.
 /// Byte ranges point into the input, which the caller keeps alive.
+///
+/// Blocks are found by binary search over an index sorted by CID, so looking up every op of a
+/// commit costs O(ops · log blocks) rather than O(ops · blocks): a hostile frame with thousands
+/// of ops and blocks stays linear-ish in its size.
 public struct CARFile {
   public struct Block {
     public var cid: UnsafeRawBufferPointer
@@ -7,20 +11,33 @@ public struct CARFile {
   }
 
   public private(set) var root: UnsafeRawBufferPointer
+  /// Every block, in file order.
   public private(set) var blocks: [Block]
+  /// The same blocks sorted for `block(for:)`.
+  private var index: [Block]
 
   /// Parses a CARv1; nil on a bad varint or header, `version` ≠ 1, no root, a section running
   /// past the end or an unparseable CID.
   public init?(_ car: UnsafeRawBufferPointer) {
     var storage: [Block] = []
-    guard let root = Self.read(car, into: &storage) else { return nil }
+    guard let root = Self.parse(car, into: &storage) else { return nil }
     self.root = root
     self.blocks = storage
+    Self.sort(&storage)
+    self.index = storage
   }
 
-  /// The same as `init?` for hot paths: fills `blocks` (a reusable buffer, cleared first) and
-  /// returns the first root.
+  /// The same as `init?` for hot paths: fills `blocks` (a reusable buffer, cleared first) sorted
+  /// by CID, ready for `block(for:in:)`, and returns the first root.
   public static func read(_ car: UnsafeRawBufferPointer, into blocks: inout [Block])
+    -> UnsafeRawBufferPointer?
+  {
+    guard let root = parse(car, into: &blocks) else { return nil }
+    sort(&blocks)
+    return root
+  }
+
+  private static func parse(_ car: UnsafeRawBufferPointer, into blocks: inout [Block])
     -> UnsafeRawBufferPointer?
   {
     blocks.removeAll(keepingCapacity: true)
@@ -48,16 +65,40 @@ public struct CARFile {
     return root
   }
 
-  /// The data of the block with these CID bytes, if present.
-  public func block(for cid: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
-    Self.block(for: cid, in: blocks)
+  /// Orders blocks by CID bytes; blocks with the same CID keep their file order, so a lookup
+  /// finds the first one, as a scan in file order would.
+  private static func sort(_ blocks: inout [Block]) {
+    var sorted = true
+    for i in blocks.indices.dropFirst() where before(blocks[i], blocks[i - 1]) {
+      sorted = false
+      break
+    }
+    if !sorted { blocks.sort(by: before) }
   }
 
+  @inline(__always)
+  private static func before(_ a: Block, _ b: Block) -> Bool {
+    let order = compare(a.cid, b.cid)
+    return order != 0 ? order < 0 : a.cid.baseAddress! < b.cid.baseAddress!
+  }
+
+  /// The data of the block with these CID bytes, if present.
+  public func block(for cid: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+    Self.block(for: cid, in: index)
+  }
+
+  /// Binary search in blocks filled by `read(_:into:)`.
   public static func block(for cid: UnsafeRawBufferPointer, in blocks: [Block])
     -> UnsafeRawBufferPointer?
   {
-    for block in blocks where compare(block.cid, cid) == 0 { return block.data }
-    return nil
+    var low = 0
+    var high = blocks.count
+    while low < high {  // the first block whose CID is not below `cid`
+      let middle = low + (high - low) / 2
+      if compare(blocks[middle].cid, cid) < 0 { low = middle + 1 } else { high = middle }
+    }
+    guard low < blocks.count, compare(blocks[low].cid, cid) == 0 else { return nil }
+    return blocks[low].data
   }
 
   /// The header `{roots: [CID…], version: 1}`; returns the first root.

@@ -46,6 +46,10 @@ public struct CBORReader {
   }
 
   /// Reads the next token; returns `.invalid` (and stops advancing) on any error.
+  ///
+  /// Every declared length and count is checked against the bytes that remain before it is
+  /// used: a string must fit, an array of n items needs at least n more bytes and a map of n
+  /// entries 2n, so a count never exceeds the input's size (and loops over it stay linear).
   @inline(__always)
   public mutating func next() -> CBORToken {
     guard offset < end else { return .invalid }
@@ -53,32 +57,54 @@ public struct CBORReader {
     let result = cbor_stream_decode(start + offset, end - offset, callbacks, &slot)
     guard result.status == CBOR_DECODER_FINISHED else { return .invalid }
     let head = start[offset]
-    // Shortest form: a 1/2/4/8-byte argument must not fit in the smaller form.
+    let headerLength: Int
     if head < 0xE0 {
+      // Shortest form: a 1/2/4/8-byte argument must not fit in the smaller form.
       let minimum: UInt64
       switch head & 0x1F {
-      case 24: minimum = 24
-      case 25: minimum = 0x100
-      case 26: minimum = 0x1_0000
-      case 27: minimum = 0x1_0000_0000
-      default: minimum = 0
+      case 24: (minimum, headerLength) = (24, 2)
+      case 25: (minimum, headerLength) = (0x100, 3)
+      case 26: (minimum, headerLength) = (0x1_0000, 5)
+      case 27: (minimum, headerLength) = (0x1_0000_0000, 9)
+      default: (minimum, headerLength) = (0, 1)
       }
       if slot.argument < minimum { return .invalid }
+    } else {
+      headerLength = 0  // floats and simple values: libcbor's own length is exact
     }
-    offset += result.read
+    // What follows the head; never negative since libcbor read the whole head.
+    let rest = UInt64(end - offset - headerLength)
+    switch slot.kind {
+    case .bytes, .text:
+      // libcbor's own bounds check can wrap for huge lengths: check here, and advance by the
+      // length we checked.
+      guard slot.argument <= rest else { return .invalid }
+      let count = Int(slot.argument)
+      let content = UnsafeRawBufferPointer(start: start + offset + headerLength, count: count)
+      offset += headerLength + count
+      return slot.kind == .bytes ? .bytes(content) : .text(content)
+    case .array:
+      guard slot.argument <= rest else { return .invalid }
+      offset += headerLength
+      return .array(Int(slot.argument))
+    case .map:
+      guard slot.argument <= rest / 2 else { return .invalid }
+      offset += headerLength
+      return .map(Int(slot.argument))
+    case .unsigned, .negative, .tag, .float, .bool, .null:
+      guard result.read > 0, result.read <= end - offset else { return .invalid }
+      offset += result.read
+    case .none:
+      return .invalid
+    }
     switch slot.kind {
     case .unsigned: return .unsigned(slot.argument)
     case .negative: return .negative(slot.argument)
-    case .bytes:
-      return .bytes(UnsafeRawBufferPointer(start: slot.pointer, count: Int(slot.argument)))
-    case .text: return .text(UnsafeRawBufferPointer(start: slot.pointer, count: Int(slot.argument)))
-    case .array: return .array(Int(slot.argument))
-    case .map: return .map(Int(slot.argument))
     case .tag: return .tag(slot.argument)
     case .float: return .float(slot.float)
     case .bool: return .bool(slot.argument != 0)
     case .null: return .null
-    case .none: return .invalid
+    case .bytes, .text, .array, .map, .none: return .invalid
     }
   }
 
@@ -116,7 +142,6 @@ private struct TokenSlot {
   }
   var kind: Kind = .none
   var argument: UInt64 = 0
-  var pointer: UnsafeRawPointer? = nil
   var float: Double = 0
 }
 
@@ -129,13 +154,10 @@ private func fill(_ context: UnsafeMutableRawPointer?, _ kind: TokenSlot.Kind, _
 
 @inline(__always)
 private func fillString(
-  _ context: UnsafeMutableRawPointer?, _ kind: TokenSlot.Kind, _ data: UnsafePointer<UInt8>?,
-  _ length: Int
+  _ context: UnsafeMutableRawPointer?, _ kind: TokenSlot.Kind, _ length: Int
 ) {
-  let slot = context!.assumingMemoryBound(to: TokenSlot.self)
-  slot.pointee.kind = kind
-  slot.pointee.argument = UInt64(length)
-  slot.pointee.pointer = UnsafeRawPointer(data)
+  // `size_t` arrives as `Int`: keep its bits (a length ≥ 2^63 is negative here).
+  fill(context, kind, UInt64(UInt(bitPattern: length)))
 }
 
 @inline(__always)
@@ -159,10 +181,10 @@ nonisolated(unsafe) private let tokenCallbacks: UnsafePointer<cbor_callbacks> = 
   table.negint64 = { fill($0, .negative, $1) }
   // libcbor's field names are swapped in places: `byte_string` and `string` are the definite
   // forms, `array_start` and `map_start` the definite containers.
-  table.byte_string = { fillString($0, .bytes, $1, $2) }
-  table.string = { fillString($0, .text, $1, $2) }
-  table.array_start = { fill($0, .array, UInt64($1)) }
-  table.map_start = { fill($0, .map, UInt64($1)) }
+  table.byte_string = { context, _, length in fillString(context, .bytes, length) }
+  table.string = { context, _, length in fillString(context, .text, length) }
+  table.array_start = { fillString($0, .array, $1) }
+  table.map_start = { fillString($0, .map, $1) }
   table.tag = { fill($0, .tag, $1) }
   table.float2 = { fillFloat($0, Double($1)) }
   table.float4 = { fillFloat($0, Double($1)) }

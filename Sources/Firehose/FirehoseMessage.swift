@@ -1,6 +1,7 @@
 /// The kinds of relay frame, as counted by `contrail_relay_frames_total{type}` (PROTOCOL §5.2).
+/// `oversize` frames were longer than the frame-size limit and dropped before decoding.
 public enum FrameType: Int, CaseIterable, Sendable {
-  case commit, identity, account, sync, info, legacy, unknown, error, undecodable
+  case commit, identity, account, sync, info, legacy, unknown, error, undecodable, oversize
 
   public var label: String {
     switch self {
@@ -13,6 +14,7 @@ public enum FrameType: Int, CaseIterable, Sendable {
     case .unknown: "unknown"
     case .error: "error"
     case .undecodable: "undecodable"
+    case .oversize: "oversize"
     }
   }
 }

@@ -27,6 +27,8 @@ public final class Ingest: Sendable {
     public var backoffBase: Duration = .seconds(1)
     public var backoffCap: Duration = .seconds(30)
     public var connectTimeout: TimeAmount = .seconds(10)
+    /// Relay frames longer than this are skipped unread and counted as `oversize`.
+    public var maxFrameSize = RelayConnection.defaultMaxFrameSize
     /// PEM certificates to trust instead of the system's (a relay with a private CA; tests).
     public var trustedCertificates: String?
 
@@ -90,7 +92,7 @@ public final class Ingest: Sendable {
           ])
         let channel = try await RelayConnection.open(
           configuration.relay, cursor: cursor, tls: tls,
-          connectTimeout: configuration.connectTimeout
+          connectTimeout: configuration.connectTimeout, maxFrameSize: configuration.maxFrameSize
         ) { RelayFrameHandler(pipeline: pipeline, staleAfter: staleAfter, stats: stats) }
         let stopped = state.withLock { state in
           state.connected = !state.stopped

@@ -110,6 +110,23 @@ public final class IngestPipeline: @unchecked Sendable {
     }
   }
 
+  /// Counts (and logs) a relay frame that was longer than the frame-size limit and skipped
+  /// unread; ingest carries on with the next frame.
+  public func droppedOversize(bytes: UInt64) {
+    translateQueue.async {
+      self.translator.countDropped(.oversize)
+      self.recordCounters()
+      self.logger.warning(
+        "dropped a relay frame over the size limit", metadata: ["bytes": "\(bytes)"])
+    }
+  }
+
+  private func recordCounters() {
+    let current = translator.counters
+    metrics.record(current, since: counters)
+    counters = current
+  }
+
   // MARK: Translate stage
 
   /// The events of `frames`, the newest relay seq among them, and a reason to reconnect if one
@@ -150,9 +167,7 @@ public final class IngestPipeline: @unchecked Sendable {
       if problem != nil { break }
     }
     metrics.bytesIn.increment(by: bytes)
-    let current = translator.counters
-    metrics.record(current, since: counters)
-    counters = current
+    recordCounters()
     return (events, takenSeq, problem)
   }
 

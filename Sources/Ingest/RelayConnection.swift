@@ -12,9 +12,12 @@ public enum WebSocketDialer {
     public var description: String { "the server did not accept the websocket upgrade" }
   }
 
+  /// `framing`, when given, replaces NIO's frame decoder after the upgrade (the relay's
+  /// `RelayMessageDecoder`); `handlers` then receive its messages instead of `WebSocketFrame`s.
   public static func connect(
     host: String, port: Int, target: String, tls: NIOSSLContext?,
     maxFrameSize: Int = 16 << 20, connectTimeout: TimeAmount = .seconds(10),
+    framing: (@Sendable () -> any ChannelHandler)? = nil,
     handlers: @escaping @Sendable (Channel) throws -> Void
   ) async throws -> Channel {
     let upgraded = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -36,6 +39,9 @@ public enum WebSocketDialer {
                 return true
               }
             })
+          let chosen: any NIOTypedHTTPClientProtocolUpgrader<Bool> =
+            framing.map { OwnFramingUpgrader(websocket: upgrader, framing: $0, handlers: handlers) }
+            ?? upgrader
           var headers = HTTPHeaders()
           let defaultPort = tls == nil ? 80 : 443
           let authority = host.contains(":") ? "[\(host)]" : host
@@ -46,7 +52,7 @@ public enum WebSocketDialer {
             version: .http1_1, method: .GET, uri: target, headers: headers)
           var configuration = NIOUpgradableHTTPClientPipelineConfiguration(
             upgradeConfiguration: NIOTypedHTTPClientUpgradeConfiguration(
-              upgradeRequestHead: head, upgraders: [upgrader],
+              upgradeRequestHead: head, upgraders: [chosen],
               notUpgradingCompletionHandler: { $0.eventLoop.makeSucceededFuture(false) }))
           configuration.leftOverBytesStrategy = .forwardBytes
           return (
@@ -64,11 +70,43 @@ public enum WebSocketDialer {
   }
 }
 
+/// NIO's websocket client upgrade (request key, response checks) with our own frame decoder in
+/// place of NIO's: the pipeline gets NIO's frame encoder, the given decoder, then the handlers.
+private struct OwnFramingUpgrader: NIOTypedHTTPClientProtocolUpgrader {
+  let websocket: NIOTypedWebSocketClientUpgrader<Bool>
+  let framing: @Sendable () -> any ChannelHandler
+  let handlers: @Sendable (Channel) throws -> Void
+
+  var supportedProtocol: String { websocket.supportedProtocol }
+  var requiredUpgradeHeaders: [String] { websocket.requiredUpgradeHeaders }
+
+  func addCustom(upgradeRequestHeaders: inout HTTPHeaders) {
+    websocket.addCustom(upgradeRequestHeaders: &upgradeRequestHeaders)
+  }
+
+  func shouldAllowUpgrade(upgradeResponse: HTTPResponseHead) -> Bool {
+    websocket.shouldAllowUpgrade(upgradeResponse: upgradeResponse)
+  }
+
+  func upgrade(channel: Channel, upgradeResponse: HTTPResponseHead) -> EventLoopFuture<Bool> {
+    channel.eventLoop.makeCompletedFuture {
+      try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
+      try channel.pipeline.syncOperations.addHandler(framing())
+      try handlers(channel)
+      return true
+    }
+  }
+}
+
 /// What every websocket client of ours sends (client frames are masked): a pong echoing a ping,
 /// and a normal close that drops the connection once written.
 extension WebSocketFrame {
   public static func pong(answering ping: WebSocketFrame) -> WebSocketFrame {
-    WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: ping.unmaskedData)
+    pong(echoing: ping.unmaskedData)
+  }
+
+  public static func pong(echoing payload: ByteBuffer) -> WebSocketFrame {
+    WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: payload)
   }
 
   public static var normalClose: WebSocketFrame {
@@ -78,24 +116,23 @@ extension WebSocketFrame {
   }
 }
 
-/// The relay's websocket: messages of up to 16 MiB (PROTOCOL §5.1 asks for at least 5 MiB),
-/// reassembled, then `RelayFrameHandler`.
+/// The relay's websocket: whole messages of up to `maxFrameSize` (PROTOCOL §5.1 asks for at
+/// least 5 MiB) through `RelayMessageDecoder`, which skips and reports longer ones, then
+/// `RelayFrameHandler`.
 enum RelayConnection {
-  static let maxFrameSize = 16 << 20
+  /// The default largest relay frame kept; longer ones are dropped and counted.
+  static let defaultMaxFrameSize = 5 << 20
 
   static func open(
     _ endpoint: RelayEndpoint, cursor: Int64?, tls: NIOSSLContext?, connectTimeout: TimeAmount,
-    handler: @escaping @Sendable () -> RelayFrameHandler
+    maxFrameSize: Int, handler: @escaping @Sendable () -> RelayFrameHandler
   ) async throws -> Channel {
     try await WebSocketDialer.connect(
       host: endpoint.host, port: endpoint.port, target: endpoint.target(cursor: cursor), tls: tls,
-      maxFrameSize: maxFrameSize, connectTimeout: connectTimeout
+      connectTimeout: connectTimeout,
+      framing: { ByteToMessageHandler(RelayMessageDecoder(maxMessageBytes: maxFrameSize)) }
     ) { channel in
-      try channel.pipeline.syncOperations.addHandlers(
-        NIOWebSocketFrameAggregator(
-          minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 10_000,
-          maxAccumulatedFrameSize: maxFrameSize),
-        handler())
+      try channel.pipeline.syncOperations.addHandler(handler())
     }
   }
 }
@@ -104,7 +141,7 @@ enum RelayConnection {
 /// `channelReadComplete`; answers pings; closes the connection when the pipeline says so (an
 /// error frame, a failed append) or when the relay has been silent for `staleAfter`.
 final class RelayFrameHandler: ChannelInboundHandler {
-  typealias InboundIn = WebSocketFrame
+  typealias InboundIn = RelayMessage
   typealias OutboundOut = WebSocketFrame
 
   private let pipeline: IngestPipeline
@@ -143,17 +180,18 @@ final class RelayFrameHandler: ChannelInboundHandler {
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    let frame = unwrapInboundIn(data)
     lastFrame = .now()
-    switch frame.opcode {
-    case .binary:
+    switch unwrapInboundIn(data) {
+    case .binary(let frame):
       guard !closing else { return }
-      pending.append(frame.unmaskedData)
-    case .ping:
-      context.writeAndFlush(wrapOutboundOut(.pong(answering: frame)), promise: nil)
-    case .connectionClose:
+      pending.append(frame)
+    case .oversize(let bytes):
+      pipeline.droppedOversize(bytes: bytes)
+    case .ping(let payload):
+      context.writeAndFlush(wrapOutboundOut(.pong(echoing: payload)), promise: nil)
+    case .close:
       close(context, reason: "the relay closed the connection")
-    default:
+    case .other:
       break
     }
   }
@@ -179,8 +217,8 @@ final class RelayFrameHandler: ChannelInboundHandler {
       context.channel.setOption(.autoRead, value: false).whenSuccess {
         pipeline.whenDrained {
           loop.execute {
-            let (_, context) = bound.value
-            context.channel.setOption(.autoRead, value: true).whenSuccess { context.read() }
+            let channel = bound.value.1.channel
+            channel.setOption(.autoRead, value: true).whenSuccess { channel.read() }
           }
         }
       }

@@ -98,6 +98,7 @@ public final class ContrailServer: Sendable {
     var ingestConfiguration = Ingest.Configuration(relay: endpoint)
     ingestConfiguration.start = settings.offline ? .resume : settings.relayStart
     ingestConfiguration.staleAfter = settings.staleAfter
+    ingestConfiguration.maxFrameSize = settings.maxFrameSize
     ingestConfiguration.backoffBase = settings.backoffBase
     ingestConfiguration.backoffCap = settings.backoffCap
     ingestConfiguration.trustedCertificates = settings.relayCertificates

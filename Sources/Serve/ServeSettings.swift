@@ -25,6 +25,8 @@ public struct ServeSettings: Sendable {
   public var slowConsumer = SubscribeServer.SlowConsumerPolicy()
   public var limits = SubscribeServer.Limits()
   public var staleAfter: TimeAmount? = .seconds(60)
+  /// Relay frames longer than this are dropped unread and counted (`type="oversize"`).
+  public var maxFrameSize = 5 << 20
   public var backoffBase: Duration = .seconds(1)
   public var backoffCap: Duration = .seconds(30)
   /// PEM file of certificates to trust for a `wss://` relay instead of the system's.

@@ -79,6 +79,11 @@ struct ServeCommand: AsyncParsableCommand {
   var staleAfter: String?
   @Option(
     help:
+      "Drop relay frames longer than this, counted as type=oversize (default 5MiB). [CONTRAIL_MAX_FRAME_SIZE]"
+  )
+  var maxFrameSize: String?
+  @Option(
+    help:
       "PEM certificates to trust for a wss:// relay instead of the system's. [CONTRAIL_RELAY_CA]")
   var relayCa: String?
   @Option(help: "Serve /metrics: true or false (default true). [CONTRAIL_METRICS]")
@@ -164,6 +169,10 @@ struct ServeCommand: AsyncParsableCommand {
       Settings.duration($0).map(Optional.some)
     }
     if settings.staleAfter == .zero { settings.staleAfter = nil }
+    settings.maxFrameSize = try env.value(maxFrameSize, "CONTRAIL_MAX_FRAME_SIZE", default: 5 << 20)
+    {
+      Settings.bytes($0).flatMap { (1024...(1 << 30)).contains($0) ? $0 : nil }
+    }
     settings.relayCertificates = try env.value(relayCa, "CONTRAIL_RELAY_CA", default: nil) {
       Optional.some($0)
     }
@@ -254,10 +263,15 @@ struct Settings {
       ("d", 86_400_000_000_000),
     ]
     for (suffix, scale) in units where text.hasSuffix(suffix) {
-      guard let number = Double(text.dropLast(suffix.count)), number >= 0 else { return nil }
-      return .nanoseconds(Int64(number * Double(scale)))
+      guard let number = Double(text.dropLast(suffix.count)) else { return nil }
+      return checked(number * Double(scale)).map { .nanoseconds($0) }
     }
-    return Double(text).flatMap { $0 >= 0 ? .nanoseconds(Int64($0 * 1e9)) : nil }
+    return Double(text).flatMap { checked($0 * 1e9) }.map { .nanoseconds($0) }
+  }
+
+  /// A non-negative finite amount that fits in 63 bits (roughly ≤ 292 years of nanoseconds).
+  private static func checked(_ value: Double) -> Int64? {
+    value >= 0 && value < 0x1p62 ? Int64(value) : nil
   }
 
   /// `500MB`, `20GB`, `1GiB`, `1048576`.
@@ -269,7 +283,7 @@ struct Settings {
     ]
     for (suffix, scale) in units where text.uppercased().hasSuffix(suffix.uppercased()) {
       guard let number = Double(text.dropLast(suffix.count)), number > 0 else { return nil }
-      return Int(number * scale)
+      return checked(number * scale).map { Int($0) }
     }
     return Int(text).flatMap { $0 > 0 ? $0 : nil }
   }
