@@ -130,10 +130,8 @@ enum RelayConnection {
     try await WebSocketDialer.connect(
       host: endpoint.host, port: endpoint.port, target: endpoint.target(cursor: cursor), tls: tls,
       connectTimeout: connectTimeout,
-      framing: { ByteToMessageHandler(RelayMessageDecoder(maxMessageBytes: maxFrameSize)) }
-    ) { channel in
-      try channel.pipeline.syncOperations.addHandler(handler())
-    }
+      framing: { ByteToMessageHandler(RelayMessageDecoder(maxMessageBytes: maxFrameSize)) },
+      handlers: { channel in try channel.pipeline.syncOperations.addHandler(handler()) })
   }
 }
 
