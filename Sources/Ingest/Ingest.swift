@@ -13,9 +13,9 @@ public final class Ingest: Sendable {
   public enum StartCursor: Sendable, Equatable {
     /// After the last relay seq in the log (the relay's live tip when the log is empty).
     case resume
-    /// After this seq, on the first connection only.
+    /// After this seq, until a frame has been stored (then the log decides).
     case seq(Int64)
-    /// At the relay's live tip, on the first connection only.
+    /// At the relay's live tip, until a frame has been stored (then the log decides).
     case live
   }
 
@@ -70,17 +70,9 @@ public final class Ingest: Sendable {
   /// received.
   public func run() async {
     var attempt = 0
-    var first = true
+    var resume = await pipeline.settle()
     while !state.withLock({ $0.stopped }) {
-      var cursor = await pipeline.settle()
-      if first {
-        switch configuration.start {
-        case .resume: break
-        case .seq(let seq): cursor = seq
-        case .live: cursor = nil
-        }
-        first = false
-      }
+      let cursor = startCursor(resume)
       let stats = ConnectionStats()
       let pipeline = self.pipeline
       let staleAfter = configuration.staleAfter
@@ -125,7 +117,13 @@ public final class Ingest: Sendable {
       }
       guard !state.withLock({ $0.stopped }) else { break }
       metrics.reconnects.increment()
-      if stats.frames > 0 { attempt = 0 }
+      // Only a connection that stored something resets the backoff: one that ends with an
+      // error frame at once (or delivers only frames we drop) must not be retried in a loop.
+      let after = await pipeline.settle()
+      if after.seq != resume.seq || after.storedSinceStart != resume.storedSinceStart {
+        attempt = 0
+      }
+      resume = after
       let delay = backoff(attempt)
       attempt += 1
       logger.info(
@@ -148,13 +146,30 @@ public final class Ingest: Sendable {
     channel?.close(promise: nil)
   }
 
-  /// Full jitter: uniform in [0, min(cap, base·2^attempt)].
+  /// The relay seq to connect after, or nil for the relay's live tip. A `--relay-cursor`
+  /// holds until this process has stored a frame (a failed first connection keeps it); from
+  /// then on the log decides. After `FutureCursor` the relay does not know our seq space: its
+  /// live tip, as a new epoch.
+  func startCursor(_ resume: IngestPipeline.Resume) -> Int64? {
+    if resume.futureCursor { return nil }
+    guard !resume.storedSinceStart else { return resume.seq }
+    switch configuration.start {
+    case .resume: return resume.seq
+    case .seq(let seq): return seq
+    case .live: return nil
+    }
+  }
+
+  /// Exponential with jitter: the step doubles from `backoffBase` to `backoffCap`, and each
+  /// delay is uniform between half the step and the whole step, never below the base
+  /// (1 s, 1–2 s, 2–4 s, … 15–30 s by default).
   func backoff(_ attempt: Int) -> Duration {
-    let ceiling = min(configuration.backoffCap, configuration.backoffBase * (1 << min(attempt, 20)))
+    let base = configuration.backoffBase
+    let step = min(configuration.backoffCap, base * (1 << min(attempt, 20)))
     let nanoseconds =
-      ceiling.components.seconds * 1_000_000_000
-      + ceiling.components.attoseconds / 1_000_000_000
-    return .nanoseconds(Int64.random(in: 0...max(nanoseconds, 0)))
+      step.components.seconds * 1_000_000_000 + step.components.attoseconds / 1_000_000_000
+    let jittered = Duration.nanoseconds(Int64.random(in: (nanoseconds / 2)...max(nanoseconds, 0)))
+    return max(base, jittered)
   }
 
   private func sleepUnlessStopped(_ delay: Duration) async throws {

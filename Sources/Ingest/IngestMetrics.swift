@@ -12,6 +12,8 @@ final class IngestMetrics: Sendable {
   let reconnects: Counter
   let bytesIn: Counter
   let duplicateFrames: Counter
+  let seqEpochs: Counter
+  let seqJumps: Counter
   let appendErrors: Counter
   let upstreamSeq: Gauge
   let lastFrameTime: Gauge
@@ -30,6 +32,8 @@ final class IngestMetrics: Sendable {
     reconnects = Counter(label: "contrail_relay_reconnects_total", factory: factory)
     bytesIn = Counter(label: "contrail_relay_bytes_total", factory: factory)
     duplicateFrames = Counter(label: "contrail_relay_duplicate_frames_total", factory: factory)
+    seqEpochs = Counter(label: "contrail_relay_seq_epochs_total", factory: factory)
+    seqJumps = Counter(label: "contrail_relay_seq_jumps_total", factory: factory)
     appendErrors = Counter(label: "contrail_log_append_errors_total", factory: factory)
     upstreamSeq = Gauge(label: "contrail_relay_seq", factory: factory)
     lastFrameTime = Gauge(label: "contrail_relay_last_frame_time_seconds", factory: factory)

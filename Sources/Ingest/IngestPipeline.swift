@@ -28,9 +28,17 @@ public final class IngestPipeline: @unchecked Sendable {
   private let translator: Translator
   private var counters = TranslateCounters()
   private var takenSeq: Int64
+  /// Whether a frame has been taken since the current connection began (`settle`).
+  private var takenOnConnection = false
+  /// The seq of a frame dropped for jumping absurdly far ahead: a second, later one confirms
+  /// that the relay really moved on.
+  private var pendingJump: Int64?
+  /// The relay answered `FutureCursor`: it does not know our seq space.
+  private var futureCursor = false
   // Owned by `storeQueue`.
   private let compressor: EventCompressor
   private var storedSeq: Int64
+  private var storedSinceStart = false
   /// Set when an append fails: later batches are dropped too (storing them would leave a gap)
   /// until `settle` before the next connection.
   private var storeFailed = false
@@ -93,17 +101,43 @@ public final class IngestPipeline: @unchecked Sendable {
     if now { wake() }
   }
 
-  /// Waits until every submitted frame is stored; returns the relay seq to resume after. Call
-  /// between connections: frames taken but not stored (a failed append) are taken again.
-  public func settle() async -> Int64? {
+  /// Where the next relay connection should start, as `settle` finds it.
+  public struct Resume: Sendable, Equatable {
+    /// The last relay seq stored (in the log, or this run); nil when there is none.
+    public var seq: Int64?
+    /// Whether this process has stored anything yet (until then a `--relay-cursor` applies).
+    public var storedSinceStart: Bool
+    /// The relay answered `FutureCursor` on the last connection: our seq is not in its space.
+    public var futureCursor: Bool
+  }
+
+  /// A relay seq more than this far beyond the last one taken is an absurd jump (the whole
+  /// network makes ~2·10^8 seqs a day): such a frame is dropped unless the relay confirms it.
+  public static let maxSeqJump: Int64 = 1_000_000_000
+  /// A seq at most this far below the last one taken, before any frame is taken on a new
+  /// connection, is a resume overlap (dropped as a duplicate); anything else going backwards
+  /// is a new relay epoch.
+  public static let overlapWindow: Int64 = 1_000
+
+  /// Waits until every submitted frame is stored; returns where to resume. Call between
+  /// connections: frames taken but not stored (a failed append) are taken again.
+  public func settle() async -> Resume {
     await withCheckedContinuation { continuation in
       translateQueue.async {
         self.storeQueue.async {
           self.storeFailed = false
           let stored = self.storedSeq
+          let storedSinceStart = self.storedSinceStart
           self.translateQueue.async {
             self.takenSeq = stored
-            continuation.resume(returning: stored > 0 ? stored : nil)
+            self.takenOnConnection = false
+            self.pendingJump = nil
+            let future = self.futureCursor
+            self.futureCursor = false
+            continuation.resume(
+              returning: Resume(
+                seq: stored > 0 ? stored : nil, storedSinceStart: storedSinceStart,
+                futureCursor: future))
           }
         }
       }
@@ -141,11 +175,11 @@ public final class IngestPipeline: @unchecked Sendable {
       let outcome = frame.withUnsafeReadableBytes { translator.translate($0, into: &events) }
       switch outcome {
       case .translated(_, let seq):
-        if seq <= takenSeq {
-          events.removeSubrange(before...)  // already taken: a resume overlapped
-          metrics.duplicateFrames.increment()
-        } else {
+        if accept(seq) {
           takenSeq = seq
+          takenOnConnection = true
+        } else {
+          events.removeSubrange(before...)
         }
       case .error(let code, let message):
         metrics.errorFrame(code)
@@ -154,8 +188,9 @@ public final class IngestPipeline: @unchecked Sendable {
           metadata: ["code": "\(code)", "message": "\(message ?? "")"])
         if code == "FutureCursor" {
           logger.error(
-            "the relay says our cursor is in its future: if you switched relays, restart with --relay-cursor live",
+            "the relay says our cursor is in its future (a new relay, or one that restarted its sequence): reconnecting at its live tip and storing its frames as a new epoch",
             metadata: ["cursor": "\(takenSeq)"])
+          futureCursor = true
         }
         problem = "error frame \(code)"
       case .info(let name, let message):
@@ -169,6 +204,49 @@ public final class IngestPipeline: @unchecked Sendable {
     metrics.bytesIn.increment(by: bytes)
     recordCounters()
     return (events, takenSeq, problem)
+  }
+
+  /// The seq policy (OPERATIONS: relay epochs): frames are taken in relay order; a repeat of the
+  /// last seq, or a resume overlap, is dropped as a duplicate; a seq that goes backwards
+  /// otherwise starts a new epoch
+  /// (logged, counted, and taken: the log keeps relay order and `time_us` keeps increasing);
+  /// one frame jumping absurdly ahead is dropped unless the next confirms the jump.
+  private func accept(_ seq: Int64) -> Bool {
+    if seq <= takenSeq {
+      let overlap = !takenOnConnection && takenSeq - seq < Self.overlapWindow
+      if seq == takenSeq || overlap {
+        metrics.duplicateFrames.increment()
+        return false
+      }
+      newEpoch(from: takenSeq, to: seq, "the relay's seq went backwards")
+      return true
+    }
+    if takenSeq > 0 && seq - takenSeq > Self.maxSeqJump {
+      if !takenOnConnection {
+        newEpoch(from: takenSeq, to: seq, "the relay's seq jumped ahead on a new connection")
+        return true
+      }
+      if let pending = pendingJump, seq > pending {
+        newEpoch(from: takenSeq, to: seq, "the relay's seq jumped ahead twice")
+        pendingJump = nil
+        return true
+      }
+      pendingJump = seq
+      metrics.seqJumps.increment()
+      logger.warning(
+        "dropped a relay frame whose seq jumps absurdly far ahead",
+        metadata: ["last_seq": "\(takenSeq)", "seq": "\(seq)"])
+      return false
+    }
+    pendingJump = nil
+    return true
+  }
+
+  private func newEpoch(from old: Int64, to seq: Int64, _ why: String) {
+    metrics.seqEpochs.increment()
+    logger.error(
+      "\(why): storing from here on as a new relay epoch",
+      metadata: ["last_seq": "\(old)", "seq": "\(seq)"])
   }
 
   // MARK: Store stage
@@ -189,6 +267,7 @@ public final class IngestPipeline: @unchecked Sendable {
       try log.append(records)  // the log first: a subscriber never sees an unstored event
       ring.publish(published)
       storedSeq = seq
+      storedSinceStart = true
       metrics.upstreamSeq.record(seq)
       metrics.lastFrameTime.record(Double(Sequencer.wallClockMicroseconds()) / 1e6)
       try log.syncIfDue()
@@ -196,11 +275,14 @@ public final class IngestPipeline: @unchecked Sendable {
     } catch {
       // An append can fail part-way (a full disk at a segment roll): publish exactly the frames
       // the log kept, and resume after them; later batches are dropped until the reconnect.
-      let written = log.lastWrittenSeq ?? 0
-      let kept = records.prefix { $0.seq <= written }.count
+      // time_us increases strictly (seqs need not: a new relay epoch), so it tells which
+      // records the log kept.
+      let writtenThrough = log.lastTimeUS ?? 0
+      let kept = records.prefix { $0.timeUS <= writtenThrough }.count
       if kept > 0 {
         ring.publish(Array(published.prefix(kept)))
-        storedSeq = written
+        storedSeq = records[kept - 1].seq
+        storedSinceStart = true
       }
       storeFailed = true
       metrics.appendErrors.increment()

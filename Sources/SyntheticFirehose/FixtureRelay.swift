@@ -175,6 +175,10 @@ public final class FixtureRelay: Sendable {
           try await outbound.write(.end(nil))
         }
       }
+    } catch ChannelError.inappropriateOperationForState, ChannelError.ioOnClosedChannel,
+      ChannelError.alreadyClosed
+    {
+      // The consumer went away between two writes: a normal end, nothing to report.
     } catch {
       configuration.log("fixture relay: connection ended: \(error)")
     }
@@ -226,6 +230,8 @@ public final class FixtureRelay: Sendable {
             ("message", "Requested cursor exceeded limit. Possibly missing events"),
           ]))
         try await outbound.write(Self.binary(info))
+      } else if let newest = source.newestSeq, cursor > newest {
+        return try await sendError("FutureCursor", "Cursor in the future.", outbound)
       } else {
         position = source.position(after: cursor)
       }

@@ -8,6 +8,13 @@ public protocol RelaySource: Sendable {
   func position(after cursor: Int64) -> Int
   /// The seq of the oldest frame held; a cursor below `oldestSeq - 1` is outdated.
   var oldestSeq: Int64 { get }
+  /// The seq of the newest frame there will ever be, for a source that ends; a cursor above it
+  /// gets `FutureCursor`, as from a real relay. nil: the source never ends.
+  var newestSeq: Int64? { get }
+}
+
+extension RelaySource {
+  public var newestSeq: Int64? { nil }
 }
 
 /// Frames from a file. With `loop`, the frames repeat under new seqs that keep increasing
@@ -38,6 +45,8 @@ public struct FileRelaySource: RelaySource {
   }
 
   public var oldestSeq: Int64 { seqs.first ?? 1 }
+
+  public var newestSeq: Int64? { loop ? nil : seqs.max() }
 
   public func frame(at position: Int) -> (seq: Int64, bytes: [UInt8])? {
     guard !frames.isEmpty, loop || position < frames.count else { return nil }
