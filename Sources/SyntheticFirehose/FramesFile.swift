@@ -2,6 +2,7 @@ import Compression
 
 /// A frames file: relay frames stored as `[u32 little-endian length][frame bytes]…`, plain or
 /// as one zstd stream (detected by its magic). Fixtures, captures and benchmarks use it.
+/// `read` holds the whole file in memory; `FramesReader` streams big or untrusted files.
 public enum FramesFile {
   /// The frames of a file, and how many bytes at its end did not form a whole record.
   public struct Contents: Sendable {

@@ -7,8 +7,10 @@ struct Translate: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Translate a frames file into Jetstream v1 events (JSONL).",
     discussion: """
-      INPUT holds relay frames as [u32 little-endian length][frame]…, plain or zstd-compressed. \
-      Malformed frames are skipped and counted; a summary goes to standard error.
+      INPUT holds relay frames as [u32 little-endian length][frame]…, plain or zstd-compressed; \
+      it is streamed in bounded memory. Malformed frames are skipped and counted, frames over \
+      --max-frame-size are skipped unread and counted as oversize; a summary goes to standard \
+      error. A damaged zstd stream fails the command after the frames before the damage.
       """)
 
   @Argument(help: "The frames file.")
@@ -17,27 +19,67 @@ struct Translate: ParsableCommand {
   @Option(name: .shortAndLong, help: "Write JSONL here instead of standard output.")
   var output: String?
 
+  @Option(help: "Skip frames longer than this, counted as oversize (default 5MiB, as serve).")
+  var maxFrameSize: String?
+
+  /// The read chunk, for tests that split frames across reads.
+  @Option(help: .hidden)
+  var readChunkBytes: Int = 1 << 20
+
+  /// Output is gathered into blocks of about this size before each write.
+  static let outputBlock = 256 << 10
+
   func run() throws {
-    let contents = try FramesFile.read(path: input)
+    var maxFrameBytes = FramesReader.defaultMaxFrameBytes
+    if let maxFrameSize {
+      guard let bytes = Settings.bytes(maxFrameSize), (1024...(1 << 30)).contains(bytes) else {
+        throw ValidationError("--max-frame-size must be a size from 1KiB to 1GiB")
+      }
+      maxFrameBytes = bytes
+    }
+    guard readChunkBytes > 0 else { throw ValidationError("--read-chunk-bytes must be positive") }
+    let reader = try FramesReader(
+      path: input, bufferSize: readChunkBytes, readSize: min(readChunkBytes, 256 << 10),
+      maxFrameBytes: maxFrameBytes)
     let out = try OutputFile(path: output)
     let translator = Translator()
     var events: [Event] = []
-    var line: [UInt8] = []
-    for frame in contents.frames {
+    var block: [UInt8] = []
+    block.reserveCapacity(Self.outputBlock + (64 << 10))
+    var failure: (any Error)? = nil
+    var oversize = 0
+    while true {
+      let frame: UnsafeRawBufferPointer?
+      do {
+        frame = try reader.next()
+      } catch {
+        // A read error or a damaged zstd stream: keep what was translated, summarise, then fail.
+        failure = error
+        break
+      }
+      while oversize < reader.oversizedFrames {
+        translator.countDropped(.oversize)
+        oversize += 1
+      }
+      guard let frame else { break }
       events.removeAll(keepingCapacity: true)
       translator.translate(frame, into: &events)
-      line.removeAll(keepingCapacity: true)
       for event in events {
-        line.append(contentsOf: event.json)
-        line.append(UInt8(ascii: "\n"))
+        block.append(contentsOf: event.json)
+        block.append(UInt8(ascii: "\n"))
       }
-      try out.write(line)
+      if block.count >= Self.outputBlock {
+        try out.write(block)
+        block.removeAll(keepingCapacity: true)
+      }
     }
+    try out.write(block)
     try out.close()
     var summary = translator.counters.summary
-    if contents.unreadableTailBytes > 0 {
-      summary += "; \(contents.unreadableTailBytes) trailing bytes do not form a whole frame"
+    if reader.unreadableTailBytes > 0 {
+      summary += "; \(reader.unreadableTailBytes) trailing bytes do not form a whole frame"
     }
     printError(summary)
+    if let failure { throw failure }
   }
 }
