@@ -28,7 +28,6 @@ RUN apt-get update \
   && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin contrail \
   && mkdir -p /data && chown contrail:contrail /data
 COPY --from=build /usr/local/bin/contrail /usr/local/bin/contrail
-COPY --from=build /src/Dictionaries/contrail-default.zdict /usr/local/share/contrail/contrail-default.zdict
 USER contrail
 VOLUME /data
 EXPOSE 6008

@@ -39,6 +39,10 @@ let package = Package(
     .target(name: "Firehose", dependencies: ["CCBOR"]),
     .target(name: "Events", dependencies: ["Firehose"]),
     .target(name: "Compression", dependencies: ["CZstd"]),
+    // The default dictionary's bytes, compiled in.
+    .target(
+      name: "DefaultDictionary", path: "Dictionaries", exclude: ["README.md"],
+      resources: [.embedInCode("contrail-default.zdict")]),
     .target(name: "EventLog", dependencies: ["Events", "Firehose"], exclude: ["FORMAT.md"]),
     .target(
       name: "Broadcast",
@@ -71,6 +75,7 @@ let package = Package(
       name: "Serve",
       dependencies: [
         "Ingest", "Server", "Broadcast", "EventLog", "Events", "Compression", "SyntheticFirehose",
+        "DefaultDictionary",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),
@@ -79,7 +84,7 @@ let package = Package(
       name: "contrail",
       dependencies: [
         "Firehose", "Events", "Compression", "EventLog", "SyntheticFirehose", "Broadcast",
-        "Server", "Ingest", "Serve",
+        "Server", "Ingest", "Serve", "DefaultDictionary",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
@@ -108,7 +113,7 @@ let package = Package(
       name: "IngestTests",
       dependencies: [
         "Ingest", "Serve", "Server", "Events", "Broadcast", "EventLog", "Compression",
-        "SyntheticFirehose", "TestSupport",
+        "SyntheticFirehose", "TestSupport", "DefaultDictionary",
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -1,6 +1,7 @@
 import Broadcast
 import Compression
 import CoreMetrics
+import DefaultDictionary
 import EventLog
 import Events
 import Foundation
@@ -58,7 +59,16 @@ public final class ContrailServer: Sendable {
     _ settings: ServeSettings, registry: PrometheusCollectorRegistry?, logger: Logger
   ) async throws -> ContrailServer {
     let lock = try DataDirectoryLock(settings.dataDirectory)
-    let dictionary = try ZstdDictionary(path: settings.dictionaryPath)
+    let dictionary =
+      try settings.dictionaryPath.map { try ZstdDictionary(path: $0) }
+      ?? ZstdDictionary(bytes: DefaultDictionary.bytes)
+    logger.info(
+      "zstd dictionary",
+      metadata: [
+        "id": "\(dictionary.id)",
+        "source": "\(settings.dictionaryPath ?? "built in (contrail-default)")",
+        "note": "\(ServeSettings.dictionaryNote)",
+      ])
     var logConfiguration = EventLog.Configuration(directory: settings.dataDirectory)
     logConfiguration.retentionMicroseconds = settings.retentionMicroseconds
     logConfiguration.maxDiskBytes = settings.maxDiskBytes

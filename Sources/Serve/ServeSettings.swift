@@ -15,7 +15,8 @@ public struct ServeSettings: Sendable {
   public var dataDirectory = "data"
   public var retentionMicroseconds: Int64 = 24 * 3_600_000_000
   public var maxDiskBytes: Int? = nil
-  public var dictionaryPath: String
+  /// A zstd dictionary file; nil: the default one compiled into the binary.
+  public var dictionaryPath: String?
   public var compressionLevel: Int32 = 3
   public var fsyncMilliseconds = 100
   /// The in-memory live window: subscribers further behind read the log (page cache, ~600k
@@ -32,10 +33,15 @@ public struct ServeSettings: Sendable {
   /// PEM file of certificates to trust for a `wss://` relay instead of the system's.
   public var relayCertificates: String? = nil
 
-  public init(relay: RelayEndpoint, dictionaryPath: String) {
+  public init(relay: RelayEndpoint, dictionaryPath: String? = nil) {
     self.relay = relay
     self.dictionaryPath = dictionaryPath
   }
+
+  /// Said wherever the dictionary is chosen (`serve --help`, the start-up log).
+  public static let dictionaryNote =
+    "Clients that embed Jetstream's v1 dictionary (ID 1612007021) can only decode compressed "
+    + "events if the server runs with --dictionary pointing at that same file."
 }
 
 /// A set-up problem worth one clear line (bad data directory, missing dictionary, …).

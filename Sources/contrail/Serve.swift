@@ -42,7 +42,9 @@ struct ServeCommand: AsyncParsableCommand {
   @Option(help: "Keep the log under this size, e.g. 20GB (default: no cap). [CONTRAIL_MAX_DISK]")
   var maxDisk: String?
   @Option(
-    help: "zstd dictionary (default: the bundled contrail-default.zdict). [CONTRAIL_DICTIONARY]")
+    help: ArgumentHelp(
+      "zstd dictionary file (default: Contrail's own, ID 20261122, built in). [CONTRAIL_DICTIONARY]",
+      discussion: ServeSettings.dictionaryNote))
   var dictionary: String?
   @Option(help: "zstd level 1–19 (default 3). [CONTRAIL_COMPRESSION_LEVEL]")
   var compressionLevel: String?
@@ -117,14 +119,7 @@ struct ServeCommand: AsyncParsableCommand {
     ) { try? RelayEndpoint($0) }
     var settings = ServeSettings(
       relay: endpoint,
-      dictionaryPath: try env.value(dictionary, "CONTRAIL_DICTIONARY", default: "") { $0 })
-    if settings.dictionaryPath.isEmpty {
-      guard let found = Self.bundledDictionary() else {
-        throw ServeError(
-          "cannot find contrail-default.zdict: pass --dictionary FILE (or run from the repository)")
-      }
-      settings.dictionaryPath = found
-    }
+      dictionaryPath: try env.value(dictionary, "CONTRAIL_DICTIONARY", default: nil) { $0 })
     settings.offline = isOffline
     settings.relayStart = try env.value(relayCursor, "CONTRAIL_RELAY_CURSOR", default: .resume) {
       $0 == "live" ? .live : Int64($0).flatMap { $0 >= 0 ? .seq($0) : nil }
@@ -191,19 +186,6 @@ struct ServeCommand: AsyncParsableCommand {
         services: [.init(service: ServeService(contrail: contrail))],
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
-  }
-
-  /// The default dictionary: beside the current directory's checkout, then beside the binary,
-  /// then where the Docker image installs it.
-  static func bundledDictionary() -> String? {
-    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-      .deletingLastPathComponent().path
-    return [
-      "Dictionaries/contrail-default.zdict",
-      executable + "/contrail-default.zdict",
-      executable + "/../../../Dictionaries/contrail-default.zdict",
-      "/usr/local/share/contrail/contrail-default.zdict",
-    ].first { FileManager.default.fileExists(atPath: $0) }
   }
 }
 

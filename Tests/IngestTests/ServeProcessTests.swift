@@ -1,6 +1,8 @@
 import Compression
+import DefaultDictionary
 import EventLog
 import Foundation
+import Synchronization
 import SyntheticFirehose
 import TestSupport
 import XCTest
@@ -80,6 +82,62 @@ final class ServeProcessTests: XCTestCase {
   }
 }
 
+/// The binary on its own, as an operator installs it: no repository, no dictionary file.
+final class StandaloneBinaryTests: XCTestCase {
+  func testTheBuiltInDictionaryIsTheRepositoryFile() throws {
+    let file = try XCTUnwrap(SharedData.read(SharedData.defaultDictionaryPath))
+    XCTAssertEqual(DefaultDictionary.bytes, file)
+    XCTAssertEqual(try ZstdDictionary(bytes: DefaultDictionary.bytes).id, DefaultDictionary.id)
+  }
+
+  func testABinaryCopiedAloneServesOfflineWithDefaults() async throws {
+    let directory = TemporaryLog.directory("standalone")
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let binary = directory + "/contrail"
+    try FileManager.default.copyItem(atPath: try ContrailCommand.binary().path, toPath: binary)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: binary)
+    process.currentDirectoryURL = URL(fileURLWithPath: directory)
+    process.arguments = ["serve", "--offline", "--host", "127.0.0.1", "--port", "0"]
+    let errors = Pipe()
+    process.standardError = errors
+    process.standardOutput = FileHandle.nullDevice
+    let text = Mutex("")
+    errors.fileHandleForReading.readabilityHandler = { handle in
+      let data = handle.availableData
+      text.withLock { $0 += String(decoding: data, as: UTF8.self) }
+    }
+    try process.run()
+    defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    try await waitUntil("serving", timeout: .seconds(30)) {
+      text.withLock { $0.contains("serving") }
+    }
+    let log = text.withLock { $0 }
+    XCTAssertTrue(log.contains("id=20261122"), log)
+    XCTAssertTrue(log.contains("Jetstream's v1 dictionary"), log)
+    let address = try XCTUnwrap(log.firstMatch(of: /address=127\.0\.0\.1:([0-9]+)/))
+    let port = try XCTUnwrap(Int(address.1))
+    let subscriber = try await TestWebSocketClient.connect(port: port, target: "/subscribe")
+    guard case .text(let event)? = try await subscriber.next(timeout: .seconds(20)) else {
+      return XCTFail("no event from the standalone server")
+    }
+    XCTAssertTrue(event.hasPrefix(#"{"did":"#), event)
+    XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/data"))
+    kill(process.processIdentifier, SIGTERM)
+    process.waitUntilExit()
+    XCTAssertEqual(process.terminationStatus, 0)
+    errors.fileHandleForReading.readabilityHandler = nil
+  }
+
+  func testServeHelpNamesTheDictionaryAndTheV1Caveat() throws {
+    let help = try ContrailCommand.run(["serve", "--help"])
+    let text = String(decoding: help.stdout, as: UTF8.self)
+    XCTAssertTrue(text.contains("20261122"), text)
+    XCTAssertTrue(text.contains("1612007021"), text)
+  }
+}
+
 /// `serve`'s settings: flags and `CONTRAIL_*` variables, and a clear error for a bad value.
 final class ServeSettingsTests: XCTestCase {
   func testBadValuesAreRefusedWithTheSettingNamed() throws {
@@ -104,7 +162,7 @@ final class ServeSettingsTests: XCTestCase {
     defer { try? FileManager.default.removeItem(atPath: base) }
     // A data directory that cannot be created makes serve fail fast, naming the directory used.
     try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-    FileManager.default.createFile(atPath: base + "/file", contents: Data())
+    _ = FileManager.default.createFile(atPath: base + "/file", contents: Data())
     let fromVariable = try ContrailCommand.run(
       ["serve", "--offline", "--port", "0"],
       environment: ["CONTRAIL_DATA_DIR": base + "/file/from-variable"])

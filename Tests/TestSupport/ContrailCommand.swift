@@ -3,12 +3,17 @@ import XCTest
 
 /// Runs the `contrail` binary built next to the test bundle, as a user would.
 public enum ContrailCommand {
+  public struct NotBuilt: Error, CustomStringConvertible {
+    public var description: String {
+      "contrail is not built next to the tests; run `swift build --build-tests` first"
+    }
+  }
+
   public static func binary() throws -> URL {
     let candidate = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
       .appendingPathComponent("contrail")
     guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
-      throw XCTSkip(
-        "contrail is not built next to the tests; run `swift build --build-tests` first")
+      throw NotBuilt()  // a failure, not a skip: the test cannot say anything without it
     }
     return candidate
   }
