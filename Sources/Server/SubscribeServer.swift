@@ -53,7 +53,8 @@ public final class SubscribeServer: Sendable {
   public var port: Int { channel.localAddress?.port ?? 0 }
 
   /// Bytes written to each open subscription but not yet taken by its socket: bounded by the
-  /// write-buffer high-water mark plus one batch, however slowly the client reads.
+  /// write-buffer high-water mark plus one write piece (about 128 KiB), however slowly the
+  /// client reads.
   public func bufferedBytesPerSubscriber() async -> [Int] {
     var sizes: [Int] = []
     for channel in subscribers.channels {
@@ -77,7 +78,7 @@ public final class SubscribeServer: Sendable {
     let decompressors = DecompressorPool(dictionary: sources.dictionary)
     let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-      .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
+      .childChannelOption(.writeBufferWaterMark, value: SubscriberHandler.writeBufferWaterMark)
       .childChannelInitializer { channel in
         let address = channel.remoteAddress?.ipAddress ?? "unknown"
         let admission = environment.limits.accept(address)
@@ -124,10 +125,10 @@ public final class SubscribeServer: Sendable {
               try channel.pipeline.syncOperations.addHandler(writer, position: .first)
               let handler = SubscriberHandler(
                 options: options, address: address, environment: environment, writer: writer
-              ) { filter in
+              ) { filter, start in
                 SubscriberFeed(
                   ring: sources.ring, log: sources.log,
-                  start: options.cursor.map { .cursor($0) } ?? .live,
+                  start: start ?? options.cursor.map { .cursor($0) } ?? .live,
                   filter: filter, decompressors: options.compress ? nil : decompressors)
               }
               try channel.pipeline.syncOperations.addHandlers(

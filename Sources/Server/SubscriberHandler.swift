@@ -6,6 +6,10 @@ import NIOPosix
 import NIOWebSocket
 import Synchronization
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// What every subscriber of one server shares: policies, metrics, limits and the registry that
 /// shutdown closes.
 struct SubscriberEnvironment: Sendable {
@@ -18,14 +22,25 @@ struct SubscriberEnvironment: Sendable {
   let heartbeats: HeartbeatEncoder
 }
 
-/// One subscriber connection after the upgrade (ARCHITECTURE §5): pulls batches of pre-built
-/// frames from its feed, writes a whole batch per flush, waits for writability (never more than
-/// one batch buffered), and yields to the event loop between batches. Disk reads and text
-/// replays run on the thread pool; the event loop only moves bytes.
+/// One subscriber connection after the upgrade (ARCHITECTURE §5): pulls batches of events from
+/// its feed, writes them as pre-built frames in pieces of `writeChunkBytes`, and reads the next
+/// batch only while the channel is writable, so a subscriber that stops reading holds at most
+/// the channel's high-water mark, one piece and a small remainder. Disk reads and text replays
+/// run on the thread pool; the event loop only moves bytes.
 final class SubscriberHandler: ChannelInboundHandler {
   typealias InboundIn = WebSocketFrame
 
   static let batchSize = 128
+  /// The batch size once the client's socket has filled: small, so that what a stalled
+  /// subscriber holds stays small.
+  static let stalledBatchSize = 8
+  /// Frames go to the channel in pieces of about this many bytes; writing stops after a piece
+  /// that leaves the channel unwritable.
+  static let writeChunkBytes = 64 << 10
+  /// The child channels' write-buffer water marks: with `writeChunkBytes`, a subscriber that
+  /// never reads holds about `high + writeChunkBytes` in its channel.
+  static let writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(
+    low: 32 << 10, high: 64 << 10)
 
   /// Client messages up to this size are read (after reassembly); larger ones close with 1009.
   static let maxMessageBytes = 10_000_000
@@ -35,8 +50,9 @@ final class SubscriberHandler: ChannelInboundHandler {
   private let environment: SubscriberEnvironment
   /// Every frame to the client goes out pre-encoded through this (`WebSocketWire`).
   private let writer: RawFrameWriter
-  /// Creates the feed for a filter; the start (cursor or live) is resolved when it is called.
-  private let makeFeed: (EventFilter) -> SubscriberFeed
+  /// Creates the feed for a filter, from the subscription's start (cursor or live, resolved
+  /// when it is called) or from a given one.
+  private let makeFeed: (EventFilter, SubscriberFeed.Start?) -> SubscriberFeed
   /// nil until the subscription starts (at the upgrade, or at the hello with `requireHello`).
   private var feed: FeedBox?
   private var maxMessageSizeBytes: Int64
@@ -44,8 +60,18 @@ final class SubscriberHandler: ChannelInboundHandler {
   private var pendingUpdate: (EventFilter, Int64)?
   /// A read is in flight (or a paced pump is scheduled).
   private var pumping = false
-  /// A batch read but not yet written (the channel was not writable when it arrived).
+  /// A batch read but not (entirely) written: the channel was not writable when it arrived, or
+  /// stopped being writable partway.
   private var readyBatch: Batch?
+  /// The channel stopped being writable after a write: reads are `stalledBatchSize` until
+  /// `recoveryBatches` batches in a row go out with the channel staying writable.
+  private var stalled = false {
+    didSet { if stalled { cleanBatches = 0 } }
+  }
+  private var cleanBatches = 0
+  static let recoveryBatches = 16
+  /// A remainder too big to hold was dropped: the feed restarts at this `time_us`.
+  private var rewindTo: Int64?
   private var waitingForWritable = false
   private var closed = false
   /// The metric label of a server-initiated close, for the disconnect log line.
@@ -63,7 +89,8 @@ final class SubscriberHandler: ChannelInboundHandler {
 
   init(
     options: SubscribeOptions, address: String, environment: SubscriberEnvironment,
-    writer: RawFrameWriter, makeFeed: @escaping (EventFilter) -> SubscriberFeed
+    writer: RawFrameWriter,
+    makeFeed: @escaping (EventFilter, SubscriberFeed.Start?) -> SubscriberFeed
   ) {
     self.writer = writer
     self.options = options
@@ -106,7 +133,7 @@ final class SubscriberHandler: ChannelInboundHandler {
   }
 
   private func start(filter: EventFilter, _ context: ChannelHandlerContext) {
-    let feed = makeFeed(filter)
+    let feed = makeFeed(filter, nil)
     self.feed = FeedBox(feed)
     deliveredThrough = feed.position
     lastMessage = .now()
@@ -248,13 +275,17 @@ final class SubscriberHandler: ChannelInboundHandler {
     var fromDisk: Int
     var fromMemory: Int
     var filteredOut: Int
+    /// The first event not yet written.
+    var next = 0
+    /// Its reads are in the metrics.
+    var counted = false
   }
 
-  /// Moves the subscription forward: while the channel is writable, starts reading the next
-  /// batch off the event loop and writes the batch already read here, so reading and writing
-  /// overlap. At most one read batch waits beside the channel's own (bounded) write buffer.
+  /// Moves the subscription forward: writes what was read, then, if the channel is still
+  /// writable, starts reading the next batch off the event loop (so reading overlaps the
+  /// socket's sending). Nothing more is read while the channel is not writable.
   private func pump(_ context: ChannelHandlerContext) {
-    guard !closed, !pumping, let feed else { return }
+    guard !closed, !pumping, feed != nil else { return }
     guard context.channel.isWritable else {
       waitingForWritable = true
       return
@@ -269,29 +300,67 @@ final class SubscriberHandler: ChannelInboundHandler {
       }
       return
     }
-    let ready = readyBatch
-    readyBatch = nil
-    read(feed, context)
-    if let ready { write(ready, context) }
+    if var ready = readyBatch {
+      readyBatch = nil
+      if !write(&ready, context) {
+        keep(ready)
+        waitingForWritable = true
+        return
+      }
+    }
+    guard context.channel.isWritable else {
+      stalled = true
+      waitingForWritable = true
+      return
+    }
+    read(context)
+  }
+
+  /// Holds the unwritten rest of a batch until the channel is writable again, unless it is big:
+  /// then it is dropped and read again later, so a stalled subscriber never holds a whole
+  /// batch (a disk batch is one buffer, alive while any of its events is).
+  private func keep(_ batch: Batch) {
+    stalled = true
+    var remaining = 0
+    for event in batch.events[batch.next...] {
+      remaining +=
+        options.compress ? event.compressed.readableBytes : event.json?.readableBytes ?? 0
+      if remaining > Self.writeChunkBytes {
+        rewindTo = batch.events[batch.next].timeUS
+        return
+      }
+    }
+    readyBatch = batch
   }
 
   /// Reads the next batch on the thread pool; it comes back to `pump` (or, when there is nothing
   /// new, the feed calls back once there is).
-  private func read(_ feed: FeedBox, _ context: ChannelHandlerContext) {
+  private func read(_ context: ChannelHandlerContext) {
+    guard var box = feed else { return }
     if let (filter, maxSize) = pendingUpdate {
       // No read is in flight, so the feed is ours to change: the new filter applies from the
       // next event read.
-      feed.feed.filter = filter
+      box.feed.filter = filter
       maxMessageSizeBytes = maxSize
       pendingUpdate = nil
     }
+    if let resume = rewindTo {
+      rewindTo = nil
+      if let deleted = environment.log.deletedThroughTimeUS, deleted > deliveredThrough {
+        return close(context, .tooSlow)
+      }
+      box = FeedBox(makeFeed(box.feed.filter, .cursor(resume)))
+      feed = box
+    }
     pumping = true
+    let limit = stalled ? Self.stalledBatchSize : Self.batchSize
     let loop = context.eventLoop
     let bound = NIOLoopBound((self, context), eventLoop: loop)
+    let feedBox = box
     NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> Batch in
-      let feed = feed.feed
+      let feed = feedBox.feed
       let before = (feed.fromDisk, feed.fromMemory, feed.filteredOut)
-      let events = try feed.nextBatch(limit: Self.batchSize)
+      let events = try feed.nextBatch(limit: limit)
       return Batch(
         events: events, position: feed.position, fromDisk: feed.fromDisk - before.0,
         fromMemory: feed.fromMemory - before.1, filteredOut: feed.filteredOut - before.2)
@@ -300,9 +369,9 @@ final class SubscriberHandler: ChannelInboundHandler {
       handler.pumping = false
       guard !handler.closed else { return }
       switch result {
-      case .success(let batch) where batch.events.isEmpty:
-        handler.write(batch, context)  // the position moved: heartbeats and metrics see it
-        feed.feed.notifyWhenReady {
+      case .success(var batch) where batch.events.isEmpty:
+        _ = handler.write(&batch, context)  // the position moved: heartbeats and metrics see it
+        feedBox.feed.notifyWhenReady {
           loop.execute { bound.value.0.pump(bound.value.1) }
         }
       case .success(let batch):
@@ -314,36 +383,61 @@ final class SubscriberHandler: ChannelInboundHandler {
     }
   }
 
-  /// Writes a batch as one buffer of frames, one flush.
-  private func write(_ batch: Batch, _ context: ChannelHandlerContext) {
-    let opcode = options.compress ? WebSocketWire.binary : WebSocketWire.text
-    var sent = 0
-    var bytes = 0
-    var frames = ByteBuffer()
-    frames.reserveCapacity(
-      batch.events.reduce(0) {
-        $0 + 10 + (options.compress ? $1.compressed.readableBytes : $1.json?.readableBytes ?? 0)
-      })
-    for event in batch.events {
-      if maxMessageSizeBytes > 0 && Int64(event.jsonLength) > maxMessageSizeBytes {
-        environment.metrics.oversize.increment()
-        continue
-      }
-      let data = options.compress ? event.compressed : event.json ?? ByteBuffer()
-      WebSocketWire.append(opcode, data, to: &frames)
-      sent += 1
-      bytes += data.readableBytes
+  /// Writes the batch's frames from `batch.next` on, in pieces of about `writeChunkBytes`, each
+  /// one buffer and one flush; stops after a piece that leaves the channel unwritable. True
+  /// when the whole batch is written.
+  private func write(_ batch: inout Batch, _ context: ChannelHandlerContext) -> Bool {
+    let metrics = environment.metrics
+    if !batch.counted {
+      batch.counted = true
+      metrics.read(disk: batch.fromDisk, memory: batch.fromMemory)
+      if batch.filteredOut > 0 { metrics.filtered.increment(by: batch.filteredOut) }
     }
-    if sent > 0 {
-      writer.send(frames)
-      lastMessage = .now()
+    let opcode = options.compress ? WebSocketWire.binary : WebSocketWire.text
+    let events = batch.events
+    func payload(_ event: BroadcastEvent) -> ByteBuffer? {
+      if maxMessageSizeBytes > 0 && Int64(event.jsonLength) > maxMessageSizeBytes { return nil }
+      return options.compress ? event.compressed : event.json ?? ByteBuffer()
+    }
+    while batch.next < events.count {
+      var end = batch.next
+      var size = 0
+      while end < events.count && size < Self.writeChunkBytes {
+        if let data = payload(events[end]) {
+          size += WebSocketWire.headerSize(data.readableBytes) + data.readableBytes
+        }
+        end += 1
+      }
+      var frames = ByteBuffer()
+      frames.reserveCapacity(size)
+      var sent = 0
+      var bytes = 0
+      for event in events[batch.next..<end] {
+        guard let data = payload(event) else {
+          metrics.oversize.increment()
+          continue
+        }
+        WebSocketWire.append(opcode, data, to: &frames)
+        sent += 1
+        bytes += data.readableBytes
+      }
+      batch.next = end
+      if sent > 0 {
+        writer.send(frames)
+        lastMessage = .now()
+      }
+      // Everything up to here is written or skipped.
+      deliveredThrough = max(deliveredThrough, events[end - 1].timeUS)
+      metrics.sent(events: sent, bytes: bytes, compressed: options.compress)
+      environment.limits.spend(sent, address)
+      if !context.channel.isWritable && batch.next < events.count { return false }
     }
     deliveredThrough = max(deliveredThrough, batch.position)
-    let metrics = environment.metrics
-    metrics.sent(events: sent, bytes: bytes, compressed: options.compress)
-    metrics.read(disk: batch.fromDisk, memory: batch.fromMemory)
-    if batch.filteredOut > 0 { metrics.filtered.increment(by: batch.filteredOut) }
-    environment.limits.spend(sent, address)
+    if stalled && !events.isEmpty && context.channel.isWritable {
+      cleanBatches += 1
+      if cleanBatches >= Self.recoveryBatches { stalled = false }
+    }
+    return true
   }
 
   /// Sends a close frame with the reason, counts it, and drops the connection once the frame is
@@ -376,7 +470,10 @@ final class SubscriberRegistry: Sendable {
     }
   }
 
-  func remove(_ id: Int) { _ = state.withLock { $0.entries.removeValue(forKey: id) } }
+  func remove(_ id: Int) {
+    _ = state.withLock { $0.entries.removeValue(forKey: id) }
+    MemoryTrim.soon()
+  }
 
   var count: Int { state.withLock { $0.entries.count } }
 
@@ -393,4 +490,34 @@ final class SubscriberRegistry: Sendable {
 final class FeedBox: @unchecked Sendable {
   let feed: SubscriberFeed
   init(_ feed: SubscriberFeed) { self.feed = feed }
+}
+
+/// Gives memory freed by departed subscribers back to the system. glibc keeps freed memory in
+/// its per-thread arenas (the thread pool's disk batches, the event loops' write buffers), so a
+/// crowd that leaves would otherwise leave the process at its peak size. One trim at most per
+/// second, a second after a subscriber leaves.
+enum MemoryTrim {
+  private static let scheduled = Atomic<Bool>(false)
+
+  /// glibc's `malloc_trim`, looked up at run time (absent from other C libraries, and not in
+  /// Swift's Glibc module).
+  private static let trim: (@convention(c) (Int) -> Int32)? = {
+    #if canImport(Glibc)
+      guard let symbol = dlsym(nil, "malloc_trim") else { return nil }
+      return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+    #else
+      return nil
+    #endif
+  }()
+
+  static func soon() {
+    guard trim != nil,
+      scheduled.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+    else { return }
+    MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .seconds(1)) {
+      scheduled.store(false, ordering: .relaxed)
+      // Off the event loop: a trim walks every arena.
+      NIOThreadPool.singleton.submit { _ in _ = trim?(0) }
+    }
+  }
 }
