@@ -1,0 +1,56 @@
+import FuzzSupport
+
+@testable import EventLog
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A segment file rewritten for every input (on tmpfs when there is one).
+private let path: String = {
+  let directory = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+  return "\(directory)/contrail-fuzz-segment-\(getpid())"
+}()
+
+/// Target (f2): a whole segment file opened by `SegmentFile.load` (header check, then the
+/// `SegmentScanner` over every record, with each recovery mode). The input is the file after a
+/// valid 32-byte header; its first byte chooses the mode: bit 0 set = fix every record's CRC
+/// first, bits 1–2 = the recovery (skip, stop, truncate). `-close_fd_mask` is not needed: nothing
+/// is printed.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
+  let input = fuzzInput(start, count)
+  guard let mode = input.first else { return 0 }
+  var file = SegmentFile.magic
+  SegmentFile.appendLE(UInt64(SegmentFile.version), &file)
+  SegmentFile.appendLE(UInt64(bitPattern: 1_700_000_000_000_000), &file)
+  SegmentFile.appendLE(UInt64(bitPattern: 1_000), &file)
+  file.append(contentsOf: input.dropFirst())
+  if mode & 1 != 0 { fixChecksums(&file, from: SegmentFile.headerSize, checksum: CRC32C.checksum) }
+  let recovery: SegmentFile.Recovery
+  switch (mode >> 1) & 3 {
+  case 0: recovery = .skip
+  case 1: recovery = .stop
+  default: recovery = .truncate
+  }
+  let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+  guard fd >= 0 else { fuzzFailure("cannot create \(path)", input) }
+  let written = file.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+  close(fd)
+  guard written == file.count else { fuzzFailure("short write to \(path)", input) }
+  do {
+    let (segment, corruptions, unreadTail) = try SegmentFile.load(path: path, recovery: recovery)
+    guard corruptions >= 0, unreadTail >= 0, unreadTail <= file.count else {
+      fuzzFailure("bad load result: \(corruptions) \(unreadTail)", input)
+    }
+    let size = segment.fileSize
+    guard size >= SegmentFile.headerSize, size <= file.count else {
+      fuzzFailure("committed end \(size) outside the file (\(file.count))", input)
+    }
+  } catch {
+    fuzzFailure("a segment with a valid header failed to load: \(error)", input)
+  }
+  return 0
+}

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Fills Fuzz/corpus/<Target>/ with seed inputs made from the project's own fixtures.
+
+Run by scripts/fuzz before fuzzing (nothing here is committed except this script, the small
+hand-written seeds in Fuzz/Seeds/ and the dictionaries). Sources:
+  - Fixtures/synthetic-2000.frames.zst (frames `[u32 LE length][frame]...`, zstd), and
+    optionally more frames files given on the command line (e.g. a local capture: never commit
+    what comes from it);
+  - frames -> FuzzTranslator; their `blocks` CARs -> FuzzCAR; the CAR blocks -> FuzzRecord;
+  - event-log records built here (same format as Sources/EventLog/FORMAT.md) -> FuzzLogRecord,
+    FuzzSegment;
+  - Fuzz/Seeds/<Target>/* copied as they are.
+"""
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FUZZ = os.path.join(ROOT, "Fuzz")
+CORPUS = os.path.join(FUZZ, "corpus")
+MAX_FRAMES = 400  # per frames file
+MAX_BYTES = 64 << 10  # the largest seed kept (the frame target's -max_len)
+
+
+def put(target, data):
+    if len(data) > MAX_BYTES:
+        return
+    directory = os.path.join(CORPUS, target)
+    os.makedirs(directory, exist_ok=True)
+    name = hashlib.sha1(data).hexdigest()
+    with open(os.path.join(directory, name), "wb") as f:
+        f.write(data)
+
+
+def frames(path):
+    raw = subprocess.run(["zstd", "-dc", path], check=True, capture_output=True).stdout
+    offset = 0
+    while offset + 4 <= len(raw):
+        (n,) = struct.unpack_from("<I", raw, offset)
+        yield raw[offset + 4 : offset + 4 + n]
+        offset += 4 + n
+
+
+# A minimal DAG-CBOR reader: enough to find `blocks` in a commit body.
+def head(b, i):
+    ib = b[i]
+    major, info = ib >> 5, ib & 31
+    i += 1
+    if info < 24:
+        return major, info, i
+    size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+    return major, int.from_bytes(b[i : i + size], "big"), i + size
+
+
+def item(b, i):
+    major, arg, i = head(b, i)
+    if major in (0, 1, 7):
+        return arg, i
+    if major in (2, 3):
+        return b[i : i + arg], i + arg
+    if major == 4:
+        out = []
+        for _ in range(arg):
+            v, i = item(b, i)
+            out.append(v)
+        return out, i
+    if major == 5:
+        out = {}
+        for _ in range(arg):
+            k, i = item(b, i)
+            v, i = item(b, i)
+            out[bytes(k)] = v
+        return out, i
+    return item(b, i)  # tag: the tagged value
+
+
+def varint(b, i):
+    value, shift = 0, 0
+    while True:
+        byte = b[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+
+
+def car_blocks(car):
+    n, i = varint(car, 0)
+    i += n
+    while i < len(car):
+        n, j = varint(car, i)
+        section = car[j : j + n]
+        i = j + n
+        # CIDv1: varint version, varint codec, multihash (varint code, varint length, digest)
+        _, k = varint(section, 0)
+        _, k = varint(section, k)
+        _, k = varint(section, k)
+        length, k = varint(section, k)
+        yield section[k + length :]
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def uvarint(n):
+    out = bytearray()
+    while True:
+        if n < 0x80:
+            out.append(n)
+            return bytes(out)
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+
+
+def log_record(time_offset, seq_offset, kind, did, collection_code, collection, payload):
+    body = struct.pack("<II", time_offset, seq_offset)
+    if isinstance(did, bytes) and len(did) == 15:  # a packed did:plc
+        body += bytes([kind | 4]) + did
+    else:
+        body += bytes([kind]) + uvarint(len(did)) + did
+    body += bytes([collection_code])
+    if collection_code == 1:
+        body += uvarint(len(collection)) + collection
+    body += payload
+    return uvarint(len(body) + 4) + struct.pack("<I", crc32c(body)) + body
+
+
+def main():
+    if os.path.isdir(CORPUS):
+        shutil.rmtree(CORPUS)
+    sources = [os.path.join(ROOT, "Fixtures", "synthetic-2000.frames.zst")] + sys.argv[1:]
+    for source in sources:
+        for count, frame in enumerate(frames(source)):
+            if count >= MAX_FRAMES:
+                break
+            put("FuzzTranslator", frame)
+            try:
+                _, i = item(frame, 0)
+                body, _ = item(frame, i)
+                car = body.get(b"blocks") if isinstance(body, dict) else None
+                if car:
+                    put("FuzzCAR", bytes(car))
+                    for block in car_blocks(car):
+                        put("FuzzRecord", bytes(block))
+            except (IndexError, KeyError, ValueError, TypeError):
+                pass
+    packed = bytes(range(15))
+    records = [
+        log_record(0, 0, 0, packed, 3, b"", b"\x28\xb5\x2f\xfd payload"),
+        log_record(5, 1, 1, b"did:web:example.com", 0, b"", b"{}"),
+        log_record(9, 2, 2, b"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", 1, b"com.example.thing", b"x" * 40),
+        log_record(70000, 3, 0, packed, 19, b"", b""),
+    ]
+    for mode in (0, 1, 2, 3):
+        put("FuzzLogRecord", bytes([mode]) + b"".join(records))
+        put("FuzzLogRecord", bytes([mode]) + records[1])
+    for mode in (0, 1, 2, 4, 5):
+        put("FuzzSegment", bytes([mode]) + b"".join(records))
+        put("FuzzSegment", bytes([mode]) + records[0] + b"\xff" * 9 + records[2])
+    seeds = os.path.join(FUZZ, "Seeds")
+    for target in sorted(os.listdir(seeds)):
+        for name in sorted(os.listdir(os.path.join(seeds, target))):
+            with open(os.path.join(seeds, target, name), "rb") as f:
+                put(target, f.read())
+    for target in sorted(os.listdir(CORPUS)):
+        print(f"{target}: {len(os.listdir(os.path.join(CORPUS, target)))} seeds", file=sys.stderr)
+
+
+main()
