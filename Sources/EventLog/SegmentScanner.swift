@@ -67,7 +67,13 @@ struct SegmentScanner {
       case .incomplete(let needed):
         // Read more if the file may hold the rest; otherwise it is as bad as a corrupt record
         // (a torn tail, or a damaged length pointing past the end).
-        if position + needed <= limit && !(bufferStart == position && shortRead) {
+        // While searching byte by byte, a length past the end of a buffer that already reached
+        // the end of the file cannot be satisfied by reading again (re-reading at every such
+        // offset made a garbage tail cost O(n²)).
+        let pastEnd = shortRead && position + needed > bufferStart + buffer.count
+        if position + needed <= limit && !(bufferStart == position && shortRead)
+          && !(resyncing && pastEnd)
+        {
           refill(minimum: needed)
           continue
         }
