@@ -29,7 +29,8 @@ public final class Ingest: Sendable {
     public var connectTimeout: TimeAmount = .seconds(10)
     /// Relay frames longer than this are skipped unread and counted as `oversize`.
     public var maxFrameSize = RelayConnection.defaultMaxFrameSize
-    /// PEM certificates to trust instead of the system's (a relay with a private CA; tests).
+    /// PEM certificates to trust instead of the system's (a relay with a private CA; tests);
+    /// nil: `$SSL_CERT_FILE` when set, else the system's.
     public var trustedCertificates: String?
 
     public init(relay: RelayEndpoint) { self.relay = relay }
@@ -50,15 +51,9 @@ public final class Ingest: Sendable {
     self.pipeline = pipeline
     self.logger = logger
     self.metrics = pipeline.metrics
-    if configuration.relay.tls {
-      var tls = TLSConfiguration.makeClientConfiguration()
-      if let path = configuration.trustedCertificates {
-        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
-      }
-      self.tls = try NIOSSLContext(configuration: tls)
-    } else {
-      tls = nil
-    }
+    tls =
+      configuration.relay.tls
+      ? try TLSTrust.clientContext(caFile: configuration.trustedCertificates) : nil
   }
 
   /// Whether a relay connection is up now.

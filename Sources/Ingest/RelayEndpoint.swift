@@ -1,6 +1,7 @@
 /// Where the relay is (PROTOCOL §5.1): `wss://host`, `https://host`, `host`, or a full `ws://` or
-/// `wss://` URL. `https`/`http` mean `wss`/`ws`; a bare host means `wss`. The subscribeRepos path
-/// is added when the URL has none; a URL with a path is used exactly as given.
+/// `wss://` URL. `https`/`http` mean `wss`/`ws`; a bare host means `wss`, except a loopback one
+/// (`localhost`, `127.x.x.x`, `::1`), which means `ws`. The subscribeRepos path is added when the
+/// URL has none; a URL with a path is used exactly as given.
 public struct RelayEndpoint: Sendable, Equatable, CustomStringConvertible {
   public let tls: Bool
   public let host: String
@@ -17,6 +18,7 @@ public struct RelayEndpoint: Sendable, Equatable, CustomStringConvertible {
   public init(_ text: String) throws {
     var rest = Substring(text)
     var tls = true
+    let hasScheme = rest.range(of: "://") != nil
     if let range = rest.range(of: "://") {
       switch rest[..<range.lowerBound].lowercased() {
       case "wss", "https": tls = true
@@ -40,6 +42,10 @@ public struct RelayEndpoint: Sendable, Equatable, CustomStringConvertible {
     }
     if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
     guard !host.isEmpty else { throw Invalid(description: "no host in relay URL \(text)") }
+    if !hasScheme && Self.isLoopback(host) {
+      tls = false
+      if !authority.contains(":") || authority.hasSuffix("]") { port = 80 }
+    }
     if target.isEmpty || target == "/" {
       target = Self.subscribePath
     } else if target.hasPrefix("?") {
@@ -49,6 +55,10 @@ public struct RelayEndpoint: Sendable, Equatable, CustomStringConvertible {
     self.host = String(host)
     self.port = port
     self.target = target
+  }
+
+  static func isLoopback(_ host: Substring) -> Bool {
+    host == "localhost" || host == "::1" || host.hasPrefix("127.")
   }
 
   /// The request target resuming after `cursor` (none: from the relay's live tip).

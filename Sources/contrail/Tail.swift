@@ -8,10 +8,6 @@ import NIOSSL
 import NIOWebSocket
 import Synchronization
 
-#if canImport(FoundationNetworking)
-  import FoundationNetworking
-#endif
-
 /// `contrail tail`: a subscriber that prints events, for people and scripts.
 struct Tail: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -44,6 +40,12 @@ struct Tail: AsyncParsableCommand {
   @Flag(help: "Fetch the dictionary for --compress from the server's /dictionary.")
   var fetchDictionary = false
 
+  @Option(
+    help:
+      "PEM certificates to trust for wss:// and https:// (default: $SSL_CERT_FILE, else the system's)."
+  )
+  var ca: String?
+
   @Flag(help: "A compact human view instead of JSON lines.")
   var pretty = false
 
@@ -58,6 +60,17 @@ struct Tail: AsyncParsableCommand {
 
   func run() async throws {
     let (tls, host, port, path) = try Self.parse(url)
+    do {
+      try await follow(tls: tls, host: host, port: port, path: path)
+    } catch let error as CLIError {
+      throw error
+    } catch {
+      throw CLIError(TLSTrust.explain(error, host: host, port: port))
+    }
+  }
+
+  private func follow(tls: Bool, host: String, port: Int, path: String) async throws {
+    let context = tls ? try TLSTrust.clientContext(caFile: ca) : nil
     var query: [String] = collections.map { "wantedCollections=\(Self.escape($0))" }
     query += dids.map { "wantedDids=\(Self.escape($0))" }
     if let cursor { query.append("cursor=\(cursor)") }
@@ -69,13 +82,16 @@ struct Tail: AsyncParsableCommand {
       if let dictionary {
         bytes = try FileBytes.read(dictionary)
       } else {
-        let http = URL(string: "\(tls ? "https" : "http")://\(host):\(port)/dictionary")!
-        bytes = [UInt8](try await URLSession.shared.data(from: http).0)
+        let response = try await HTTPGet.fetch(
+          host: host, port: port, path: "/dictionary", tls: context)
+        guard response.status == 200 else {
+          throw CLIError("\(host):\(port)/dictionary answered HTTP \(response.status)")
+        }
+        bytes = response.body
       }
       decompressor = try EventDecompressor(dictionary: try ZstdDictionary(bytes: bytes))
     }
     let printer = TailPrinter(pretty: pretty, limit: limit, decompressor: decompressor)
-    let context = tls ? try NIOSSLContext(configuration: .makeClientConfiguration()) : nil
     let channel = try await WebSocketDialer.connect(
       host: host, port: port, target: target, tls: context
     ) { channel in

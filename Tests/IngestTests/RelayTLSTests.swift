@@ -39,6 +39,48 @@ final class RelayTLSTests: XCTestCase {
     return (cert, key)
   }
 
+  /// A `wss://localhost` fixture relay with a test certificate; returns the port and the cert.
+  private func tlsRelay(_ frames: [[UInt8]]) async throws -> (port: Int, cert: String) {
+    directory = TemporaryLog.directory("tls")
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let (cert, key) = try certificate(in: directory)
+    var configuration = FixtureRelay.Configuration()
+    configuration.tls = try NIOSSLContext(
+      configuration: .makeServerConfiguration(
+        certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
+        privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))))
+    let relay = FixtureRelay(
+      source: FileRelaySource(frames: frames, loop: false), configuration: configuration)
+    let (relayPort, task) = try await relay.start()
+    relayTask = task
+    return (relayPort, cert)
+  }
+
+  /// `tail` over TLS: an untrusted certificate is one clear line (no library dump); `--ca` or
+  /// `SSL_CERT_FILE` make it trusted.
+  func testTailTrustsAPrivateCAAndSaysWhyNot() async throws {
+    let (frames, _) = IngestEndToEndTests.frames(20, seed: 4)
+    let (port, cert) = try await tlsRelay(frames)
+    let url = "wss://localhost:\(port)/xrpc/com.atproto.sync.subscribeRepos"
+    let untrusted = try ContrailCommand.run(["tail", url, "--limit", "1"])
+    XCTAssertNotEqual(untrusted.status, 0)
+    XCTAssertTrue(
+      untrusted.stderr.contains(
+        "cannot connect to localhost:\(port): its certificate is not trusted"),
+      untrusted.stderr)
+    XCTAssertFalse(untrusted.stderr.contains("BoringSSL"), untrusted.stderr)
+    XCTAssertLessThanOrEqual(untrusted.stderr.split(separator: "\n").count, 2, untrusted.stderr)
+    // Trusted: TLS succeeds and the HTTP exchange happens (the relay has no /subscribe, so the
+    // upgrade is refused: a plain answer, not a certificate error).
+    for (extra, environment) in [(["--ca", cert], [:]), ([], ["SSL_CERT_FILE": cert])] {
+      let trusted = try ContrailCommand.run(
+        ["tail", url, "--limit", "1"] + extra, environment: environment)
+      XCTAssertTrue(
+        trusted.stderr.contains("did not accept the websocket upgrade"), trusted.stderr)
+      XCTAssertFalse(trusted.stderr.contains("not trusted"), trusted.stderr)
+    }
+  }
+
   func testIngestsFromAWSSRelay() async throws {
     directory = TemporaryLog.directory("tls")
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -81,6 +123,11 @@ final class RelayEndpointTests: XCTestCase {
       ("ws://localhost:8080/custom/path", "ws://localhost:8080/custom/path"),
       ("wss://h?x=1", "wss://h:443/xrpc/com.atproto.sync.subscribeRepos?x=1"),
       ("ws://[::1]:9000", "ws://[::1]:9000/xrpc/com.atproto.sync.subscribeRepos"),
+      // Loopback without a scheme is a local plain server.
+      ("127.0.0.1:6008", "ws://127.0.0.1:6008/xrpc/com.atproto.sync.subscribeRepos"),
+      ("localhost", "ws://localhost:80/xrpc/com.atproto.sync.subscribeRepos"),
+      ("[::1]:7", "ws://[::1]:7/xrpc/com.atproto.sync.subscribeRepos"),
+      ("wss://127.0.0.1:6008", "wss://127.0.0.1:6008/xrpc/com.atproto.sync.subscribeRepos"),
     ]
     for (text, expected) in cases {
       XCTAssertEqual(try RelayEndpoint(text).description, expected, text)
