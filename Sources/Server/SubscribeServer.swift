@@ -232,7 +232,12 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
   }
 
-  private func respond(_ context: ChannelHandlerContext, to head: HTTPRequestHead) {
+  private func respond(_ context: ChannelHandlerContext, to request: HTTPRequestHead) {
+    // A refused websocket handshake ends the connection: the client asked for another protocol.
+    var head = request
+    if head.headers.contains(name: "Upgrade") {
+      head.headers.replaceOrAdd(name: "Connection", value: "close")
+    }
     if let refusal {
       metrics.refused(refusal.reason)
       return send(context, refusal.status, refusal.body, keepAlive: false)

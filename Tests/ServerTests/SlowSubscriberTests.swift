@@ -90,7 +90,7 @@ final class SlowSubscriberTests: XCTestCase {
   /// one has stopped reading and the server is holding its backlog.
   private func waitForStall(_ server: SubscribeServer) async throws {
     try await waitUntil("the silent subscriber stalls") {
-      (await server.bufferedBytesPerSubscriber().max() ?? 0) > 200 << 10
+      (await server.bufferedBytesPerSubscriber().max() ?? 0) > 32 << 10
     }
     // ...and stays stalled: the kernel may grow the socket buffers for a while, and each growth
     // lets a few more batches out. Stalled means no event read for 300 ms.
@@ -153,10 +153,10 @@ final class SlowSubscriberTests: XCTestCase {
         // The stalled subscriber did no work meanwhile: every read was the measured reader's.
         XCTAssertEqual(reads() - before, Double(sample), "the silent subscriber read nothing")
         if round == 0 {
-          // Its server-side memory is the write buffer's high-water mark (1 MiB) plus one batch
-          // (512 of these 1.6 KB events from disk).
+          // Its server-side buffer is the write buffer's high-water mark (64 KiB) plus one
+          // write piece (64 KiB), not a whole batch (512 of these 1.6 KB events from disk).
           let buffered = await server.bufferedBytesPerSubscriber()
-          XCTAssertLessThanOrEqual(buffered.max() ?? 0, 2 << 20, "bounded: \(buffered)")
+          XCTAssertLessThanOrEqual(buffered.max() ?? 0, 160 << 10, "bounded: \(buffered)")
         }
         close(silent)
         try await waitUntil("the silent subscriber is gone") { server.subscriberCount == 0 }
