@@ -50,6 +50,14 @@ public final class Translator {
     state.pointee.translate(frame, into: &events)
   }
 
+  /// Translates one frame, handing each event to `sink` as it is written (no `Event` is built).
+  @discardableResult
+  public func translate<Sink: EventSink>(_ frame: UnsafeRawBufferPointer, into sink: inout Sink)
+    -> FrameOutcome
+  {
+    state.pointee.translate(frame, into: &sink)
+  }
+
   /// Counts a frame dropped before it reached the translator (`.oversize`: over the size limit).
   public func countDropped(_ type: FrameType) {
     state.pointee.counters.count(frame: type)
@@ -93,7 +101,7 @@ private struct TranslatorState {
     event.release()
   }
 
-  mutating func translate(_ frame: UnsafeRawBufferPointer, into events: inout [Event])
+  mutating func translate<Sink: EventSink>(_ frame: UnsafeRawBufferPointer, into events: inout Sink)
     -> FrameOutcome
   {
     let message = FrameDecoder.decode(frame)
@@ -134,7 +142,8 @@ private struct TranslatorState {
     }
   }
 
-  private mutating func translate(_ commit: CommitMessage, into events: inout [Event]) {
+  private mutating func translate<Sink: EventSink>(_ commit: CommitMessage, into events: inout Sink)
+  {
     if commit.tooBig { return counters.count(drop: .tooBig, .commit) }
     guard let time = commit.time, RFC3339.isValid(time) else {
       return counters.count(drop: .badTime, .commit)
@@ -184,15 +193,14 @@ private struct TranslatorState {
     }
   }
 
-  private mutating func append(
+  private mutating func append<Sink: EventSink>(
     _ kind: EventKind, _ timeUS: Int64, _ seq: Int64, _ did: UnsafeRawBufferPointer,
-    _ collection: String, into events: inout [Event]
+    _ collection: String, into sink: inout Sink
   ) {
     counters.count(event: kind)
-    events.append(
-      Event(
-        timeUS: timeUS, seq: seq, kind: kind, did: String(decoding: did, as: UTF8.self),
-        collection: collection, json: event.array()))
+    sink.take(
+      EventHeader(timeUS: timeUS, seq: seq, kind: kind, did: did, collection: collection),
+      json: event.bytes)
   }
 }
 

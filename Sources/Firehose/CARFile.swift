@@ -65,9 +65,14 @@ public struct CARFile {
     return root
   }
 
+  /// Up to this many blocks are searched in file order (a typical commit has fewer than ten:
+  /// sorting them would cost more than it saves).
+  static let linearSearchLimit = 16
+
   /// Orders blocks by CID bytes; blocks with the same CID keep their file order, so a lookup
-  /// finds the first one, as a scan in file order would.
+  /// finds the first one, as a scan in file order would. Few blocks are left as they are.
   private static func sort(_ blocks: inout [Block]) {
+    guard blocks.count > linearSearchLimit else { return }
     var sorted = true
     for i in blocks.indices.dropFirst() where before(blocks[i], blocks[i - 1]) {
       sorted = false
@@ -87,10 +92,14 @@ public struct CARFile {
     Self.block(for: cid, in: index)
   }
 
-  /// Binary search in blocks filled by `read(_:into:)`.
+  /// A lookup in blocks filled by `read(_:into:)`: a scan of a few, else a binary search.
   public static func block(for cid: UnsafeRawBufferPointer, in blocks: [Block])
     -> UnsafeRawBufferPointer?
   {
+    if blocks.count <= linearSearchLimit {
+      for block in blocks where compare(block.cid, cid) == 0 { return block.data }
+      return nil
+    }
     var low = 0
     var high = blocks.count
     while low < high {  // the first block whose CID is not below `cid`

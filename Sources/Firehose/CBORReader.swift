@@ -53,14 +53,70 @@ public struct CBORReader {
   @inline(__always)
   public mutating func next() -> CBORToken {
     guard offset < end else { return .invalid }
+    // Nearly every DAG-CBOR head carries its argument in its first byte or the next one: read
+    // those here (a call into libcbor and a callback per token cost more than the token).
+    let head = start[offset]
+    let info = head & 0x1F
+    // (libcbor refuses the one-byte tags 6–20 as unassigned: those go its way too.)
+    guard info <= 24, head < 0xE0, head >> 5 != 6 || info == 24 else { return nextFromLibcbor() }
+    var argument = UInt64(info)
+    var headerLength = 1
+    if info == 24 {
+      guard end - offset >= 2 else { return .invalid }
+      argument = UInt64(start[offset + 1])
+      guard argument >= 24 else { return .invalid }  // shortest form
+      headerLength = 2
+    }
+    return token(major: head >> 5, argument: argument, headerLength: headerLength)
+  }
+
+  /// The token for a head already read (major type 0–6), with every length checked against
+  /// what remains.
+  @inline(__always)
+  private mutating func token(major: UInt8, argument: UInt64, headerLength: Int) -> CBORToken {
+    let rest = UInt64(end - offset - headerLength)
+    switch major {
+    case 0:
+      offset += headerLength
+      return .unsigned(argument)
+    case 1:
+      offset += headerLength
+      return .negative(argument)
+    case 2, 3:
+      guard argument <= rest else { return .invalid }
+      let count = Int(argument)
+      let content = UnsafeRawBufferPointer(start: start + offset + headerLength, count: count)
+      offset += headerLength + count
+      return major == 2 ? .bytes(content) : .text(content)
+    case 4:
+      guard argument <= rest else { return .invalid }
+      offset += headerLength
+      return .array(Int(argument))
+    case 5:
+      guard argument <= rest / 2 else { return .invalid }
+      offset += headerLength
+      return .map(Int(argument))
+    case 6:
+      offset += headerLength
+      return .tag(argument)
+    default:
+      return .invalid
+    }
+  }
+
+  /// The general path through libcbor's `cbor_stream_decode`: longer arguments, floats and
+  /// simple values.
+  mutating func nextFromLibcbor() -> CBORToken {
+    guard offset < end else { return .invalid }
     var slot = TokenSlot()
     let result = cbor_stream_decode(start + offset, end - offset, callbacks, &slot)
-    guard result.status == CBOR_DECODER_FINISHED else { return .invalid }
+    // Indefinite lengths, breaks, `undefined` and unassigned simple values leave the slot empty.
+    guard result.status == CBOR_DECODER_FINISHED, slot.kind != .none else { return .invalid }
     let head = start[offset]
-    let headerLength: Int
-    if head < 0xE0 {
-      // Shortest form: a 1/2/4/8-byte argument must not fit in the smaller form.
-      let minimum: UInt64
+    guard head >= 0xE0 else {
+      // Shortest form: a 1/2/4/8-byte argument must not fit in the smaller form. libcbor's own
+      // bounds check can wrap for huge string lengths, so `token` checks every length again.
+      let (minimum, headerLength): (UInt64, Int)
       switch head & 0x1F {
       case 24: (minimum, headerLength) = (24, 2)
       case 25: (minimum, headerLength) = (0x100, 3)
@@ -68,43 +124,17 @@ public struct CBORReader {
       case 27: (minimum, headerLength) = (0x1_0000_0000, 9)
       default: (minimum, headerLength) = (0, 1)
       }
-      if slot.argument < minimum { return .invalid }
-    } else {
-      headerLength = 0  // floats and simple values: libcbor's own length is exact
+      guard slot.argument >= minimum else { return .invalid }
+      return token(major: head >> 5, argument: slot.argument, headerLength: headerLength)
     }
-    // What follows the head; never negative since libcbor read the whole head.
-    let rest = UInt64(end - offset - headerLength)
+    // Floats and simple values: libcbor's length is exact.
+    guard result.read > 0, result.read <= end - offset else { return .invalid }
+    offset += result.read
     switch slot.kind {
-    case .bytes, .text:
-      // libcbor's own bounds check can wrap for huge lengths: check here, and advance by the
-      // length we checked.
-      guard slot.argument <= rest else { return .invalid }
-      let count = Int(slot.argument)
-      let content = UnsafeRawBufferPointer(start: start + offset + headerLength, count: count)
-      offset += headerLength + count
-      return slot.kind == .bytes ? .bytes(content) : .text(content)
-    case .array:
-      guard slot.argument <= rest else { return .invalid }
-      offset += headerLength
-      return .array(Int(slot.argument))
-    case .map:
-      guard slot.argument <= rest / 2 else { return .invalid }
-      offset += headerLength
-      return .map(Int(slot.argument))
-    case .unsigned, .negative, .tag, .float, .bool, .null:
-      guard result.read > 0, result.read <= end - offset else { return .invalid }
-      offset += result.read
-    case .none:
-      return .invalid
-    }
-    switch slot.kind {
-    case .unsigned: return .unsigned(slot.argument)
-    case .negative: return .negative(slot.argument)
-    case .tag: return .tag(slot.argument)
     case .float: return .float(slot.float)
     case .bool: return .bool(slot.argument != 0)
     case .null: return .null
-    case .bytes, .text, .array, .map, .none: return .invalid
+    default: return .invalid
     }
   }
 

@@ -43,9 +43,8 @@ struct Translate: ParsableCommand {
       maxFrameBytes: maxFrameBytes)
     let out = try OutputFile(path: output)
     let translator = Translator()
-    var events: [Event] = []
-    var block: [UInt8] = []
-    block.reserveCapacity(Self.outputBlock + (64 << 10))
+    var block = JSONLines()
+    block.bytes.reserveCapacity(Self.outputBlock + (64 << 10))
     var failure: (any Error)? = nil
     var oversize = 0
     while true {
@@ -62,18 +61,13 @@ struct Translate: ParsableCommand {
         oversize += 1
       }
       guard let frame else { break }
-      events.removeAll(keepingCapacity: true)
-      translator.translate(frame, into: &events)
-      for event in events {
-        block.append(contentsOf: event.json)
-        block.append(UInt8(ascii: "\n"))
-      }
-      if block.count >= Self.outputBlock {
-        try out.write(block)
-        block.removeAll(keepingCapacity: true)
+      translator.translate(frame, into: &block)
+      if block.bytes.count >= Self.outputBlock {
+        try out.write(block.bytes)
+        block.bytes.removeAll(keepingCapacity: true)
       }
     }
-    try out.write(block)
+    try out.write(block.bytes)
     try out.close()
     var summary = translator.counters.summary
     if reader.unreadableTailBytes > 0 {
@@ -81,5 +75,15 @@ struct Translate: ParsableCommand {
     }
     printError(summary)
     if let failure { throw failure }
+  }
+}
+
+/// Each event's JSON and a newline, appended as the translator writes it.
+private struct JSONLines: EventSink {
+  var bytes: [UInt8] = []
+
+  mutating func take(_ header: EventHeader, json: UnsafeRawBufferPointer) {
+    bytes.append(contentsOf: json)
+    bytes.append(UInt8(ascii: "\n"))
   }
 }
