@@ -150,8 +150,12 @@ final class SlowSubscriberTests: XCTestCase {
         try await waitForStall(server)
         let before = reads()
         beside.append(try await timedRead())
-        // The stalled subscriber did no work meanwhile: every read was the measured reader's.
-        XCTAssertEqual(reads() - before, Double(sample), "the silent subscriber read nothing")
+        // The stalled subscriber did (almost) no work meanwhile: the kernel keeps growing its
+        // send buffer for a while, and each growth lets a small stalled-size batch out, but
+        // nearly every read was the measured reader's.
+        let silentReads = reads() - before - Double(sample)
+        XCTAssertGreaterThanOrEqual(silentReads, 0)
+        XCTAssertLessThanOrEqual(silentReads, Double(sample) / 20, "the silent subscriber idles")
         if round == 0 {
           // Its server-side buffer is the write buffer's high-water mark (64 KiB) plus one
           // write piece (64 KiB), not a whole batch (512 of these 1.6 KB events from disk).
