@@ -2,7 +2,7 @@
 # `contrail translate` versus the Python reference translator (Benchmarks/python/translate.py) on
 # the same frames file, interleaved run by run (the machine is shared and noisy). Reports each
 # run's whole-process CPU time (user + sys) and max RSS from /usr/bin/time, then the median,
-# spread (min–max) and ratio. Results: Benchmarks/translate-streaming.md.
+# spread (min–max) and ratio. Results: Benchmarks/RESULTS.md.
 #
 # Usage: Benchmarks/translate-bench.sh [RUNS]
 #   CONTRAIL  the release binary (default .build-release/release/contrail)
