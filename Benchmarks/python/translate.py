@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small single-threaded reference translator: relay frames file -> Jetstream v1 JSONL.
 
-The baseline `contrail translate` is benchmarked against (Benchmarks/translate-streaming.md).
+The baseline `contrail translate` is benchmarked against (Benchmarks/RESULTS.md).
 It reads the same frames file format ([u32 little-endian length][frame]..., plain, or zstd when
 the `zstandard` package is installed) in a streaming fashion and writes one JSON line per event:
 commits give one event per op (create/update with the record as AT-JSON, delete without), and
