@@ -123,7 +123,7 @@ public final class ContrailServer: Sendable {
     subscribe.metrics = factory
     subscribe.logger = logger
     if let registry {
-      subscribe.metricsText = { registry.emitToBuffer() }
+      subscribe.metricsText = { MetricHelp.annotate(registry.emitToBuffer()) }
     }
     let offline = settings.offline
     let shuttingDown = ShutdownFlag()

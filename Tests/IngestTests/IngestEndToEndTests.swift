@@ -168,6 +168,13 @@ final class IngestEndToEndTests: XCTestCase {
       let value = line.flatMap { Double($0.dropFirst(series.count + 1)) } ?? 0
       XCTAssertGreaterThan(value, 0, series)
     }
+    // Every metric family says what it is.
+    let lines = metrics.body.split(separator: "\n")
+    for type in lines where type.hasPrefix("# TYPE ") {
+      let name = type.dropFirst(7).prefix { $0 != " " }
+      XCTAssertTrue(lines.contains { $0.hasPrefix("# HELP \(name) ") }, "no HELP for \(name)")
+    }
+    XCTAssertGreaterThan(lines.filter { $0.hasPrefix("# HELP ") }.count, 10)
     let commits = expected.filter { $0.1.contains(#""kind":"commit""#) }.count
     XCTAssertEqual(registry.value(#"contrail_events_total{kind="commit"}"#), Double(commits))
     XCTAssertEqual(registry.value("contrail_relay_seq"), Double(expected.last!.0))
