@@ -77,12 +77,6 @@ enum RecordCodec {
     let start = offset + varintLength
     guard buffer.count - start >= length else { return .incomplete(needed: varintLength + length) }
     let body = UnsafeRawBufferPointer(rebasing: buffer[(start + 4)..<(start + length)])
-    guard
-      buffer.loadUnaligned(fromByteOffset: start, as: UInt32.self).littleEndian
-        == CRC32C.checksum(body)
-    else {
-      return .corrupt
-    }
     let end = start + length
     let timeUS =
       baseTime + Int64(body.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian)
@@ -103,6 +97,14 @@ enum RecordCodec {
     default:
       guard Int(code) - 2 < collections.count else { return .corrupt }
       collection = collections[Int(code) - 2]
+    }
+    // The checksum last: the cheap checks above reject most offsets of a resync scan through
+    // garbage, where a CRC over every claimed length made the scan O(bytes × record size).
+    guard
+      buffer.loadUnaligned(fromByteOffset: start, as: UInt32.self).littleEndian
+        == CRC32C.checksum(body)
+    else {
+      return .corrupt
     }
     let did = { decodeDID(UnsafeRawBufferPointer(rebasing: body[didRange])) }
     if let keep, !keep(timeUS, kind, did, collection) { return .skipped(timeUS: timeUS, end: end) }

@@ -104,9 +104,15 @@ final class SegmentFile: Sendable {
           "\(path) has format version \(UInt32(truncatingIfNeeded: versionAndID)), expected \(version)"
       )
     }
+    // Records add 32-bit offsets to the bases: a damaged base must not overflow (a trap).
+    let bases = 0...(Int64.max - Int64(UInt32.max))
+    let baseTime = Int64(bitPattern: loadLE(header, 16))
+    let baseSeq = Int64(bitPattern: loadLE(header, 24))
+    guard bases.contains(baseTime), bases.contains(baseSeq) else {
+      throw Failure(description: "\(path) has a bad header (base time \(baseTime), seq \(baseSeq))")
+    }
     let segment = SegmentFile(
-      path: path, baseTime: Int64(bitPattern: loadLE(header, 16)),
-      baseSeq: Int64(bitPattern: loadLE(header, 24)),
+      path: path, baseTime: baseTime, baseSeq: baseSeq,
       dictionaryID: UInt32(truncatingIfNeeded: versionAndID >> 32))
     var scanner = SegmentScanner(segment: segment, fd: fd, from: headerSize, end: Int.max)
     var corruptions = 0
