@@ -138,6 +138,7 @@ public final class ContrailServer: Sendable {
       metadata: [
         "address": "\(settings.host):\(server.port)", "relay": "\(endpoint)",
         "offline": "\(settings.offline)", "dictionary": "\(dictionary.id)",
+        "version": "\(ContrailVersion.string)",
       ])
     return ContrailServer(
       settings: settings, log: log, ring: ring, server: server, ingest: ingest,

@@ -1,6 +1,7 @@
 import Compression
 import DefaultDictionary
 import EventLog
+import Events
 import Foundation
 import Synchronization
 import SyntheticFirehose
@@ -128,6 +129,12 @@ final class StandaloneBinaryTests: XCTestCase {
     process.waitUntilExit()
     XCTAssertEqual(process.terminationStatus, 0)
     errors.fileHandleForReading.readabilityHandler = nil
+  }
+
+  func testVersion() throws {
+    let result = try ContrailCommand.run(["--version"])
+    XCTAssertEqual(result.status, 0)
+    XCTAssertEqual(String(decoding: result.stdout, as: UTF8.self), ContrailVersion.string + "\n")
   }
 
   func testServeHelpNamesTheDictionaryAndTheV1Caveat() throws {
