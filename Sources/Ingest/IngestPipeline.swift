@@ -270,8 +270,6 @@ public final class IngestPipeline: @unchecked Sendable {
       storedSinceStart = true
       metrics.upstreamSeq.record(seq)
       metrics.lastFrameTime.record(Double(Sequencer.wallClockMicroseconds()) / 1e6)
-      try log.syncIfDue()
-      return nil
     } catch {
       // An append can fail part-way (a full disk at a segment roll): publish exactly the frames
       // the log kept, and resume after them; later batches are dropped until the reconnect.
@@ -289,5 +287,16 @@ public final class IngestPipeline: @unchecked Sendable {
       logger.error("cannot store events; reconnecting", metadata: ["error": "\(error)"])
       return "log append failed"
     }
+    // The batch is stored and published: a failing fsync must not publish it again (it is
+    // written; only its durability is in doubt). Ingest reconnects and resumes after it.
+    do {
+      try log.syncIfDue()
+    } catch {
+      storeFailed = true
+      metrics.appendErrors.increment()
+      logger.error("cannot fsync the event log; reconnecting", metadata: ["error": "\(error)"])
+      return "log sync failed"
+    }
+    return nil
   }
 }
