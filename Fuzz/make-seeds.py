@@ -167,6 +167,9 @@ def main():
     for mode in (0, 1, 2, 4, 5):
         put("FuzzSegment", bytes([mode]) + b"".join(records))
         put("FuzzSegment", bytes([mode]) + records[0] + b"\xff" * 9 + records[2])
+    bases = struct.pack("<qq", 1_700_000_000_000_000, 1_000)
+    put("FuzzSegment", bytes([9]) + bases + b"".join(records))
+    put("FuzzSegment", bytes([9]) + struct.pack("<qq", 2**63 - 2**32, 0) + records[1])
     seeds = os.path.join(FUZZ, "Seeds")
     for target in sorted(os.listdir(seeds)):
         for name in sorted(os.listdir(os.path.join(seeds, target))):

@@ -17,18 +17,29 @@ private let path: String = {
 /// Target (f2): a whole segment file opened by `SegmentFile.load` (header check, then the
 /// `SegmentScanner` over every record, with each recovery mode). The input is the file after a
 /// valid 32-byte header; its first byte chooses the mode: bit 0 set = fix every record's CRC
-/// first, bits 1–2 = the recovery (skip, stop, truncate). `-close_fd_mask` is not needed: nothing
+/// first, bits 1–2 = the recovery (skip, stop, truncate), bit 3 = the next 16 bytes are the
+/// header's base time and seq (little-endian). `-close_fd_mask` is not needed: nothing
 /// is printed.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
   let input = fuzzInput(start, count)
   guard let mode = input.first else { return 0 }
+  var rest = input.dropFirst()
+  var baseTime: UInt64 = 1_700_000_000_000_000
+  var baseSeq: UInt64 = 1_000
+  if mode & 8 != 0, rest.count >= 16 {  // bit 3: the header's base time and seq come next
+    baseTime = rest.prefix(8).reversed().reduce(0) { $0 << 8 | UInt64($1) }
+    baseSeq = rest.dropFirst(8).prefix(8).reversed().reduce(0) { $0 << 8 | UInt64($1) }
+    rest = rest.dropFirst(16)
+  }
   var file = SegmentFile.magic
   SegmentFile.appendLE(UInt64(SegmentFile.version), &file)
-  SegmentFile.appendLE(UInt64(bitPattern: 1_700_000_000_000_000), &file)
-  SegmentFile.appendLE(UInt64(bitPattern: 1_000), &file)
-  file.append(contentsOf: input.dropFirst())
-  if mode & 1 != 0 { fixChecksums(&file, from: SegmentFile.headerSize, checksum: CRC32C.checksum) }
+  SegmentFile.appendLE(baseTime, &file)
+  SegmentFile.appendLE(baseSeq, &file)
+  file.append(contentsOf: rest)
+  if mode & 1 != 0 {
+    fixChecksums(&file, from: SegmentFile.headerSize, checksum: CRC32C.checksum)
+  }
   let recovery: SegmentFile.Recovery
   switch (mode >> 1) & 3 {
   case 0: recovery = .skip
@@ -50,7 +61,11 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
       fuzzFailure("committed end \(size) outside the file (\(file.count))", input)
     }
   } catch {
-    fuzzFailure("a segment with a valid header failed to load: \(error)", input)
+    // Only a header whose bases leave no room for a record's 32-bit offsets is refused.
+    let bases = 0...UInt64(Int64.max - Int64(UInt32.max))
+    guard !bases.contains(baseTime) || !bases.contains(baseSeq) else {
+      fuzzFailure("a segment with a valid header failed to load: \(error)", input)
+    }
   }
   return 0
 }
