@@ -80,7 +80,10 @@ final class ConnectionGuard: ChannelInboundHandler {
 
   /// A whole request has arrived (its end, or an upgrade request's head).
   func requestReceived() {
-    guard case .awaitingRequest = phase else { return }
+    switch phase {
+    case .awaitingRequest, .idle: break  // idle: pipelined, its bytes came while answering
+    case .answering, .upgraded: return
+    }
     phase = .answering
     timer?.cancel()
     timer = nil

@@ -300,6 +300,12 @@ final class SubscriberHandler: ChannelInboundHandler {
       }
       return
     }
+    if pendingUpdate != nil, let ready = readyBatch {
+      // Read under the old options but not written: read again under the new ones (PROTOCOL
+      // §7.2, no backlog filtered under the old options remains).
+      readyBatch = nil
+      rewindTo = ready.events[ready.next].timeUS
+    }
     if var ready = readyBatch {
       readyBatch = nil
       if !write(&ready, context) {
