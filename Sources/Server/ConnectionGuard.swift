@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP1
 
 /// The first handler of every accepted connection: it holds the connection's places in the
 /// limits (given back once, when it closes) and enforces the HTTP timeouts until the upgrade.
@@ -24,13 +25,16 @@ final class ConnectionGuard: ChannelInboundHandler {
     case upgraded
   }
 
-  private let address: String
+  /// The peer's address (a trusted proxy's, or the client's).
+  private let peer: String
+  private let proxies: TrustedProxies
+  /// The address whose place this connection holds: the peer's when admitted at accept, or the
+  /// client behind a trusted proxy once a subscription is admitted for it.
+  private var placeHolder: String?
   private let limits: ConnectionLimits
   private let metrics: SubscribeMetrics
   private let headerTimeout: TimeAmount
   private let idleTimeout: TimeAmount
-  /// Whether this connection holds a place of its address (not when refused at accept).
-  private let admitted: Bool
   private var pending = true
   private var subscriber = false
   private var released = false
@@ -40,12 +44,14 @@ final class ConnectionGuard: ChannelInboundHandler {
   /// The options of the subscription being upgraded, parsed once by the upgrader's check.
   var options: SubscribeOptions?
 
+  /// `admitted`: the peer's place was counted at accept.
   init(
-    address: String, admitted: Bool, limits: ConnectionLimits, metrics: SubscribeMetrics,
+    peer: String, admitted: Bool, limits: ConnectionLimits, metrics: SubscribeMetrics,
     configuration: SubscribeServer.Configuration
   ) {
-    self.address = address
-    self.admitted = admitted
+    self.peer = peer
+    proxies = configuration.trustedProxies
+    placeHolder = admitted && !configuration.trustedProxies.isTrusted(peer) ? peer : nil
     self.limits = limits
     self.metrics = metrics
     headerTimeout = configuration.headerTimeout
@@ -99,6 +105,21 @@ final class ConnectionGuard: ChannelInboundHandler {
   /// The upgrader admitted a subscription for this connection.
   func subscribed() { subscriber = true }
 
+  /// Who sent `head`: the peer, or for a trusted proxy the client its headers name.
+  func clientAddress(_ head: HTTPRequestHead) -> String {
+    proxies.client(peer: peer, headers: head.headers)
+  }
+
+  /// For a subscription through a trusted proxy: takes a place of its client's address (held
+  /// until the connection closes), or says why there is none.
+  func admitProxied(_ head: HTTPRequestHead) -> ConnectionLimits.Refusal? {
+    guard proxies.isTrusted(peer), placeHolder == nil else { return nil }
+    let client = clientAddress(head)
+    if let refusal = limits.admitAddress(client) { return refusal }
+    placeHolder = client
+    return nil
+  }
+
   /// The websocket upgrade is done: no HTTP timeouts, and no longer pending.
   func upgraded() {
     phase = .upgraded
@@ -151,7 +172,7 @@ final class ConnectionGuard: ChannelInboundHandler {
     released = true
     timer?.cancel()
     timer = nil
-    limits.close(address, admitted: admitted, pending: pending)
+    limits.close(placeHolder, pending: pending)
     if subscriber { limits.releaseSubscriber() }
   }
 }

@@ -45,32 +45,48 @@ final class ConnectionLimits: Sendable {
   /// Connections accepted and not upgraded, still open.
   var pending: Int { state.withLock { $0.pending } }
 
-  /// Counts a just-accepted connection from `address`, or says why it may not stay.
-  func accept(_ address: String) -> Admission {
+  /// Counts a just-accepted connection from `address`, or says why it may not stay. A
+  /// connection from a trusted proxy (`address` nil) is only counted as pending: its client is
+  /// known from each request's headers (`admitAddress`).
+  func accept(_ address: String?) -> Admission {
     state.withLock { state in
       if let max = limits.maxPendingConnections, state.pending >= max { return .dropped }
       state.pending += 1
-      var entry =
-        state.addresses[address]
-        ?? Address(tokens: Double(limits.maxEventsPerSecondPerIP ?? 0), refilled: .now())
-      if let max = limits.maxConnectionsPerIP, entry.connections >= max {
-        return .refused(
-          Refusal(
-            status: .tooManyRequests, body: "too many connections from \(address)",
-            reason: "max_per_ip"))
-      }
-      entry.connections += 1
-      state.addresses[address] = entry
+      guard let address else { return .admitted }
+      if let refusal = Self.admit(address, &state, limits) { return .refused(refusal) }
       return .admitted
     }
   }
 
-  /// Gives back what `accept` counted: the pending place (unless `upgraded` already did) and,
-  /// for an admitted connection, its address's place.
-  func close(_ address: String, admitted: Bool, pending: Bool) {
+  /// Counts a place of `address` (the client behind a trusted proxy), or says why there is none.
+  func admitAddress(_ address: String) -> Refusal? {
+    state.withLock { Self.admit(address, &$0, limits) }
+  }
+
+  private static func admit(
+    _ address: String, _ state: inout State, _ limits: SubscribeServer.Limits
+  )
+    -> Refusal?
+  {
+    var entry =
+      state.addresses[address]
+      ?? Address(tokens: Double(limits.maxEventsPerSecondPerIP ?? 0), refilled: .now())
+    if let max = limits.maxConnectionsPerIP, entry.connections >= max {
+      return Refusal(
+        status: .tooManyRequests, body: "too many connections from \(address)",
+        reason: "max_per_ip")
+    }
+    entry.connections += 1
+    state.addresses[address] = entry
+    return nil
+  }
+
+  /// Gives back what `accept` counted: the pending place (unless `upgraded` already did) and
+  /// the place of `address` (the connection's, or its proxied client's), if it holds one.
+  func close(_ address: String?, pending: Bool) {
     state.withLock { state in
       if pending { state.pending -= 1 }
-      guard admitted, var entry = state.addresses[address] else { return }
+      guard let address, var entry = state.addresses[address] else { return }
       entry.connections -= 1
       state.addresses[address] = entry.connections > 0 ? entry : nil
     }

@@ -20,10 +20,17 @@ extension SubscribeServer {
     public var idleTimeout: TimeAmount = .seconds(60)
     public var slowConsumer = SlowConsumerPolicy()
     public var limits = Limits()
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Real-IP` name the client (limits, pacing,
+    /// logs); none by default.
+    public var trustedProxies = TrustedProxies.none
     /// Where the `contrail_*` subscribe metrics go (PROTOCOL §10.3).
     public var metrics: any MetricsFactory = MetricsSystem.factory
     /// `GET /metrics`: the Prometheus text; nil answers 404.
     public var metricsText: (@Sendable () -> [UInt8])? = nil
+    /// Extra read-only resources by path (e.g. `serve`'s `/status` page and `/status.json`):
+    /// each answers GET and HEAD with its content type and body. With `/status` present, `/`
+    /// redirects there.
+    public var pages: [String: @Sendable () -> Page] = [:]
     /// `GET /readyz`: nil when ready, else the one-line reason for a 503.
     public var readiness: @Sendable () -> String? = { nil }
     /// One line per subscriber connect and disconnect (silent unless given one, as `serve` does).
@@ -64,5 +71,18 @@ extension SubscribeServer {
     public var maxEventsPerSecondPerIP: Int? = nil
 
     public init() {}
+  }
+}
+
+extension SubscribeServer {
+  /// A resource served from `Configuration.pages`.
+  public struct Page: Sendable {
+    public var contentType: String
+    public var body: [UInt8]
+
+    public init(contentType: String, body: [UInt8]) {
+      self.contentType = contentType
+      self.body = body
+    }
   }
 }

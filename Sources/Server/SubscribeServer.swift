@@ -80,15 +80,16 @@ public final class SubscribeServer: Sendable {
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .childChannelOption(.writeBufferWaterMark, value: SubscriberHandler.writeBufferWaterMark)
       .childChannelInitializer { channel in
-        let address = channel.remoteAddress?.ipAddress ?? "unknown"
-        let admission = environment.limits.accept(address)
+        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        let proxied = configuration.trustedProxies.isTrusted(peer)
+        let admission = environment.limits.accept(proxied ? nil : peer)
         if admission == .dropped {
           metrics.refused("max_pending")
           return channel.eventLoop.makeFailedFuture(TooManyPendingConnections())
         }
         let gate = NIOLoopBound(
           ConnectionGuard(
-            address: address, admitted: admission == .admitted, limits: environment.limits,
+            peer: peer, admitted: admission == .admitted, limits: environment.limits,
             metrics: metrics, configuration: configuration),
           eventLoop: channel.eventLoop)
         let http = NIOLoopBound(
@@ -106,7 +107,7 @@ public final class SubscribeServer: Sendable {
             else {
               return channel.eventLoop.makeSucceededFuture(nil)
             }
-            if let refusal = environment.limits.admitSubscriber() {
+            if let refusal = gate.value.admitProxied(head) ?? environment.limits.admitSubscriber() {
               http.value.refusal = refusal
               return channel.eventLoop.makeSucceededFuture(nil)
             }
@@ -119,6 +120,7 @@ public final class SubscribeServer: Sendable {
               return channel.eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState)
             }
             gate.value.options = nil
+            let address = gate.value.clientAddress(head)
             return channel.eventLoop.makeCompletedFuture {
               // Subscribers write pre-encoded frames (`WebSocketWire`), whole batches at once.
               let writer = RawFrameWriter()
@@ -177,139 +179,3 @@ public final class SubscribeServer: Sendable {
 
 /// Closes a connection at accept when `Limits.maxPendingConnections` are already open.
 struct TooManyPendingConnections: Error {}
-
-/// Request routing shared by the upgrader and the plain HTTP handler.
-enum Route {
-  static func split(_ uri: String) -> (path: Substring, query: Substring) {
-    let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-    return (parts[0], parts.count > 1 ? parts[1] : "")
-  }
-
-  /// The parsed options of a `GET /subscribe`, or nil for anything else.
-  static func subscribeOptions(_ head: HTTPRequestHead) -> Result<
-    SubscribeOptions, SubscribeOptions.Rejection
-  >? {
-    let (path, query) = split(head.uri)
-    guard head.method == .GET, path == "/subscribe" else { return nil }
-    return SubscribeOptions.parse(
-      query: query, socketEncoding: head.headers.first(name: "Socket-Encoding"))
-  }
-}
-
-/// Answers requests that are not websocket upgrades.
-final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
-  typealias InboundIn = HTTPServerRequestPart
-  typealias OutboundOut = HTTPServerResponsePart
-
-  private let dictionary: ZstdDictionary
-  private let metrics: SubscribeMetrics
-  private let configuration: SubscribeServer.Configuration
-  private let gate: ConnectionGuard
-  private var head: HTTPRequestHead?
-  /// Set at accept when the connection is over its address's limit (every request gets it), or
-  /// by the upgrader when the limits refused this request's subscription.
-  var refusal: ConnectionLimits.Refusal?
-
-  init(
-    dictionary: ZstdDictionary, metrics: SubscribeMetrics,
-    configuration: SubscribeServer.Configuration, gate: ConnectionGuard
-  ) {
-    self.dictionary = dictionary
-    self.metrics = metrics
-    self.configuration = configuration
-    self.gate = gate
-  }
-
-  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    switch unwrapInboundIn(data) {
-    case .head(let head): self.head = head
-    case .body: break
-    case .end:
-      guard let head else { return }
-      self.head = nil
-      gate.requestReceived()
-      respond(context, to: head)
-    }
-  }
-
-  private func respond(_ context: ChannelHandlerContext, to request: HTTPRequestHead) {
-    // A refused websocket handshake ends the connection: the client asked for another protocol.
-    var head = request
-    if head.headers.contains(name: "Upgrade") {
-      head.headers.replaceOrAdd(name: "Connection", value: "close")
-    }
-    if let refusal {
-      metrics.refused(refusal.reason)
-      return send(context, refusal.status, refusal.body, keepAlive: false)
-    }
-    let path = Route.split(head.uri).path
-    let metricsText = configuration.metricsText
-    guard
-      ["/subscribe", "/dictionary", "/healthz", "/readyz"].contains(path)
-        || (path == "/metrics" && metricsText != nil)
-    else {
-      return send(context, .notFound, "not found", keepAlive: head.isKeepAlive)
-    }
-    guard head.method == .GET else {
-      return send(context, .methodNotAllowed, "method not allowed", keepAlive: head.isKeepAlive)
-    }
-    switch path {
-    case "/subscribe":
-      switch Route.subscribeOptions(head)! {
-      case .failure(let rejection):
-        metrics.rejected(rejection.reason)
-        send(context, .badRequest, rejection.body, keepAlive: head.isKeepAlive)
-      case .success:
-        send(context, .badRequest, "a websocket handshake is required", keepAlive: head.isKeepAlive)
-      }
-    case "/dictionary":
-      var headers = HTTPHeaders()
-      headers.add(name: "Content-Type", value: "application/octet-stream")
-      headers.add(name: "Zstd-Dictionary-Id", value: String(dictionary.id))
-      send(
-        context, .ok, ByteBuffer(bytes: dictionary.bytes), headers: headers,
-        keepAlive: head.isKeepAlive)
-    case "/metrics":
-      var headers = HTTPHeaders()
-      headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
-      send(
-        context, .ok, ByteBuffer(bytes: metricsText!()), headers: headers,
-        keepAlive: head.isKeepAlive)
-    case "/readyz":
-      if let reason = configuration.readiness() {
-        send(context, .serviceUnavailable, reason, keepAlive: head.isKeepAlive)
-      } else {
-        send(context, .ok, "ready", keepAlive: head.isKeepAlive)
-      }
-    default:
-      send(context, .ok, "ok", keepAlive: head.isKeepAlive)
-    }
-  }
-
-  private func send(
-    _ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ text: String, keepAlive: Bool
-  ) {
-    var headers = HTTPHeaders()
-    headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-    send(context, status, ByteBuffer(string: text), headers: headers, keepAlive: keepAlive)
-  }
-
-  private func send(
-    _ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ body: ByteBuffer,
-    headers: HTTPHeaders,
-    keepAlive: Bool
-  ) {
-    var headers = headers
-    headers.add(name: "Content-Length", value: String(body.readableBytes))
-    gate.responded(keepAlive: keepAlive)
-    if !keepAlive { headers.add(name: "Connection", value: "close") }
-    context.write(
-      wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
-      promise: nil)
-    context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-    let channel = context.channel
-    context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-      if !keepAlive { channel.close(promise: nil) }
-    }
-  }
-}
