@@ -24,6 +24,8 @@ public final class ContrailServer: Sendable {
   public let server: SubscribeServer
   public let ingest: Ingest
   public let pipeline: IngestPipeline
+  /// What `/status` and `/status.json` show.
+  public let status: StatusCollector
   /// The bundled fixture relay's task (offline only).
   private let relay: Task<Void, Never>?
   private let lock: DataDirectoryLock
@@ -35,8 +37,10 @@ public final class ContrailServer: Sendable {
   private init(
     settings: ServeSettings, log: EventLog, ring: LiveRing, server: SubscribeServer,
     ingest: Ingest, pipeline: IngestPipeline, relay: Task<Void, Never>?, lock: DataDirectoryLock,
-    shuttingDown: ShutdownFlag, factory: any MetricsFactory, logger: Logger
+    shuttingDown: ShutdownFlag, factory: any MetricsFactory, logger: Logger,
+    status: StatusCollector
   ) {
+    self.status = status
     self.shuttingDown = shuttingDown
     self.factory = factory
     self.settings = settings
@@ -131,8 +135,16 @@ public final class ContrailServer: Sendable {
       if shuttingDown.value { return "shutting down" }
       return offline || ingest.isConnected ? nil : "not connected to the relay yet"
     }
+    let status = StatusCollector(
+      ring: ring, log: log, ingest: ingest, registry: registry,
+      context: .init(
+        relay: StatusCollector.Context.display(endpoint), offline: settings.offline,
+        retentionMicroseconds: settings.retentionMicroseconds, maxDiskBytes: settings.maxDiskBytes))
+    subscribe.pages["/status"] = { status.page() }
+    subscribe.pages["/status.json"] = { status.jsonPage() }
     let server = try await SubscribeServer.start(
       sources: .init(ring: ring, log: log, dictionary: dictionary), configuration: subscribe)
+    status.attach(server)
     logger.info(
       "serving",
       metadata: [
@@ -143,16 +155,18 @@ public final class ContrailServer: Sendable {
     return ContrailServer(
       settings: settings, log: log, ring: ring, server: server, ingest: ingest,
       pipeline: pipeline, relay: relay, lock: lock, shuttingDown: shuttingDown, factory: factory,
-      logger: logger)
+      logger: logger, status: status)
   }
 
   /// Runs ingest, log maintenance (retention, fsync) and the log gauges until `shutdown()`.
   public func run() async {
     let log = self.log
     let gauges = LogGauges(factory: factory)
+    let status = self.status
     let maintenance = Task {
       await withTaskGroup(of: Void.self) { group in
         group.addTask { await log.runMaintenance(every: .seconds(1)) }
+        group.addTask { await status.run() }
         group.addTask {
           while !Task.isCancelled {
             gauges.record(log.stats)
