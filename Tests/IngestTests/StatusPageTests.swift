@@ -1,8 +1,9 @@
 import Foundation
 import Prometheus
-import Serve
 import TestSupport
 import XCTest
+
+@testable import Serve
 
 /// `/status` in a real browser: `serve --offline` in-process, one zstd subscriber, and Debian's
 /// headless `chromium` loading the page (JavaScript on, so the live updates run too).
@@ -126,6 +127,41 @@ final class StatusPageTests: XCTestCase {
     XCTAssertEqual(
       ((decoded?["collections"] as? [String: Any])?["top"] as? [[String: Any]])?.first?["name"]
         as? String, hostile)
+  }
+
+  /// The collection table stays bounded, and a busy collection that stops stays ranked above a
+  /// trickle while its last-seen time stands still.
+  func testCollectionTableIsBoundedAndKeepsStoppedCollections() {
+    var table: [String: StatusCollector.Collection] = [:]
+    for second in 0..<30 {
+      StatusCollector.fold(
+        ["app.bsky.feed.like": (500, Int64(second)), "slow.trickle": (1, Int64(second))],
+        into: &table, seconds: 1)
+    }
+    for second in 30..<60 {
+      var seen: [String: (count: Int, last: Int64)] = ["slow.trickle": (1, Int64(second))]
+      for index in 0..<40 { seen["spam.c\(second).n\(index)"] = (1, Int64(second)) }
+      StatusCollector.fold(seen, into: &table, seconds: 1)
+      XCTAssertLessThanOrEqual(table.count, StatusCollector.maxCollections)
+    }
+    let like = table["app.bsky.feed.like"]
+    XCTAssertNotNil(like, "the stopped collection is still tracked")
+    XCTAssertEqual(like?.lastSeenUS, 29)
+    XCTAssertGreaterThan(like?.long ?? 0, table["slow.trickle"]?.long ?? 0)
+    XCTAssertLessThan(like?.recent ?? 0, 500 * 0.7, "its 1-minute rate decays")
+  }
+
+  func testPrometheusTextIsParsed() {
+    let text = """
+      # TYPE contrail_subscribers gauge
+      contrail_subscribers{compression="zstd"} 2.0
+      contrail_relay_seq 12345
+      other_metric 1
+      """
+    let values = StatusCollector.parse(Array(text.utf8))
+    XCTAssertEqual(values[#"contrail_subscribers{compression="zstd"}"#], 2)
+    XCTAssertEqual(values["contrail_relay_seq"], 12345)
+    XCTAssertNil(values["other_metric"])
   }
 
   /// The text of the element carrying `data-k="key"`.
