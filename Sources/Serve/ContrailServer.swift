@@ -124,6 +124,9 @@ public final class ContrailServer: Sendable {
     subscribe.port = settings.port
     subscribe.slowConsumer = settings.slowConsumer
     subscribe.limits = settings.limits
+    subscribe.trustedProxies = settings.trustedProxies
+    subscribe.headerTimeout = settings.headerTimeout
+    subscribe.idleTimeout = settings.idleTimeout
     subscribe.metrics = factory
     subscribe.logger = logger
     if let registry {

@@ -25,6 +25,9 @@ public struct ServeSettings: Sendable {
   public var liveWindowBytes = 32 << 20
   public var slowConsumer = SubscribeServer.SlowConsumerPolicy()
   public var limits = SubscribeServer.Limits()
+  public var trustedProxies = TrustedProxies.none
+  public var headerTimeout: TimeAmount = .seconds(10)
+  public var idleTimeout: TimeAmount = .seconds(60)
   public var staleAfter: TimeAmount? = .seconds(60)
   /// Relay frames longer than this are dropped unread and counted (`type="oversize"`).
   public var maxFrameSize = 5 << 20

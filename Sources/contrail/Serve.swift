@@ -76,6 +76,25 @@ struct ServeCommand: AsyncParsableCommand {
   var maxEventsPerSecondPerIp: String?
   @Option(
     help:
+      "Close connections that have not upgraded beyond this many, all addresses together (default 1024). [CONTRAIL_MAX_PENDING_CONNECTIONS]"
+  )
+  var maxPendingConnections: String?
+  @Option(
+    help:
+      "Reverse proxies (CIDR,…) whose X-Forwarded-For / X-Real-IP name the client (default: none). [CONTRAIL_TRUSTED_PROXIES]"
+  )
+  var trustedProxies: String?
+  @Option(
+    help:
+      "A connection must send a whole request within this, else 408 (default 10s). [CONTRAIL_HEADER_TIMEOUT]"
+  )
+  var headerTimeout: String?
+  @Option(
+    help:
+      "Close keep-alive HTTP connections idle this long (default 60s). [CONTRAIL_IDLE_TIMEOUT]")
+  var idleTimeout: String?
+  @Option(
+    help:
       "Reconnect after this long without a relay frame; 0 never (default 60s). [CONTRAIL_STALE_AFTER]"
   )
   var staleAfter: String?
@@ -160,6 +179,19 @@ struct ServeCommand: AsyncParsableCommand {
     settings.limits.maxEventsPerSecondPerIP = try env.value(
       maxEventsPerSecondPerIp, "CONTRAIL_MAX_EVENTS_PER_SECOND_PER_IP", default: nil,
       Settings.optionalPositive)
+    settings.limits.maxPendingConnections = try env.value(
+      maxPendingConnections, "CONTRAIL_MAX_PENDING_CONNECTIONS", default: 1024,
+      Settings.optionalPositive)
+    settings.trustedProxies = try env.value(
+      trustedProxies, "CONTRAIL_TRUSTED_PROXIES", default: .none, TrustedProxies.init)
+    settings.headerTimeout = try env.value(
+      headerTimeout, "CONTRAIL_HEADER_TIMEOUT", default: .seconds(10)
+    ) { Settings.duration($0).flatMap { $0 > .zero ? $0 : nil } }
+    settings.idleTimeout = try env.value(
+      idleTimeout, "CONTRAIL_IDLE_TIMEOUT", default: .seconds(60)
+    ) {
+      Settings.duration($0).flatMap { $0 > .zero ? $0 : nil }
+    }
     settings.staleAfter = try env.value(staleAfter, "CONTRAIL_STALE_AFTER", default: .seconds(60)) {
       Settings.duration($0).map(Optional.some)
     }

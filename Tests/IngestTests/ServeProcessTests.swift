@@ -157,6 +157,14 @@ final class ServeSettingsTests: XCTestCase {
     XCTAssertTrue(
       variable.stderr.contains(#"--retention / CONTRAIL_RETENTION: cannot use "soon""#),
       variable.stderr)
+    let proxies = try ContrailCommand.run([
+      "serve", "--offline", "--trusted-proxies", "10.0.0.0/99",
+    ])
+    XCTAssertNotEqual(proxies.status, 0)
+    XCTAssertTrue(
+      proxies.stderr.contains(
+        #"--trusted-proxies / CONTRAIL_TRUSTED_PROXIES: cannot use "10.0.0.0/99""#),
+      proxies.stderr)
     let relay = try ContrailCommand.run(
       ["serve"], environment: ["CONTRAIL_RELAY": "ftp://example.com"])
     XCTAssertNotEqual(relay.status, 0)

@@ -146,7 +146,7 @@ final class SlowSubscriberTests: XCTestCase {
       var beside: [Duration] = []
       for round in 0..<6 {
         if round % 2 == 0 { alone.append(try await timedRead()) }
-        let silent = try RawHTTP.silentWebSocket(port: server.port, target: "/subscribe?cursor=0")
+        let silent = try RawSocket.silentWebSocket(port: server.port, target: "/subscribe?cursor=0")
         try await waitForStall(server)
         let before = reads()
         beside.append(try await timedRead())
@@ -193,7 +193,7 @@ final class SlowSubscriberTests: XCTestCase {
       $0.slowConsumer = .init(maxLag: .seconds(5), grace: .seconds(1))
       $0.slowConsumer.checkInterval = .milliseconds(100)
     }
-    let silent = try RawHTTP.silentWebSocket(port: server.port, target: "/subscribe?cursor=0")
+    let silent = try RawSocket.silentWebSocket(port: server.port, target: "/subscribe?cursor=0")
     defer { close(silent) }
     let reader = try await TestWebSocketClient.connect(port: server.port, target: "/subscribe")
     try await waitUntil("both subscribed") { server.subscriberCount == 2 }
@@ -215,7 +215,7 @@ final class SlowSubscriberTests: XCTestCase {
   /// `consumer too slow`; a new subscriber from the oldest retained event is unaffected.
   func testRetentionPassingAStalledSubscriberClosesIt() async throws {
     let (server, _, log) = try await server(preload: 20_000, retention: 10_000_000)
-    let silent = try RawHTTP.silentWebSocket(port: server.port, target: "/subscribe?cursor=0")
+    let silent = try RawSocket.silentWebSocket(port: server.port, target: "/subscribe?cursor=0")
     defer { close(silent) }
     try await waitForStall(server)
     // 20 s of events, 10 s retention: move the clock so the older half expires.

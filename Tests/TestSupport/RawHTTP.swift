@@ -37,28 +37,6 @@ public enum RawHTTP {
     return (status, body)
   }
 
-  /// Completes a websocket handshake and returns the socket without reading any further: a
-  /// subscriber that never reads. The caller closes the descriptor.
-  public static func silentWebSocket(port: Int, target: String) throws -> Int32 {
-    let fd = try connected(port: port)
-    do {
-      try sendAll(
-        fd, Array("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(upgradeHeaders)\r\n".utf8))
-      // Read exactly the response head, a byte at a time, so no event bytes are consumed.
-      var head: [UInt8] = []
-      var byte: UInt8 = 0
-      while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)) {
-        guard recv(fd, &byte, 1, 0) == 1 else { throw Failure() }
-        head.append(byte)
-      }
-      guard String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 101") else { throw Failure() }
-      return fd
-    } catch {
-      close(fd)
-      throw error
-    }
-  }
-
   private static func connected(port: Int) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw Failure() }

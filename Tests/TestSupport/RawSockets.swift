@@ -55,10 +55,25 @@ public enum RawSocket {
   public static func silentWebSocket(port: Int, target: String, receiveBuffer: Int32? = nil)
     throws -> Int32
   {
+    let (fd, head) = try handshake(port: port, target: target, receiveBuffer: receiveBuffer)
+    guard head.hasPrefix("HTTP/1.1 101") else {
+      close(fd)
+      throw Failure(what: "not upgraded: \(head)")
+    }
+    return fd
+  }
+
+  /// Sends a websocket handshake for `target` (with `headers`, e.g. `X-Forwarded-For: …`) and
+  /// reads exactly the response head, a byte at a time, so no event bytes are consumed. The
+  /// caller closes the socket.
+  public static func handshake(
+    port: Int, target: String, headers: [(String, String)] = [], receiveBuffer: Int32? = nil
+  ) throws -> (fd: Int32, head: String) {
     let fd = try connect(port: port, receiveBuffer: receiveBuffer)
+    let extra = headers.map { "\($0.0): \($0.1)\r\n" }.joined()
     let request =
       "GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+      + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(extra)\r\n"
     guard send(fd, Array(request.utf8)) else {
       close(fd)
       throw Failure(what: "send")
@@ -72,11 +87,7 @@ public enum RawSocket {
       }
       head.append(byte)
     }
-    guard String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 101") else {
-      close(fd)
-      throw Failure(what: "not upgraded: \(String(decoding: head, as: UTF8.self))")
-    }
-    return fd
+    return (fd, String(decoding: head, as: UTF8.self))
   }
 
   /// Reads (and keeps) what arrives until the peer closes or `timeout` passes. Returns the bytes
@@ -142,7 +153,8 @@ public func residentBytes() -> Int {
   defer { fclose(file) }
   var line = [CChar](repeating: 0, count: 256)
   guard fgets(&line, Int32(line.count), file) != nil else { return 0 }
-  let fields = String(cString: line).split(separator: " ")
+  let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  let fields = text.split(separator: " ")
   guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
   return pages * sysconf(Int32(_SC_PAGESIZE))
 }
