@@ -99,6 +99,22 @@ public enum FrameBuilder {
     return frame(type: "#commit", body: body)
   }
 
+  /// A `#commit` creating `count` posts of ~600 bytes (one record block each): large frames
+  /// with thousands of ops and blocks, for benches and tests of linear cost.
+  public static func postsCommit(seq: Int64 = 1, count: Int) -> [UInt8] {
+    let padding = String(repeating: "x", count: 500)
+    return commit(
+      seq: seq, repo: "did:plc:ewvi7nxzyoun6zhxrhs64oiz", rev: "3l3qo2vuowo2b",
+      ops: (0..<count).map { index in
+        Op(
+          action: "create", path: "app.bsky.feed.post/3l\(index)",
+          record: .map([
+            ("$type", "app.bsky.feed.post"), ("createdAt", "2026-07-04T14:38:07.517Z"),
+            ("text", .text(padding + String(index))),
+          ]))
+      })
+  }
+
   public static func identity(seq: Int64, did: String, time: String, handle: String?) -> [UInt8] {
     var body: [(String, CBORValue)] = [
       ("seq", .int(seq)), ("did", .text(did)), ("time", .text(time)),

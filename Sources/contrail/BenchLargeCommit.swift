@@ -24,7 +24,7 @@ struct BenchLargeCommit: ParsableCommand {
     var firstPerMB: Double?
     print("ops     bytes     best ms   ms/MB    ratio to first")
     for count in counts {
-      let frame = Self.commit(ops: count)
+      let frame = FrameBuilder.postsCommit(count: count)
       var best = Double.infinity
       for _ in 0..<trials {
         events.removeAll(keepingCapacity: true)
@@ -40,20 +40,5 @@ struct BenchLargeCommit: ParsableCommand {
         "\(count)\t\(frame.count)\t\(format3(best * 1e3))\t\(format3(perMB))\t\(format3(perMB / first))"
       )
     }
-  }
-
-  /// A commit creating `ops` posts of ~600 bytes each (one record block per op).
-  static func commit(ops: Int) -> [UInt8] {
-    let padding = String(repeating: "x", count: 500)
-    return FrameBuilder.commit(
-      seq: 1, repo: "did:plc:ewvi7nxzyoun6zhxrhs64oiz", rev: "3l3qo2vuowo2b",
-      ops: (0..<ops).map { index in
-        FrameBuilder.Op(
-          action: "create", path: "app.bsky.feed.post/3l\(index)",
-          record: .map([
-            ("$type", "app.bsky.feed.post"), ("createdAt", "2026-07-04T14:38:07.517Z"),
-            ("text", .text(padding + String(index))),
-          ]))
-      })
   }
 }

@@ -98,19 +98,7 @@ final class HostileInputTests: XCTestCase {
 
   /// A commit with thousands of ops and blocks: finding the blocks is not quadratic.
   func testManyOpsAndBlocksTranslateInLinearTime() throws {
-    func commit(ops: Int) -> [UInt8] {
-      let padding = String(repeating: "x", count: 500)
-      return FrameBuilder.commit(
-        seq: 1, repo: "did:plc:ewvi7nxzyoun6zhxrhs64oiz", rev: "3l3qo2vuowo2b",
-        ops: (0..<ops).map { index in
-          FrameBuilder.Op(
-            action: "create", path: "app.bsky.feed.post/\(index)",
-            record: .map([
-              ("$type", "app.bsky.feed.post"), ("createdAt", "2026-07-04T14:38:07.517Z"),
-              ("text", .text(padding + String(index))),
-            ]))
-        })
-    }
+    func commit(ops: Int) -> [UInt8] { FrameBuilder.postsCommit(count: ops) }
     let translator = Translator()
     var events: [Event] = []
     let clock = ContinuousClock()

@@ -82,19 +82,8 @@ final class RelayTLSTests: XCTestCase {
   }
 
   func testIngestsFromAWSSRelay() async throws {
-    directory = TemporaryLog.directory("tls")
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    let (cert, key) = try certificate(in: directory)
     let (frames, expected) = IngestEndToEndTests.frames(200, seed: 3)
-    var configuration = FixtureRelay.Configuration()
-    configuration.tls = try NIOSSLContext(
-      configuration: .makeServerConfiguration(
-        certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
-        privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))))
-    let relay = FixtureRelay(
-      source: FileRelaySource(frames: frames, loop: false), configuration: configuration)
-    let (relayPort, task) = try await relay.start()
-    relayTask = task
+    let (relayPort, cert) = try await tlsRelay(frames)
 
     var settings = try ServeSettings.forTests(
       relay: "wss://localhost:\(relayPort)", dataDirectory: directory + "/data")

@@ -38,22 +38,7 @@ public enum RawHTTP {
   }
 
   private static func connected(port: Int) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw Failure() }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let result = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-      }
-    }
-    guard result == 0 else {
-      close(fd)
-      throw Failure()
-    }
-    return fd
+    do { return try RawSocket.connect(port: port) } catch { throw Failure() }
   }
 
   private static func sendAll(_ fd: Int32, _ bytes: [UInt8]) throws {
