@@ -1,3 +1,4 @@
+import Firehose
 import Foundation
 import Server
 
@@ -94,21 +95,14 @@ extension StatusCollector {
 /// assets). Elements carrying `data-k` (a JSON path) and `data-f` (a format) are rendered by the
 /// server and refreshed by the script every 1.5 s from `status.json` with the same formats.
 enum StatusPage {
+  /// `text` as a JSON string literal, escaped as Jetstream's events are (`JSONString`): `<`,
+  /// `>`, `&` and U+2028/9 too, so it is also safe inside `<script>`.
   static func writeJSONString(_ text: String, into out: inout String) {
-    out += "\""
-    for scalar in text.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      case "<", ">", "&", "\u{2028}", "\u{2029}", "\u{0}"..."\u{1F}", "\u{7F}":
-        out += String(format: "\\u%04x", scalar.value)
-      default: out.unicodeScalars.append(scalar)
-      }
-    }
-    out += "\""
+    var sink = ByteSink(capacity: text.utf8.count + 16)
+    defer { sink.release() }
+    var text = text
+    _ = text.withUTF8 { JSONString.write(UnsafeRawBufferPointer($0), to: &sink, invalid: .replace) }
+    out += String(decoding: sink.bytes, as: UTF8.self)
   }
 
   static func escape(_ text: String) -> String {

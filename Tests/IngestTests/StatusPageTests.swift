@@ -80,7 +80,9 @@ final class StatusPageTests: XCTestCase {
     let total1 = try XCTUnwrap(Self.number(first, "ingest.totals.total"))
     XCTAssertGreaterThan(total1, 0)
 
-    try await Task.sleep(for: .seconds(2))
+    try await waitUntil("more events ingested", timeout: .seconds(20)) {
+      registry.value(#"contrail_events_total{kind="commit"}"#) > Double(total1)
+    }
     let second = try await chromium.dumpDOM(url)
     let total2 = try XCTUnwrap(Self.number(second, "ingest.totals.total"))
     XCTAssertGreaterThan(total2, total1, "the events total moves between loads")
