@@ -13,28 +13,58 @@ public enum RawSocket {
     public var description: String { "raw socket: \(what) (errno \(errno))" }
   }
 
-  /// A connected socket; `receiveBuffer` sets SO_RCVBUF before connecting (the kernel doubles it
-  /// and applies a floor).
-  public static func connect(port: Int, receiveBuffer: Int32? = nil) throws -> Int32 {
+  /// A socket connected to 127.0.0.1:`port`; `receiveBuffer` sets SO_RCVBUF before connecting
+  /// (the kernel doubles it and applies a floor); `source` binds another loopback address
+  /// (127.0.0.2, …) first, so one machine can play several clients.
+  public static func connect(port: Int, receiveBuffer: Int32? = nil, source: String? = nil) throws
+    -> Int32
+  {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw Failure(what: "socket") }
     if var size = receiveBuffer {
       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
     }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let result = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+    func call(_ address: String, _ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32)
+      -> Int32
+    {
+      var socketAddress = sockaddr_in()
+      socketAddress.sin_family = sa_family_t(AF_INET)
+      socketAddress.sin_port = in_port_t(UInt16(port).bigEndian)
+      socketAddress.sin_addr.s_addr = inet_addr(address)
+      return withUnsafePointer(to: &socketAddress) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+          body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
       }
     }
-    guard result == 0 else {
+    if let source, call(source, 0, { Glibc.bind(fd, $0, $1) }) != 0 {
+      close(fd)
+      throw Failure(what: "bind \(source)")
+    }
+    guard call("127.0.0.1", port, { Glibc.connect(fd, $0, $1) }) == 0 else {
       close(fd)
       throw Failure(what: "connect")
     }
     return fd
+  }
+
+  /// A loopback TCP port nothing listens on now (bound to port 0 and released), for a helper
+  /// program that needs its port on the command line.
+  public static func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw Failure(what: "socket") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        Glibc.bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+      }
+    }
+    guard bound else { throw Failure(what: "bind port 0") }
+    return Int(UInt16(bigEndian: address.sin_port))
   }
 
   /// Sends all of `bytes` (blocking); false if the connection is gone.
@@ -67,9 +97,10 @@ public enum RawSocket {
   /// reads exactly the response head, a byte at a time, so no event bytes are consumed. The
   /// caller closes the socket.
   public static func handshake(
-    port: Int, target: String, headers: [(String, String)] = [], receiveBuffer: Int32? = nil
+    port: Int, target: String, headers: [(String, String)] = [], receiveBuffer: Int32? = nil,
+    source: String? = nil
   ) throws -> (fd: Int32, head: String) {
-    let fd = try connect(port: port, receiveBuffer: receiveBuffer)
+    let fd = try connect(port: port, receiveBuffer: receiveBuffer, source: source)
     let extra = headers.map { "\($0.0): \($0.1)\r\n" }.joined()
     let request =
       "GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -91,12 +122,15 @@ public enum RawSocket {
   }
 
   /// Reads (and keeps) what arrives until the peer closes or `timeout` passes. Returns the bytes
-  /// and whether the end was seen (EOF or a reset).
-  public static func readToEnd(_ fd: Int32, timeout: Duration) -> (bytes: [UInt8], ended: Bool) {
+  /// and whether the end was seen (EOF or a reset). With `until`, stops as soon as the bytes so
+  /// far satisfy it.
+  public static func readToEnd(
+    _ fd: Int32, timeout: Duration, until enough: ([UInt8]) -> Bool = { _ in false }
+  ) -> (bytes: [UInt8], ended: Bool) {
     let deadline = ContinuousClock.now + timeout
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65_536)
-    while true {
+    while !enough(bytes) {
       let left = deadline - ContinuousClock.now
       guard left > .zero else { return (bytes, false) }
       var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -108,6 +142,7 @@ public enum RawSocket {
       if n <= 0 { return (bytes, true) }
       bytes += chunk[..<n]
     }
+    return (bytes, false)
   }
 
   /// True when the peer has closed the connection (EOF or a reset), reading and discarding
