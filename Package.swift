@@ -96,6 +96,7 @@ let package = Package(
       dependencies: [
         "Firehose", "Events", "Compression", "EventLog", "Broadcast", "SyntheticFirehose",
         .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "Logging", package: "swift-log"),
       ] + websocket,
       path: "Tests/TestSupport"),
     .testTarget(

@@ -2,7 +2,10 @@
 /// Prometheus exposition in front of each family's `# TYPE` line.
 enum MetricHelp {
   static let text: [String: String] = [
-    "contrail_bytes_sent_total": "Bytes written to subscribers, websocket framing included.",
+    "contrail_bytes_saved_total":
+      "Bytes zstd saved subscribers: the JSON length of the events sent compressed, minus their compressed length.",
+    "contrail_bytes_sent_total":
+      "Event payload bytes written to subscribers (websocket framing aside).",
     "contrail_events_filtered_total": "Events a subscriber's filter skipped.",
     "contrail_events_oversize_total":
       "Events not sent because they exceed the subscriber's maxMessageSizeBytes.",
@@ -34,9 +37,12 @@ enum MetricHelp {
       "Relay frames dropped because their seq jumped absurdly far ahead.",
     "contrail_subscribe_refused_total": "Subscriptions refused by a limit (429/503), by reason.",
     "contrail_subscribe_rejected_total": "Subscribe requests rejected with 400, by reason.",
-    "contrail_subscriber_closes_total": "Subscriber connections closed, by reason.",
-    "contrail_subscriber_reads_total": "Event batches read for subscribers, by source.",
+    "contrail_subscriber_closes_total":
+      "Subscriber connections the server closed, by reason (clients leaving are not counted).",
+    "contrail_subscriber_reads_total": "Events read for subscribers, by source (memory or disk).",
     "contrail_subscribers": "Open subscriptions, by compression.",
+    "contrail_subscribers_replaying":
+      "Subscriptions reading from the on-disk log (behind the in-memory window).",
     "contrail_subscriptions_total": "Subscriptions started, by start (live or cursor).",
     "contrail_translate_dropped_total":
       "Commits, ops or events the translator dropped, by scope and reason.",

@@ -356,6 +356,7 @@ public final class StatusCollector: Sendable {
       ("total", .number(subscribersTotal)),
       ("none", value(none)),
       ("zstd", value(zstd)),
+      ("replaying", value(m["contrail_subscribers_replaying"])),
       ("disk_reads_per_second", metricRate(#"contrail_subscriber_reads_total{source="disk"}"#)),
       ("memory_reads_per_second", metricRate(#"contrail_subscriber_reads_total{source="memory"}"#)),
       ("cursor_subscriptions_total", counter(#"contrail_subscriptions_total{start="cursor"}"#)),
@@ -364,8 +365,6 @@ public final class StatusCollector: Sendable {
     let sentNone = m[#"contrail_bytes_sent_total{compression="none"}"#]
     let sentZstd = m[#"contrail_bytes_sent_total{compression="zstd"}"#]
     let ratio = state.zstdBytes > 0 ? Double(state.jsonBytes) / Double(state.zstdBytes) : nil
-    var saved: StatusValue = .null
-    if let sentZstd, let ratio { saved = .number((sentZstd * (ratio - 1)).rounded()) }
     let bytes: StatusValue = .object([
       ("sent_total", hasMetrics ? .number((sentNone ?? 0) + (sentZstd ?? 0)) : .null),
       ("sent_none", value(sentNone)),
@@ -379,7 +378,7 @@ public final class StatusCollector: Sendable {
           } : .null
       ),
       ("compression_ratio", value(ratio.map { ($0 * 100).rounded() / 100 })),
-      ("saved_estimate", saved),
+      ("saved", value(m["contrail_bytes_saved_total"])),
     ])
 
     // Log.

@@ -332,12 +332,12 @@ enum StatusPage {
       <table>
       \(row("JSON (uncompressed)", "subscribers.none", "int"))
       \(row("zstd", "subscribers.zstd", "int"))
-      \(row("Disk reads/s (replay)", "subscribers.disk_reads_per_second", "rate"))
-      \(row("Memory reads/s (live)", "subscribers.memory_reads_per_second", "rate"))
+      \(row("Replaying from disk", "subscribers.replaying", "int"))
+      \(row("Events read from disk/s", "subscribers.disk_reads_per_second", "rate"))
+      \(row("Events read from memory/s", "subscribers.memory_reads_per_second", "rate"))
       \(row("Cursor subscriptions", "subscribers.cursor_subscriptions_total", "int"))
       </table>
-      <p class="note">Replaying subscribers are not counted individually: disk reads/s is the \
-      batches read from the log for subscribers behind the live window.</p>
+      <p class="note">Replaying: subscribers behind the in-memory window, reading the log.</p>
       </section>
       <section class="card">
       <h2>Event log</h2>
@@ -379,7 +379,7 @@ enum StatusPage {
       \(row("To JSON subscribers", "bytes.sent_none", "bytes"))
       \(row("To zstd subscribers", "bytes.sent_zstd", "bytes"))
       \(row("Compression ratio", "bytes.compression_ratio", "ratio"))
-      \(row("Saved by zstd (est.)", "bytes.saved_estimate", "bytes"))
+      \(row("Saved by zstd", "bytes.saved", "bytes"))
       </table>
       <p class="note">Saved is an estimate: bytes sent to zstd subscribers × (JSON size ÷ zstd \
       size of the events ingested since start − 1). Sent bytes include websocket framing.</p>

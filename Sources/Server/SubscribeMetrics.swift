@@ -10,6 +10,8 @@ final class SubscribeMetrics: Sendable {
   private let bytesSent: [Counter]
   private let diskReads: Counter
   private let memoryReads: Counter
+  private let bytesSaved: Counter
+  private let replaying: Meter
   let filtered: Counter
   let oversize: Counter
   let heartbeats: Counter
@@ -34,6 +36,8 @@ final class SubscribeMetrics: Sendable {
     memoryReads = Counter(
       label: "contrail_subscriber_reads_total", dimensions: [("source", "memory")],
       factory: factory)
+    bytesSaved = Counter(label: "contrail_bytes_saved_total", factory: factory)
+    replaying = Meter(label: "contrail_subscribers_replaying", factory: factory)
     filtered = Counter(label: "contrail_events_filtered_total", factory: factory)
     oversize = Counter(label: "contrail_events_oversize_total", factory: factory)
     heartbeats = Counter(label: "contrail_heartbeats_sent_total", factory: factory)
@@ -42,10 +46,18 @@ final class SubscribeMetrics: Sendable {
   func opened(compressed: Bool) { subscribers[compressed ? 1 : 0].increment() }
   func ended(compressed: Bool) { subscribers[compressed ? 1 : 0].decrement() }
 
-  func sent(events: Int, bytes: Int, compressed: Bool) {
+  /// `events` payloads of `bytes` went out; `saved` is what zstd saved on them (their JSON
+  /// length minus their compressed length).
+  func sent(events: Int, bytes: Int, saved: Int, compressed: Bool) {
     guard events > 0 else { return }
     eventsSent[compressed ? 1 : 0].increment(by: events)
     bytesSent[compressed ? 1 : 0].increment(by: bytes)
+    if saved > 0 { bytesSaved.increment(by: saved) }
+  }
+
+  /// A subscriber started (true) or stopped (false) reading from disk rather than memory.
+  func replaying(_ started: Bool) {
+    if started { replaying.increment() } else { replaying.decrement() }
   }
 
   func read(disk: Int, memory: Int) {

@@ -76,6 +76,10 @@ final class SubscriberHandler: ChannelInboundHandler {
   private var closed = false
   /// The metric label of a server-initiated close, for the disconnect log line.
   private var closeReason: String?
+  /// The last batch came from disk (counted in `contrail_subscribers_replaying`).
+  private var replaying = false
+  /// Why the connection failed under us (a reset, a broken pipe): the client's doing, not a close.
+  private var lostReason: String?
   private var ended = false
   private var lastPong = NIODeadline.now()
   private var timers: [RepeatedTask] = []
@@ -105,20 +109,21 @@ final class SubscriberHandler: ChannelInboundHandler {
   func handlerAdded(context: ChannelHandlerContext) {
     lastPong = .now()
     environment.metrics.opened(compressed: options.compress)
+    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+    let loop = context.eventLoop
+    let id = environment.registry.add(context.channel) {
+      loop.execute { bound.value.0.close(bound.value.1, .shutdown) }
+    }
+    registration = id
     configuration.logger.info(
       "subscriber connected",
       metadata: [
-        "address": "\(address)", "compress": "\(options.compress)",
+        "id": "\(id)", "address": "\(address)", "compress": "\(options.compress)",
         "cursor": "\(options.cursor.map(String.init) ?? "live")",
         "collections": "\(options.filter.collections.count)",
         "dids": "\(options.filter.dids.count)",
       ])
     environment.metrics.started(options.cursor == nil ? "live" : "cursor")
-    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-    let loop = context.eventLoop
-    registration = environment.registry.add(context.channel) {
-      loop.execute { bound.value.0.close(bound.value.1, .shutdown) }
-    }
     timers.append(
       loop.scheduleRepeatedTask(
         initialDelay: configuration.pingInterval, delay: configuration.pingInterval
@@ -150,9 +155,13 @@ final class SubscriberHandler: ChannelInboundHandler {
     for timer in timers { timer.cancel() }
     if let registration { environment.registry.remove(registration) }
     environment.metrics.ended(compressed: options.compress)
+    if replaying { environment.metrics.replaying(false) }
     configuration.logger.info(
       "subscriber disconnected",
-      metadata: ["address": "\(address)", "reason": "\(closeReason ?? "client")"])
+      metadata: [
+        "id": "\(registration.map(String.init) ?? "-")", "address": "\(address)",
+        "reason": "\(closeReason ?? lostReason ?? "client")",
+      ])
   }
 
   /// Sends a ping, or closes a client that has not answered for `pongTimeout`.
@@ -207,8 +216,14 @@ final class SubscriberHandler: ChannelInboundHandler {
       NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
       environment.metrics.update("oversize")
       close(context, .tooBig)
-    default:
+    case is NIOWebSocketError, is NIOWebSocketFrameAggregator.Error:
       close(context, CloseReason(code: 1002, text: "protocol error", metric: "protocol"))
+    default:
+      // The socket failed (a reset, a broken pipe): the client went away without a close frame.
+      // Nothing to send and no server close to count.
+      if lostReason == nil && closeReason == nil { lostReason = "connection lost: \(error)" }
+      closed = true
+      context.close(promise: nil)
     }
   }
 
@@ -397,6 +412,11 @@ final class SubscriberHandler: ChannelInboundHandler {
     if !batch.counted {
       batch.counted = true
       metrics.read(disk: batch.fromDisk, memory: batch.fromMemory)
+      // Replaying while reads come from disk; live again once they come from memory.
+      if batch.fromDisk > 0 || batch.fromMemory > 0, replaying != (batch.fromDisk > 0) {
+        replaying.toggle()
+        metrics.replaying(replaying)
+      }
       if batch.filteredOut > 0 { metrics.filtered.increment(by: batch.filteredOut) }
     }
     let opcode = options.compress ? WebSocketWire.binary : WebSocketWire.text
@@ -418,6 +438,7 @@ final class SubscriberHandler: ChannelInboundHandler {
       frames.reserveCapacity(size)
       var sent = 0
       var bytes = 0
+      var jsonBytes = 0
       for event in events[batch.next..<end] {
         guard let data = payload(event) else {
           metrics.oversize.increment()
@@ -426,6 +447,7 @@ final class SubscriberHandler: ChannelInboundHandler {
         WebSocketWire.append(opcode, data, to: &frames)
         sent += 1
         bytes += data.readableBytes
+        jsonBytes += event.jsonLength
       }
       batch.next = end
       if sent > 0 {
@@ -434,7 +456,9 @@ final class SubscriberHandler: ChannelInboundHandler {
       }
       // Everything up to here is written or skipped.
       deliveredThrough = max(deliveredThrough, events[end - 1].timeUS)
-      metrics.sent(events: sent, bytes: bytes, compressed: options.compress)
+      metrics.sent(
+        events: sent, bytes: bytes, saved: options.compress ? jsonBytes - bytes : 0,
+        compressed: options.compress)
       environment.limits.spend(sent, address)
       if !context.channel.isWritable && batch.next < events.count { return false }
     }

@@ -58,6 +58,10 @@ final class StatusPageTests: XCTestCase {
     let plain = try RawHTTP.get(port: contrail.port, target: "/status")
     XCTAssertEqual(plain.status, 200)
     XCTAssertEqual(Self.field(plain.body, "subscribers.total"), "1")
+    XCTAssertEqual(Self.field(plain.body, "subscribers.replaying"), "0", "a live subscriber")
+    let saved = try XCTUnwrap(Self.field(plain.body, "bytes.saved"), plain.body)
+    XCTAssertTrue(saved.first?.isNumber == true && saved.hasSuffix("B"), "bytes saved: \(saved)")
+    XCTAssertGreaterThan(registry.value("contrail_bytes_saved_total"), 0)
     XCTAssertEqual(Self.field(plain.body, "upstream.connected"), "connected")
     XCTAssertNotNil(Self.number(plain.body, "ingest.totals.total"))
     XCTAssertFalse(plain.body.contains("src=\""), "no external scripts or images")
@@ -71,6 +75,7 @@ final class StatusPageTests: XCTestCase {
     XCTAssertEqual(Self.field(first, "upstream.connected"), "connected")
     XCTAssertEqual(Self.field(first, "subscribers.total"), "1")
     XCTAssertEqual(Self.field(first, "subscribers.zstd"), "1")
+    XCTAssertEqual(Self.field(first, "subscribers.replaying"), "0")
     XCTAssertTrue(first.contains("<svg id=\"chart\""), "the chart is there")
     let points = Self.attribute(first, "data-points").flatMap { Int($0) } ?? 0
     XCTAssertGreaterThanOrEqual(points, 3, "the chart has data")

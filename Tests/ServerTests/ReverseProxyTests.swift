@@ -80,9 +80,10 @@ final class ReverseProxyTests: XCTestCase {
     // The replay (cursor=1) reaches the first client through the proxy: a text frame per event.
     let did = Array(#""did":"\#(stream.events[0].did)""#.utf8)
     let (bytes, _) = RawSocket.readToEnd(sockets[0], timeout: .seconds(10)) { bytes in
-      bytes.count >= did.count && (0...(bytes.count - did.count)).contains {
-        bytes[$0..<($0 + did.count)].elementsEqual(did)
-      }
+      bytes.count >= did.count
+        && (0...(bytes.count - did.count)).contains {
+          bytes[$0..<($0 + did.count)].elementsEqual(did)
+        }
     }
     XCTAssertEqual(bytes.first, 0x81, "a text frame arrives through the proxy")
     XCTAssertTrue(
