@@ -47,7 +47,8 @@ public final class EventLog: Sendable {
     public var bytes: Int
     public var oldestTimeUS: Int64?
     public var newestTimeUS: Int64?
-    /// Corrupt record ranges found in sealed segments when the log was opened.
+    /// Damaged ranges found when the log was opened: corrupt ranges in any segment and damaged
+    /// tails of sealed ones (`recoveryReport` without the newest segment's cut tail).
     public var corruptions: Int
     public var deletedSegments: Int
     /// Read-only opens: bytes after the newest segment's last whole record (a write in flight,
@@ -61,6 +62,10 @@ public final class EventLog: Sendable {
 
   let configuration: Configuration
   let segmentsDirectory: String
+  /// What opening the log found damaged and what it did about it, oldest segment first: corrupt
+  /// ranges skipped, sealed segments' damaged tails, the newest segment's cut tail. Empty when
+  /// every byte was a whole record.
+  public let recoveryReport: [RecoveryNote]
 
   struct State {
     var segments: [SegmentFile] = []
@@ -69,7 +74,7 @@ public final class EventLog: Sendable {
     var lastSync: Int64 = 0
     var durableSeq: Int64? = nil
     var writtenSeq: Int64? = nil
-    var corruptions = 0
+    var writeFailure: String? = nil
     var deletedSegments = 0
     /// The newest `time_us` retention has deleted.
     var deletedThrough: Int64? = nil
@@ -79,8 +84,9 @@ public final class EventLog: Sendable {
 
   let state: Mutex<State>
 
-  /// Opens (creating if needed) the log in `configuration.directory`, recovering the newest
-  /// segment's tail. `readOnly` never writes or truncates (for `inspect` on a live directory).
+  /// Opens (creating if needed) the log in `configuration.directory`, scanning every segment
+  /// (`recoveryReport` says what was damaged) and cutting the newest one's torn tail.
+  /// `readOnly` never writes or truncates (for `inspect` on a live directory).
   public init(_ configuration: Configuration, readOnly: Bool = false) throws {
     self.configuration = configuration
     self.segmentsDirectory = configuration.directory + "/segments"
@@ -100,15 +106,16 @@ public final class EventLog: Sendable {
       unlink(segmentsDirectory + "/" + newest)
       names.removeLast()
     }
+    var report: [RecoveryNote] = []
     for (index, name) in names.enumerated() {
       let newest = index == names.count - 1
-      let (segment, corruptions, unread) = try SegmentFile.load(
-        path: segmentsDirectory + "/" + name,
-        recovery: newest ? (readOnly ? .stop : .truncate) : .skip)
+      let (segment, notes, unread) = try SegmentFile.load(
+        path: segmentsDirectory + "/" + name, tail: newest ? (readOnly ? .leave : .cut) : .report)
       state.segments.append(segment)
-      if !newest { state.corruptions += corruptions }
+      report += notes
       if newest { state.unreadTail = unread }
     }
+    self.recoveryReport = report
     if !readOnly, let newest = state.segments.last {
       state.writer = openFile(newest.path, O_WRONLY | O_APPEND)
       guard state.writer >= 0 else {
@@ -154,42 +161,53 @@ public final class EventLog: Sendable {
 
   /// Appends events in order (time and seq must not decrease within a segment; a decrease starts
   /// a new one). They are readable as soon as this returns; fsync follows the sync policy.
+  /// A failure is kept in `writeFailure` until an append succeeds.
   public func append(_ records: [LogRecord]) throws {
     guard !records.isEmpty else { return }
     try state.withLock { state in
       guard !state.closed else { throw Failure(description: "the log is closed") }
-      var pending: [UInt8] = []
-      var notes: [(time: Int64, seq: Int64, offset: Int, end: Int)] = []
-      var segment = state.segments.last
-      var base = segment?.fileSize ?? 0
-      for (index, record) in records.enumerated() {
-        // A frame's events share its seq and stay in one segment, so resuming by seq never
-        // finds half a frame stored.
-        let startsFrame = index == 0 || record.seq != records[index - 1].seq
-        if let current = segment, startsFrame || !fits(current, record),
-          shouldRoll(current, base + pending.count, record)
-        {
-          try flush(&state, current, &pending, &notes)
-          segment = nil
-        }
-        if segment == nil {
-          try startSegment(&state, record)
-          segment = state.segments.last
-          base = segment!.fileSize
-        }
-        let offset = base + pending.count
-        guard
-          RecordCodec.encode(
-            record, baseTime: segment!.baseTime, baseSeq: segment!.baseSeq, into: &pending)
-        else {
-          // Unreachable: a fresh segment's bases are this record's own time and seq.
-          throw Failure(description: "record does not fit a fresh segment")
-        }
-        notes.append((record.timeUS, record.seq, offset, base + pending.count))
+      do {
+        try append(records, &state)
+        state.writeFailure = nil
+      } catch {
+        state.writeFailure = "\(error)"
+        throw error
       }
-      if let segment { try flush(&state, segment, &pending, &notes) }
-      try syncIfDue(&state, force: false)
     }
+  }
+
+  private func append(_ records: [LogRecord], _ state: inout State) throws {
+    var pending: [UInt8] = []
+    var notes: [(time: Int64, seq: Int64, offset: Int, end: Int)] = []
+    var segment = state.segments.last
+    var base = segment?.fileSize ?? 0
+    for (index, record) in records.enumerated() {
+      // A frame's events share its seq and stay in one segment, so resuming by seq never
+      // finds half a frame stored.
+      let startsFrame = index == 0 || record.seq != records[index - 1].seq
+      if let current = segment, startsFrame || !fits(current, record),
+        shouldRoll(current, base + pending.count, record)
+      {
+        try flush(&state, current, &pending, &notes)
+        segment = nil
+      }
+      if segment == nil {
+        try startSegment(&state, record)
+        segment = state.segments.last
+        base = segment!.fileSize
+      }
+      let offset = base + pending.count
+      guard
+        RecordCodec.encode(
+          record, baseTime: segment!.baseTime, baseSeq: segment!.baseSeq, into: &pending)
+      else {
+        // Unreachable: a fresh segment's bases are this record's own time and seq.
+        throw Failure(description: "record does not fit a fresh segment")
+      }
+      notes.append((record.timeUS, record.seq, offset, base + pending.count))
+    }
+    if let segment { try flush(&state, segment, &pending, &notes) }
+    try syncIfDue(&state, force: false)
   }
 
   private func fits(_ segment: SegmentFile, _ record: LogRecord) -> Bool {
@@ -266,11 +284,19 @@ public final class EventLog: Sendable {
     case .interval(let ms): due = force || now - state.lastSync >= Int64(ms) * 1_000
     }
     guard due else { return }
-    guard fdatasync(state.writer) == 0 else { throw Failure(description: "fsync: \(errorText())") }
+    guard fdatasync(state.writer) == 0 else {
+      let failure = Failure(description: "fsync: \(errorText())")
+      state.writeFailure = failure.description
+      throw failure
+    }
     state.unsyncedBytes = 0
     state.lastSync = now
     state.durableSeq = state.writtenSeq
   }
+
+  /// Why the last append or fsync failed (a full disk, an I/O error); nil again once an append
+  /// succeeds. While it is set, the log is not storing what ingest gives it.
+  public var writeFailure: String? { state.withLock { $0.writeFailure } }
 
   /// The relay seq of the last event known to be on disk (resume the relay after it).
   public var lastDurableSeq: Int64? {
@@ -292,7 +318,8 @@ public final class EventLog: Sendable {
     state.withLock { state in
       var stats = Stats(
         segments: state.segments.count, events: 0, bytes: 0, oldestTimeUS: nil, newestTimeUS: nil,
-        corruptions: state.corruptions, deletedSegments: state.deletedSegments,
+        corruptions: recoveryReport.count { $0.kind != .cutTail },
+        deletedSegments: state.deletedSegments,
         unreadTail: state.unreadTail)
       for segment in state.segments {
         segment.state.withLock { s in

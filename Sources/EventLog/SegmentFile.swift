@@ -73,24 +73,26 @@ final class SegmentFile: Sendable {
     return SegmentFile(path: path, baseTime: baseTime, baseSeq: baseSeq, dictionaryID: dictionaryID)
   }
 
-  /// How `load` treats the first bad record.
-  enum Recovery {
-    /// The newest segment of a log opened for writing: cut the file there (a torn tail).
-    case truncate
-    /// A sealed segment: count it, skip to the next good record, go on.
-    case skip
-    /// The newest segment of a log opened read-only (maybe live): stop there, change nothing.
-    case stop
+  /// What `load` does with the bytes after a segment's last whole record. (Corrupt ranges
+  /// between whole records are skipped and reported whatever the segment.)
+  enum Tail {
+    /// The newest segment of a log opened for writing: cut them (appends follow the last whole
+    /// record) and report the cut.
+    case cut
+    /// A sealed segment: report them as damage; change nothing.
+    case report
+    /// The newest segment of a log opened read-only (maybe live, with a write in flight): count
+    /// them as unread; change nothing.
+    case leave
   }
 
   /// Opens an existing segment: checks the header and scans every record (building the index),
-  /// treating the first bad record as `recovery` says. Returns the segment, the corrupt ranges
-  /// skipped, and the bytes left unread after a `.stop`.
-  static func load(path: String, recovery: Recovery) throws -> (
-    SegmentFile, corruptions: Int, unreadTail: Int
+  /// skipping corrupt ranges, then treats what follows the last whole record as `tail` says.
+  /// Returns the segment, the damage found, and the bytes left unread (`.leave`).
+  static func load(path: String, tail: Tail) throws -> (
+    SegmentFile, notes: [RecoveryNote], unreadTail: Int
   ) {
-    let truncateTail = recovery == .truncate
-    let fd = openFile(path, truncateTail ? O_RDWR : O_RDONLY)
+    let fd = openFile(path, tail == .cut ? O_RDWR : O_RDONLY)
     guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(errorText())") }
     defer { closeFile(fd) }
     var header = [UInt8](repeating: 0, count: headerSize)
@@ -114,30 +116,45 @@ final class SegmentFile: Sendable {
     let segment = SegmentFile(
       path: path, baseTime: baseTime, baseSeq: baseSeq,
       dictionaryID: UInt32(truncatingIfNeeded: versionAndID >> 32))
+    let name = String(path.split(separator: "/").last ?? Substring(path))
     var scanner = SegmentScanner(segment: segment, fd: fd, from: headerSize, end: Int.max)
-    var corruptions = 0
+    var notes: [RecoveryNote] = []
+    var damage: Int? = nil  // where the corrupt range being skipped starts
     while true {
       switch scanner.next(keep: nil) {
       case .record(let record, let offset, let end):
+        if let start = damage {
+          notes.append(
+            RecoveryNote(kind: .corruptRange, segment: name, offset: start, bytes: offset - start))
+          damage = nil
+        }
         segment.state.withLock {
           $0.noteAppended(time: record.timeUS, seq: record.seq, offset: offset, end: end)
         }
       case .skipped: break
-      case .end:
-        return (segment, corruptions, 0)
       case .corrupt(let offset):
-        switch recovery {
-        case .truncate:
-          guard ftruncate(fd, off_t(offset)) == 0, fsync(fd) == 0 else {
+        damage = offset
+      case .end:
+        // A range still open runs from the end of the last whole record to the end of the file.
+        guard let start = damage else { return (segment, notes, 0) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+          throw Failure(description: "cannot stat \(path): \(errorText())")
+        }
+        let bytes = Int(info.st_size) - start
+        switch tail {
+        case .cut:
+          guard ftruncate(fd, off_t(start)) == 0, fsync(fd) == 0 else {
             throw Failure(description: "cannot truncate \(path): \(errorText())")
           }
-          return (segment, corruptions + 1, 0)
-        case .stop:
-          var info = stat()
-          fstat(fd, &info)
-          return (segment, corruptions, Int(info.st_size) - offset)
-        case .skip:
-          corruptions += 1
+          notes.append(RecoveryNote(kind: .cutTail, segment: name, offset: start, bytes: bytes))
+          return (segment, notes, 0)
+        case .report:
+          notes.append(
+            RecoveryNote(kind: .damagedTail, segment: name, offset: start, bytes: bytes))
+          return (segment, notes, 0)
+        case .leave:
+          return (segment, notes, bytes)
         }
       }
     }

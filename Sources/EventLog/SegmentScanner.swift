@@ -8,7 +8,8 @@ import Events
 
 /// Reads a segment's records in order through a large buffer, never past `limit`. After a
 /// corrupt record it reports the offset once, then searches byte by byte for the next record
-/// whose checksum holds.
+/// whose checksum holds and whose `time_us` follows the last record's (time strictly increases
+/// through a segment, so a match of the search that breaks the order is not a record).
 struct SegmentScanner {
   enum Step {
     case record(LogRecord, offset: Int, end: Int)
@@ -26,6 +27,8 @@ struct SegmentScanner {
   private var buffer: [UInt8] = []
   private var bufferStart = 0
   private var resyncing = false
+  /// The `time_us` of the last record returned (delivered or skipped).
+  private var lastTime = Int64.min
   /// The last read at `bufferStart` got fewer bytes than it asked for: the end of the file.
   private var shortRead = false
   static let chunk = 1 << 20
@@ -54,15 +57,17 @@ struct SegmentScanner {
           baseSeq: segment.baseSeq, keep: keep)
       }
       switch parsed {
-      case .record(let record, let end):
+      case .record(let record, let end) where record.timeUS > lastTime:
         let start = position
         position = bufferStart + end
         resyncing = false
+        lastTime = record.timeUS
         return .record(record, offset: start, end: position)
-      case .skipped(let timeUS, let end):
+      case .skipped(let timeUS, let end) where timeUS > lastTime:
         let start = position
         position = bufferStart + end
         resyncing = false
+        lastTime = timeUS
         return .skipped(timeUS: timeUS, offset: start, end: position)
       case .incomplete(let needed):
         // Read more if the file may hold the rest; otherwise it is as bad as a corrupt record
@@ -78,7 +83,7 @@ struct SegmentScanner {
           continue
         }
         fallthrough
-      case .corrupt:
+      case .corrupt, .record, .skipped:  // a record here breaks the time order
         if resyncing {
           position += 1
           continue

@@ -79,6 +79,14 @@ public final class ContrailServer: Sendable {
     logConfiguration.sync = .interval(milliseconds: settings.fsyncMilliseconds)
     logConfiguration.dictionaryID = dictionary.id
     let log = try EventLog(logConfiguration)
+    for note in log.recoveryReport {
+      logger.log(
+        level: note.kind == .cutTail ? .warning : .error, "event log recovery: \(note)",
+        metadata: [
+          "segment": "\(note.segment)", "offset": "\(note.offset)", "bytes": "\(note.bytes)",
+          "kind": "\(note.kind)",
+        ])
+    }
     let stats = log.stats
     logger.info(
       "event log open",
@@ -136,6 +144,7 @@ public final class ContrailServer: Sendable {
     let shuttingDown = ShutdownFlag()
     subscribe.readiness = {
       if shuttingDown.value { return "shutting down" }
+      if let failure = log.writeFailure { return "the event log cannot write: \(failure)" }
       return offline || ingest.isConnected ? nil : "not connected to the relay yet"
     }
     let status = StatusCollector(

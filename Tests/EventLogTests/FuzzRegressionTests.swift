@@ -29,10 +29,11 @@ final class FuzzRegressionTests: XCTestCase {
     return path
   }
 
-  private func record(_ payload: [UInt8]) -> [UInt8] {
+  /// An encoded record `time` µs after the segment's base time.
+  private func record(_ payload: [UInt8], time: Int64 = 1) -> [UInt8] {
     var out: [UInt8] = []
     let record = LogRecord(
-      timeUS: 1_700_000_000_000_001, seq: 1_001, kind: .commit, did: "did:web:example.com",
+      timeUS: 1_700_000_000_000_000 + time, seq: 1_001, kind: .commit, did: "did:web:example.com",
       collection: "app.bsky.feed.post", payload: payload)
     XCTAssertTrue(
       RecordCodec.encode(record, baseTime: 1_700_000_000_000_000, baseSeq: 1_000, into: &out))
@@ -46,16 +47,17 @@ final class FuzzRegressionTests: XCTestCase {
   /// once; counted with the thread's `rchar` (bytes asked of read/pread) on Linux.
   func testGarbageTailIsScannedInLinearTime() throws {
     let tail = [UInt8]([0xFF, 0xFF, 0x07]).repeated(16 << 10)
-    for recovery in [SegmentFile.Recovery.skip, .stop] {
-      let path = try segment(record([1, 2, 3]) + tail + record([4]))
+    for mode in [SegmentFile.Tail.report, .leave] {
+      let path = try segment(record([1, 2, 3]) + tail + record([4], time: 2))
       let readBefore = bytesRead()
-      let (segment, corruptions, unreadTail) = try SegmentFile.load(path: path, recovery: recovery)
+      let (segment, notes, unreadTail) = try SegmentFile.load(path: path, tail: mode)
       if let readBefore, let readAfter = bytesRead() {
-        XCTAssertLessThan(readAfter - readBefore, 4 * (tail.count + 100), "\(recovery)")
+        XCTAssertLessThan(readAfter - readBefore, 4 * (tail.count + 100), "\(mode)")
       }
-      XCTAssertEqual(segment.state.withLock { $0.count }, recovery == .skip ? 2 : 1)
-      XCTAssertEqual(corruptions, recovery == .skip ? 1 : 0)
-      XCTAssertEqual(unreadTail, recovery == .skip ? 0 : tail.count + record([4]).count)
+      XCTAssertEqual(segment.state.withLock { $0.count }, 2)
+      XCTAssertEqual(notes.map(\.kind), [.corruptRange])
+      XCTAssertEqual(notes.first?.bytes, tail.count)
+      XCTAssertEqual(unreadTail, 0)
     }
   }
 
@@ -67,12 +69,12 @@ final class FuzzRegressionTests: XCTestCase {
       (UInt64(bitPattern: -1), 0), (UInt64(Int64.max) - UInt64(UInt32.max) + 1, 0),
     ] {
       let path = try segment(record([1]), baseTime: time, baseSeq: seq)
-      XCTAssertThrowsError(try SegmentFile.load(path: path, recovery: .skip), "\(time) \(seq)")
+      XCTAssertThrowsError(try SegmentFile.load(path: path, tail: .report), "\(time) \(seq)")
     }
     let path = try segment(
       record([1]), baseTime: UInt64(Int64.max) - UInt64(UInt32.max), baseSeq: 0)
     XCTAssertEqual(
-      try SegmentFile.load(path: path, recovery: .skip).0.state.withLock { $0.count }, 1)
+      try SegmentFile.load(path: path, tail: .report).0.state.withLock { $0.count }, 1)
   }
 
   /// Random garbage between records: the resync scan finds the record after it. (It used to
@@ -84,12 +86,31 @@ final class FuzzRegressionTests: XCTestCase {
       state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
       return UInt8(truncatingIfNeeded: state >> 56)
     }
-    let path = try segment(record([1, 2, 3]) + garbage + record([4]))
+    let path = try segment(record([1, 2, 3]) + garbage + record([4], time: 2))
     let started = ContinuousClock.now
-    let (segment, corruptions, _) = try SegmentFile.load(path: path, recovery: .skip)
+    let (segment, notes, _) = try SegmentFile.load(path: path, tail: .report)
     XCTAssertEqual(segment.state.withLock { $0.count }, 2)
-    XCTAssertGreaterThanOrEqual(corruptions, 1)
+    XCTAssertGreaterThanOrEqual(notes.count, 1)
     XCTAssertLessThan(ContinuousClock.now - started, .seconds(30))
+  }
+
+  /// A record the resync search finds after damage counts only if its time follows the last
+  /// record's: time strictly increases through a segment, so anything else is a false match.
+  func testAResyncMatchOutOfTimeOrderIsNotARecord() throws {
+    let first = record([1], time: 5)
+    let garbage: [UInt8] = [0xFF, 0xFF, 0x07]
+    let stale = record([2], time: 5)
+    let path = try segment(first + garbage + stale + record([3], time: 6))
+    let (segment, notes, _) = try SegmentFile.load(path: path, tail: .report)
+    XCTAssertEqual(segment.state.withLock { $0.count }, 2)
+    XCTAssertEqual(segment.state.withLock { $0.lastTime }, 1_700_000_000_000_006)
+    XCTAssertEqual(
+      notes,
+      [
+        RecoveryNote(
+          kind: .corruptRange, segment: (path as NSString).lastPathComponent,
+          offset: SegmentFile.headerSize + first.count, bytes: garbage.count + stale.count)
+      ])
   }
 
   /// The bytes this thread has read from files so far (`rchar`); nil where there is no

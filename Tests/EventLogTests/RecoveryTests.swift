@@ -67,6 +67,137 @@ final class RecoveryTests: XCTestCase {
     XCTAssertGreaterThan(checked, 300)
   }
 
+  /// The bytes a log holding just `records` takes on disk (header included): where the next
+  /// record would start.
+  private func size(of records: ArraySlice<LogRecord>) throws -> Int {
+    let log = try EventLog(LogFixtures.configuration(freshDirectory()))
+    try log.append(Array(records))
+    return log.stats.bytes
+  }
+
+  /// A corrupt record in the middle of the newest segment costs that record only: recovery keeps
+  /// every whole record after it (it used to cut the file there), cuts only the torn tail, says
+  /// so, and appends continue after the last whole record.
+  func testACorruptRecordInTheNewestSegmentKeepsTheRecordsAfterIt() throws {
+    let records = try LogFixtures.records(frames: 300)
+    let directory = freshDirectory()
+    let log = try EventLog(LogFixtures.configuration(directory))
+    try log.append(records)
+    try log.close()
+    let file = try XCTUnwrap(try segmentFiles(directory).last)
+    let name = (file as NSString).lastPathComponent
+    let damaged = records.count / 2
+    let start = try size(of: records[..<damaged])
+    let end = try size(of: records[...damaged])
+    let lastStart = try size(of: records.dropLast())
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+    bytes[start + 10] ^= 0x01  // inside the record's body: its checksum fails
+    bytes.removeLast(5)  // and a torn write at the end
+    try Data(bytes).write(to: URL(fileURLWithPath: file))
+
+    let reopened = try EventLog(LogFixtures.configuration(directory))
+    var kept = records
+    kept.remove(at: damaged)
+    kept.removeLast()
+    XCTAssertEqual(LogFixtures.readAll(reopened.reader(from: nil)), kept)
+    XCTAssertEqual(reopened.lastDurableSeq, kept.last?.seq, "resume after the last whole record")
+    XCTAssertEqual(
+      reopened.recoveryReport,
+      [
+        RecoveryNote(kind: .corruptRange, segment: name, offset: start, bytes: end - start),
+        RecoveryNote(
+          kind: .cutTail, segment: name, offset: lastStart, bytes: bytes.count - lastStart),
+      ])
+    XCTAssertEqual(reopened.stats.corruptions, 1)
+    let next = LogRecord(
+      timeUS: records.last!.timeUS + 10, seq: records.last!.seq + 1, kind: .account,
+      did: "did:plc:next", collection: "", payload: [9])
+    try reopened.append([next])
+    try reopened.close()
+    // The corrupt range stays in the file (readers skip it); nothing else is left to cut.
+    let again = try EventLog(LogFixtures.configuration(directory))
+    XCTAssertEqual(LogFixtures.readAll(again.reader(from: nil)), kept + [next])
+    XCTAssertEqual(again.recoveryReport.map(\.kind), [.corruptRange])
+  }
+
+  /// A sealed segment cut short (its last record incomplete) is reported, not silently served
+  /// one event short.
+  func testASealedSegmentTruncatedBy37BytesIsReported() throws {
+    let records = try LogFixtures.records(frames: 300)
+    let directory = freshDirectory()
+    let log = try EventLog(LogFixtures.configuration(directory, segmentBytes: 16 << 10))
+    try log.append(records)
+    try log.close()
+    let files = try segmentFiles(directory)
+    XCTAssertGreaterThan(files.count, 2)
+    let file = files[0]
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+    try bytes.dropLast(37).write(to: URL(fileURLWithPath: file))
+
+    let reopened = try EventLog(LogFixtures.configuration(directory, segmentBytes: 16 << 10))
+    let note = try XCTUnwrap(reopened.recoveryReport.first)
+    XCTAssertEqual(reopened.recoveryReport.count, 1)
+    XCTAssertEqual(note.kind, .damagedTail)
+    XCTAssertEqual(note.segment, (file as NSString).lastPathComponent)
+    XCTAssertEqual(note.offset + note.bytes, bytes.count - 37, "from its last whole record on")
+    XCTAssertEqual(reopened.stats.corruptions, 1)
+    XCTAssertEqual(LogFixtures.readAll(reopened.reader(from: nil)).count, records.count - 1)
+
+    let inspect = try ContrailCommand.run(["inspect", directory, "--verify"])
+    XCTAssertEqual(inspect.status, 1)
+    let output = String(decoding: inspect.stdout, as: UTF8.self)
+    XCTAssertTrue(output.contains("damaged: \(note)"), output)
+    XCTAssertFalse(output.contains("verify: every record's checksum holds"), output)
+  }
+
+  /// A corrupt record in a sealed segment is skipped by readers and listed in the report, so
+  /// `serve` can log it.
+  func testACorruptRecordInASealedSegmentIsReported() throws {
+    let records = try LogFixtures.records(frames: 300)
+    let directory = freshDirectory()
+    let log = try EventLog(LogFixtures.configuration(directory, segmentBytes: 16 << 10))
+    try log.append(records)
+    try log.close()
+    let file = try segmentFiles(directory)[1]
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+    let flipped = bytes.count / 2
+    bytes[flipped] ^= 0x40
+    try Data(bytes).write(to: URL(fileURLWithPath: file))
+
+    let reopened = try EventLog(LogFixtures.configuration(directory, segmentBytes: 16 << 10))
+    let note = try XCTUnwrap(reopened.recoveryReport.first)
+    XCTAssertEqual(reopened.recoveryReport.count, 1)
+    XCTAssertEqual(note.kind, .corruptRange)
+    XCTAssertEqual(note.segment, (file as NSString).lastPathComponent)
+    XCTAssertTrue((note.offset..<(note.offset + note.bytes)).contains(flipped), "\(note)")
+    XCTAssertEqual(LogFixtures.readAll(reopened.reader(from: nil)).count, records.count - 1)
+  }
+
+  /// A failed write (here a segment roll that cannot create its file) is reported until an
+  /// append succeeds: what `/readyz` shows instead of "not connected".
+  func testAFailedAppendIsReportedUntilAnAppendSucceeds() throws {
+    let directory = freshDirectory()
+    let log = try EventLog(LogFixtures.configuration(directory))
+    let first = LogRecord(
+      timeUS: 1_700_000_000_000_000, seq: 100, kind: .account, did: "did:plc:a", collection: "",
+      payload: [1])
+    try log.append([first])
+    XCTAssertNil(log.writeFailure)
+    // A seq below the segment's base starts a new segment, named after its time: occupy the name.
+    let second = LogRecord(
+      timeUS: first.timeUS + 1, seq: 50, kind: .account, did: "did:plc:a", collection: "",
+      payload: [2])
+    let blocker = directory + "/segments/" + String(format: "%020lld.seg", second.timeUS)
+    try FileManager.default.createDirectory(atPath: blocker, withIntermediateDirectories: false)
+    XCTAssertThrowsError(try log.append([second]))
+    let failure = try XCTUnwrap(log.writeFailure)
+    XCTAssertTrue(failure.contains("cannot create \(blocker)"), failure)
+    try FileManager.default.removeItem(atPath: blocker)
+    try log.append([second])
+    XCTAssertNil(log.writeFailure)
+    XCTAssertEqual(LogFixtures.readAll(log.reader(from: nil)), [first, second])
+  }
+
   func testBitFlipsInOldSegmentsAreSkippedAndCounted() throws {
     let records = try LogFixtures.records(frames: 600)
     let directory = freshDirectory()

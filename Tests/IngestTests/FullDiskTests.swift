@@ -65,12 +65,18 @@ final class FullDiskTests: XCTestCase {
     }
     let health = try RawHTTP.get(port: contrail.port, target: "/healthz")
     XCTAssertEqual(health.status, 200, "the server carries on")
+    let ready = try RawHTTP.get(port: contrail.port, target: "/readyz")
+    XCTAssertEqual(ready.status, 503)
+    XCTAssertTrue(
+      ready.body.hasPrefix("the event log cannot write: "), "readyz names the disk: \(ready.body)")
+    XCTAssertTrue(ready.body.contains("No space left on device"), ready.body)
     let log = contrail.log
     XCTAssertLessThan(log.lastWrittenSeq ?? 0, expected.last!.0, "ingest is stuck on the disk")
 
     // Room again: ingest resumes after the last stored seq.
     XCTAssertEqual(Self.shell("/bin/mount", ["-o", "remount,size=16m", directory]), 0)
     try await waitUntil("everything stored") { (log.lastWrittenSeq ?? 0) >= expected.last!.0 }
+    XCTAssertEqual(try RawHTTP.get(port: contrail.port, target: "/readyz").status, 200)
     let stored = try IngestEndToEndTests.stored(
       log, try ZstdDictionary(path: SharedData.defaultDictionaryPath))
     XCTAssertEqual(stored.count, expected.count, "no event lost or stored twice")

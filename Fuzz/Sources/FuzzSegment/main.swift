@@ -15,9 +15,9 @@ private let path: String = {
 }()
 
 /// Target (f2): a whole segment file opened by `SegmentFile.load` (header check, then the
-/// `SegmentScanner` over every record, with each recovery mode). The input is the file after a
+/// `SegmentScanner` over every record, with each tail mode). The input is the file after a
 /// valid 32-byte header; its first byte chooses the mode: bit 0 set = fix every record's CRC
-/// first, bits 1–2 = the recovery (skip, stop, truncate), bit 3 = the next 16 bytes are the
+/// first, bits 1–2 = the tail (report, leave, cut), bit 3 = the next 16 bytes are the
 /// header's base time and seq (little-endian). `-close_fd_mask` is not needed: nothing
 /// is printed.
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -40,11 +40,11 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
   if mode & 1 != 0 {
     fixChecksums(&file, from: SegmentFile.headerSize, checksum: CRC32C.checksum)
   }
-  let recovery: SegmentFile.Recovery
+  let tail: SegmentFile.Tail
   switch (mode >> 1) & 3 {
-  case 0: recovery = .skip
-  case 1: recovery = .stop
-  default: recovery = .truncate
+  case 0: tail = .report
+  case 1: tail = .leave
+  default: tail = .cut
   }
   let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
   guard fd >= 0 else { fuzzFailure("cannot create \(path)", input) }
@@ -52,9 +52,12 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
   close(fd)
   guard written == file.count else { fuzzFailure("short write to \(path)", input) }
   do {
-    let (segment, corruptions, unreadTail) = try SegmentFile.load(path: path, recovery: recovery)
-    guard corruptions >= 0, unreadTail >= 0, unreadTail <= file.count else {
-      fuzzFailure("bad load result: \(corruptions) \(unreadTail)", input)
+    let (segment, notes, unreadTail) = try SegmentFile.load(path: path, tail: tail)
+    let inside = notes.allSatisfy {
+      $0.offset >= SegmentFile.headerSize && $0.bytes > 0 && $0.offset + $0.bytes <= file.count
+    }
+    guard inside, unreadTail >= 0, unreadTail <= file.count else {
+      fuzzFailure("bad load result: \(notes) \(unreadTail)", input)
     }
     let size = segment.fileSize
     guard size >= SegmentFile.headerSize, size <= file.count else {
