@@ -179,6 +179,8 @@ public final class FixtureRelay: Sendable {
       ChannelError.alreadyClosed
     {
       // The consumer went away between two writes: a normal end, nothing to report.
+    } catch let error as IOError where [ECONNRESET, EPIPE].contains(error.errnoCode) {
+      // The consumer reset the connection: its choice, nothing to report.
     } catch {
       configuration.log("fixture relay: connection ended: \(error)")
     }
@@ -192,7 +194,10 @@ public final class FixtureRelay: Sendable {
       state.connections[state.nextID] = socket.channel
       return state.nextID
     }
-    defer { _ = state.withLock { $0.connections.removeValue(forKey: id) } }
+    defer {
+      _ = state.withLock { $0.connections.removeValue(forKey: id) }
+      configuration.log("fixture relay: connection \(id) closed")
+    }
     configuration.log(
       "fixture relay: connection \(id) opened, cursor \(cursor.map(String.init) ?? "none")")
     try await socket.executeThenClose { inbound, outbound in
@@ -213,7 +218,6 @@ public final class FixtureRelay: Sendable {
         group.cancelAll()
       }
     }
-    configuration.log("fixture relay: connection \(id) closed")
   }
 
   /// Writes frames from the cursor on, paced, until cancelled or an error frame is due.

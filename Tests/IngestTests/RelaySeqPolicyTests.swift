@@ -17,6 +17,7 @@ import XCTest
 final class RelaySeqPolicyTests: XCTestCase {
   private var directories: [String] = []
   private var tasks: [Task<Void, Never>] = []
+  private let captured = CapturedLog()
 
   override func tearDown() {
     for task in tasks { task.cancel() }
@@ -66,7 +67,8 @@ final class RelaySeqPolicyTests: XCTestCase {
       relay: "ws://127.0.0.1:\(relayPort)", dataDirectory: directory)
     adjust(&settings)
     let registry = PrometheusCollectorRegistry()
-    let contrail = try await ContrailServer.start(settings, registry: registry, logger: quietLogger)
+    let contrail = try await ContrailServer.start(
+      settings, registry: registry, logger: captured.logger)
     tasks.append(Task { await contrail.run() })
     return (contrail, registry)
   }
@@ -159,6 +161,10 @@ final class RelaySeqPolicyTests: XCTestCase {
     }
     assertSame(try stored(contrail), wanted)
     XCTAssertEqual(registry.value("contrail_relay_seq_epochs_total"), 1)
+    let loud = captured.matching(
+      "error the relay's seq went backwards: storing from here on as a new relay epoch",
+      "last_seq=\(first.count + 4_999)", "seq=1")
+    XCTAssertEqual(loud.count, 1, "an error line: \(captured.all.joined(separator: "\n"))")
     await contrail.shutdown()
   }
 
@@ -203,6 +209,10 @@ final class RelaySeqPolicyTests: XCTestCase {
     assertSame(try stored(contrail), wanted)
     XCTAssertEqual(registry.value("contrail_relay_seq_jumps_total"), 1)
     XCTAssertEqual(registry.value("contrail_relay_seq_epochs_total"), 0)
+    XCTAssertEqual(
+      captured.matching(
+        "warning dropped a relay frame whose seq jumps absurdly far ahead", "seq=\(Int64.max)"
+      ).count, 1)
     await contrail.shutdown()
   }
 }

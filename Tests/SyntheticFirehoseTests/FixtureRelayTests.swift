@@ -1,7 +1,12 @@
 import Firehose
+import Synchronization
 import SyntheticFirehose
 import TestSupport
 import XCTest
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// The fixture relay over real sockets on 127.0.0.1 with a real websocket client.
 final class FixtureRelayTests: XCTestCase {
@@ -171,5 +176,31 @@ final class FixtureRelayTests: XCTestCase {
         XCTFail("upgrade should be refused")
       } catch is TestWebSocketClient.NotUpgraded {}
     }
+  }
+  /// Consumers that close or vanish mid-stream are a normal end: the relay logs the close and
+  /// nothing else (no "connection ended: …" error line per disconnect).
+  func testConsumerDisconnectsAreQuiet() async throws {
+    let lines = Mutex<[String]>([])
+    try await withRelay(
+      SyntheticRelaySource(seed: 4), { $0.log = { line in lines.withLock { $0.append(line) } } }
+    ) { _, port in
+      // A close frame and the socket closed right after it, as `serve` leaves a relay.
+      let polite = try RawSocket.silentWebSocket(port: port, target: FixtureRelay.path)
+      _ = RawSocket.readToEnd(polite, timeout: .seconds(10)) { $0.count > 10_000 }
+      RawSocket.send(polite, [0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xE8 ^ 2])  // 1000, masked
+      close(polite)
+      // A reset in the middle of the stream.
+      let abrupt = try RawSocket.silentWebSocket(port: port, target: FixtureRelay.path)
+      _ = RawSocket.readToEnd(abrupt, timeout: .seconds(10)) { $0.count > 10_000 }
+      var reset = linger(l_onoff: 1, l_linger: 0)
+      setsockopt(abrupt, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
+      close(abrupt)
+      try await waitUntil("both connections closed", timeout: .seconds(20)) {
+        lines.withLock { $0.filter { $0.hasSuffix(" closed") || $0.contains("ended") }.count } == 2
+      }
+    }
+    let all = lines.withLock { $0 }
+    XCTAssertEqual(all.filter { $0.contains("opened") }.count, 2, "\(all)")
+    XCTAssertFalse(all.contains { $0.contains("connection ended") }, "\(all)")
   }
 }
