@@ -177,13 +177,15 @@ final class FixtureRelayTests: XCTestCase {
       } catch is TestWebSocketClient.NotUpgraded {}
     }
   }
+
   /// Consumers that close or vanish mid-stream are a normal end: the relay logs the close and
   /// nothing else (no "connection ended: …" error line per disconnect).
   func testConsumerDisconnectsAreQuiet() async throws {
     let lines = Mutex<[String]>([])
-    try await withRelay(
-      SyntheticRelaySource(seed: 4), { $0.log = { line in lines.withLock { $0.append(line) } } }
-    ) { _, port in
+    let capture: (inout FixtureRelay.Configuration) -> Void = {
+      $0.log = { line in lines.withLock { $0.append(line) } }
+    }
+    try await withRelay(SyntheticRelaySource(seed: 4), capture) { _, port in
       // A close frame and the socket closed right after it, as `serve` leaves a relay.
       let polite = try RawSocket.silentWebSocket(port: port, target: FixtureRelay.path)
       _ = RawSocket.readToEnd(polite, timeout: .seconds(10)) { $0.count > 10_000 }
