@@ -94,7 +94,7 @@ let package = Package(
     .target(
       name: "TestSupport",
       dependencies: [
-        "Firehose", "Events", "Compression", "EventLog", "Broadcast", "SyntheticFirehose",
+        "Firehose", "Events", "Compression", "EventLog", "Broadcast", "Ingest", "SyntheticFirehose",
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),
       ] + websocket,

@@ -11,14 +11,13 @@ import Synchronization
 /// The stages after the socket (ARCHITECTURE §1), off the event loops and in relay order: the
 /// translate stage decodes a socket read's worth of frames into events (dropping frames at or
 /// below the newest relay seq already taken, so an overlapping resume stores nothing twice);
-/// the store stage compresses each event once, appends to the log, then publishes to the ring.
-/// The two stages run on their own serial queues, so on two cores they overlap.
+/// the store stage hands them to the `EventStore` (compress once, append, publish). The two
+/// stages run on their own serial queues, so on two cores they overlap.
 public final class IngestPipeline: @unchecked Sendable {
   /// Frames waiting beyond this pause reading from the relay socket.
   static let maxQueuedFrames = 4_096
 
-  private let log: EventLog
-  private let ring: LiveRing
+  private let store: EventStore
   private let logger: Logger
   /// Shared with `Ingest`, which counts reconnects and the connection gauge.
   let metrics: IngestMetrics
@@ -36,7 +35,6 @@ public final class IngestPipeline: @unchecked Sendable {
   /// The relay answered `FutureCursor`: it does not know our seq space.
   private var futureCursor = false
   // Owned by `storeQueue`.
-  private let compressor: EventCompressor
   private var storedSeq: Int64
   private var storedSinceStart = false
   /// Set when an append fails: later batches are dropped too (storing them would leave a gap)
@@ -45,13 +43,9 @@ public final class IngestPipeline: @unchecked Sendable {
   /// Frames submitted but not stored yet; and who waits for that to drop.
   private let backlog = Mutex<(frames: Int, drained: [@Sendable () -> Void])>((0, []))
 
-  public init(
-    log: EventLog, ring: LiveRing, compressor: EventCompressor, metrics: any MetricsFactory,
-    logger: Logger
-  ) {
-    self.log = log
-    self.ring = ring
-    self.compressor = compressor
+  public init(store: EventStore, metrics: any MetricsFactory, logger: Logger) {
+    let log = store.log
+    self.store = store
     self.logger = logger
     self.metrics = IngestMetrics(factory: metrics)
     translator = Translator(sequencer: Sequencer(last: log.lastTimeUS ?? 0))
@@ -251,37 +245,18 @@ public final class IngestPipeline: @unchecked Sendable {
 
   // MARK: Store stage
 
-  /// Compresses, appends, publishes; returns a reason to reconnect if the log refused them.
+  /// Stores a batch through the `EventStore`; returns a reason to reconnect if the log refused
+  /// it (then later batches are dropped until `settle`, so nothing after a gap is stored).
   private func store(_ events: [Event], through seq: Int64) -> String? {
     guard !events.isEmpty, !storeFailed else { return nil }
-    var records: [LogRecord] = []
-    var published: [BroadcastEvent] = []
-    do {
-      records.reserveCapacity(events.count)
-      published.reserveCapacity(events.count)
-      for event in events {
-        let frame = try compressor.compress(event.json)
-        records.append(LogRecord(event, payload: frame))
-        published.append(BroadcastEvent(event, compressed: frame))
-      }
-      try log.append(records)  // the log first: a subscriber never sees an unstored event
-      ring.publish(published)
-      storedSeq = seq
+    let outcome = store.store(events)
+    if let last = outcome.lastSeq {
+      storedSeq = outcome.error == nil ? seq : last
       storedSinceStart = true
-      metrics.upstreamSeq.record(seq)
+      metrics.upstreamSeq.record(storedSeq)
       metrics.lastFrameTime.record(Double(Sequencer.wallClockMicroseconds()) / 1e6)
-    } catch {
-      // An append can fail part-way (a full disk at a segment roll): publish exactly the frames
-      // the log kept, and resume after them; later batches are dropped until the reconnect.
-      // time_us increases strictly (seqs need not: a new relay epoch), so it tells which
-      // records the log kept.
-      let writtenThrough = log.lastTimeUS ?? 0
-      let kept = records.prefix { $0.timeUS <= writtenThrough }.count
-      if kept > 0 {
-        ring.publish(Array(published.prefix(kept)))
-        storedSeq = records[kept - 1].seq
-        storedSinceStart = true
-      }
+    }
+    if let error = outcome.error {
       storeFailed = true
       metrics.appendErrors.increment()
       logger.error("cannot store events; reconnecting", metadata: ["error": "\(error)"])
@@ -290,7 +265,7 @@ public final class IngestPipeline: @unchecked Sendable {
     // The batch is stored and published: a failing fsync must not publish it again (it is
     // written; only its durability is in doubt). Ingest reconnects and resumes after it.
     do {
-      try log.syncIfDue()
+      try store.log.syncIfDue()
     } catch {
       storeFailed = true
       metrics.appendErrors.increment()

@@ -114,8 +114,8 @@ public final class ContrailServer: Sendable {
       endpoint = try RelayEndpoint("ws://127.0.0.1:\(relayPort)")
     }
     let pipeline = IngestPipeline(
-      log: log, ring: ring,
-      compressor: try EventCompressor(dictionary: dictionary, level: settings.compressionLevel),
+      store: try EventStore(
+        log: log, ring: ring, dictionary: dictionary, level: settings.compressionLevel),
       metrics: factory, logger: logger)
     var ingestConfiguration = Ingest.Configuration(relay: endpoint)
     ingestConfiguration.start = settings.offline ? .resume : settings.relayStart

@@ -1,3 +1,4 @@
+import Compression
 import Ingest
 import NIOCore
 import Server
@@ -17,7 +18,7 @@ public struct ServeSettings: Sendable {
   public var maxDiskBytes: Int? = nil
   /// A zstd dictionary file; nil: the default one compiled into the binary.
   public var dictionaryPath: String?
-  public var compressionLevel: Int32 = 3
+  public var compressionLevel: Int32 = EventCompressor.defaultLevel
   public var fsyncMilliseconds = 100
   /// The in-memory live window: subscribers further behind read the log (page cache, ~600k
   /// events/s), so a small window costs little and keeps RSS low.

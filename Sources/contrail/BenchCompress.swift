@@ -21,7 +21,7 @@ struct BenchCompress: ParsableCommand {
   var dictionary: [String] = []
 
   @Option(help: "zstd level.")
-  var level: Int32 = 3
+  var level: Int32 = EventCompressor.defaultLevel
 
   @Option(help: "Passes over all events per trial.")
   var passes: Int = 200

@@ -27,22 +27,37 @@ struct BenchIngest: AsyncParsableCommand {
   @Option(help: "The dictionary the events are compressed with.")
   var dictionary = "Dictionaries/contrail-default.zdict"
 
+  @Option(help: "zstd level (the C reference compares at 3).")
+  var level: Int32 = EventCompressor.defaultLevel
+
+  @Option(help: "Frames to run: capture (../shared), generated, or both.")
+  var input = "both"
+
   @Flag(help: "Skip the `serve` RSS measurements.")
   var noRss = false
+
+  func validate() throws {
+    guard ["capture", "generated", "both"].contains(input) else {
+      throw ValidationError("--input is capture, generated or both")
+    }
+  }
 
   func run() async throws {
     let dictionary = try ZstdDictionary(path: dictionary)
     let capture = "../shared/corpus/jetstream-v1-capture/frames.bin.zst"
     var inputs: [(String, [[UInt8]])] = []  // released once converted
-    if FileManager.default.fileExists(atPath: capture) {
+    if input != "generated", FileManager.default.fileExists(atPath: capture) {
       let source = FileRelaySource(frames: try FramesFile.read(path: capture).frames, loop: true)
       inputs.append(
         ("real capture, repeated", (0..<frames).compactMap { source.frame(at: $0)?.bytes }))
-    } else {
+    } else if input != "generated" {
       print("(../shared capture absent: generated frames only)")
     }
-    var generator = FirehoseGenerator(seed: 3)
-    inputs.append(("generated", (0..<frames).map { _ in generator.next() }))
+    if input != "capture" {
+      var generator = FirehoseGenerator(seed: 3)
+      inputs.append(("generated", (0..<frames).map { _ in generator.next() }))
+    }
+    print("zstd level \(level)")
 
     for (name, frames) in inputs {
       let input = frames.map { ByteBuffer(bytes: $0) }  // as the socket hands them over
@@ -61,7 +76,7 @@ struct BenchIngest: AsyncParsableCommand {
               frame.withUnsafeReadableBytes { _ = translator.translate($0, into: &events) }
             }
           })
-        let compressor = try EventCompressor(dictionary: dictionary)
+        let compressor = try EventCompressor(dictionary: dictionary, level: level)
         compressBest = min(
           compressBest,
           seconds {
@@ -93,7 +108,7 @@ struct BenchIngest: AsyncParsableCommand {
     let log = try EventLog(configuration)
     let ring = LiveRing()
     let pipeline = IngestPipeline(
-      log: log, ring: ring, compressor: try EventCompressor(dictionary: dictionary),
+      store: try EventStore(log: log, ring: ring, dictionary: dictionary, level: level),
       metrics: NOOPMetricsHandler.instance,
       logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() })
     let started = ContinuousClock.now

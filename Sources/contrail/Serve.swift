@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import Foundation
 import Ingest
 import Logging
@@ -46,7 +47,7 @@ struct ServeCommand: AsyncParsableCommand {
       "zstd dictionary file (default: Contrail's own, ID 20261122, built in). [CONTRAIL_DICTIONARY]",
       discussion: ServeSettings.dictionaryNote))
   var dictionary: String?
-  @Option(help: "zstd level 1–19 (default 3). [CONTRAIL_COMPRESSION_LEVEL]")
+  @Option(help: "zstd level 1–19 (default 1). [CONTRAIL_COMPRESSION_LEVEL]")
   var compressionLevel: String?
   @Option(
     help: "fsync the log at most this far apart, e.g. 100ms (default). [CONTRAIL_FSYNC_INTERVAL]")
@@ -158,7 +159,7 @@ struct ServeCommand: AsyncParsableCommand {
       Settings.bytes($0).map(Optional.some)
     }
     settings.compressionLevel = try env.value(
-      compressionLevel, "CONTRAIL_COMPRESSION_LEVEL", default: 3
+      compressionLevel, "CONTRAIL_COMPRESSION_LEVEL", default: EventCompressor.defaultLevel
     ) { Int32($0).flatMap { (1...19).contains($0) ? $0 : nil } }
     settings.fsyncMilliseconds = try env.value(
       fsyncInterval, "CONTRAIL_FSYNC_INTERVAL", default: 100

@@ -129,9 +129,9 @@ final class RelaySeqPolicyTests: XCTestCase {
     configuration.backoffBase = .seconds(1)
     configuration.backoffCap = .seconds(30)
     let pipeline = IngestPipeline(
-      log: try TemporaryLog.open("backoff", directories: &directories),
-      ring: LiveRing(capacity: 16),
-      compressor: try EventCompressor(
+      store: try EventStore(
+        log: try TemporaryLog.open("backoff", directories: &directories),
+        ring: LiveRing(capacity: 16),
         dictionary: ZstdDictionary(path: SharedData.defaultDictionaryPath)),
       metrics: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()),
       logger: quietLogger)

@@ -2,6 +2,7 @@ import Broadcast
 import Compression
 import EventLog
 import Events
+import Ingest
 import Synchronization
 import SyntheticFirehose
 
@@ -36,10 +37,11 @@ public struct SyntheticStream: Sendable {
     self.broadcast = broadcast
   }
 
-  /// Appends `range` to the log, then publishes it to the ring, in ingest's order.
+  /// Stores `range` through ingest's store path (`EventStore`: compress, append, publish).
   public func ingest(_ range: Range<Int>, log: EventLog, ring: LiveRing) throws {
-    try log.append(Array(records[range]))
-    ring.publish(Array(broadcast[range]))
+    let outcome = try EventStore(log: log, ring: ring, dictionary: dictionary).store(
+      Array(events[range]))
+    if let error = outcome.error { throw error }
   }
 }
 

@@ -1,0 +1,92 @@
+import Broadcast
+import Compression
+import EventLog
+import Events
+import Foundation
+
+/// The one store path (ARCHITECTURE §1, store stage): compresses each event once, appends the
+/// batch to the log, then publishes to the ring exactly what the log holds — in order, once.
+/// Used by ingest, the tests and the benchmarks. Not thread-safe: one caller at a time (ingest's
+/// store queue); large batches are compressed on two threads.
+public final class EventStore: @unchecked Sendable {
+  /// What one `store` call did.
+  public struct Outcome {
+    /// Events appended and published: all of them, or, after a failed append, the prefix the
+    /// log kept.
+    public var stored: Int
+    /// The relay seq of the last stored event.
+    public var lastSeq: Int64?
+    /// Why the rest was not stored (a full disk, an I/O error).
+    public var error: (any Error)?
+  }
+
+  public let log: EventLog
+  public let ring: LiveRing
+  /// One per compressing thread (zstd contexts are single-threaded).
+  private let compressors: [EventCompressor]
+  /// Batches at least this big are compressed on two threads.
+  static let parallelBatch = 64
+
+  public init(
+    log: EventLog, ring: LiveRing, dictionary: ZstdDictionary,
+    level: Int32 = EventCompressor.defaultLevel
+  ) throws {
+    self.log = log
+    self.ring = ring
+    compressors = try (0..<2).map { _ in try EventCompressor(dictionary: dictionary, level: level) }
+  }
+
+  /// Compresses, appends, publishes. A subscriber never sees an event the log does not hold, and
+  /// never sees one twice: nothing here publishes after a failure except the prefix the log kept.
+  public func store(_ events: [Event]) -> Outcome {
+    guard !events.isEmpty else { return Outcome(stored: 0, lastSeq: nil, error: nil) }
+    let frames: [[UInt8]]
+    do {
+      frames = try compress(events)
+    } catch {
+      return Outcome(stored: 0, lastSeq: nil, error: error)
+    }
+    var records: [LogRecord] = []
+    records.reserveCapacity(events.count)
+    for (event, frame) in zip(events, frames) { records.append(LogRecord(event, payload: frame)) }
+    var kept = events.count
+    var failure: (any Error)? = nil
+    do {
+      try log.append(records)
+    } catch {
+      // An append can fail part-way (a full disk at a segment roll). time_us increases strictly
+      // (seqs need not: a new relay epoch), so it tells which records the log kept.
+      let writtenThrough = log.lastTimeUS ?? Int64.min
+      kept = records.prefix { $0.timeUS <= writtenThrough }.count
+      failure = error
+    }
+    if kept > 0 {
+      ring.publish(
+        (0..<kept).map { BroadcastEvent(events[$0], compressed: frames[$0]) })
+    }
+    return Outcome(
+      stored: kept, lastSeq: kept > 0 ? events[kept - 1].seq : nil, error: failure)
+  }
+
+  /// Each event's zstd frame, in order; the two halves of a large batch in parallel.
+  private func compress(_ events: [Event]) throws -> [[UInt8]] {
+    guard events.count >= Self.parallelBatch else {
+      return try events.map { try compressors[0].compress($0.json) }
+    }
+    let half = events.count / 2
+    let parts = [0..<half, half..<events.count]
+    let results = [PartResult(), PartResult()]  // one object per thread: no shared mutation
+    DispatchQueue.concurrentPerform(iterations: 2) { part in
+      results[part].value = Result {
+        try parts[part].map { try compressors[part].compress(events[$0].json) }
+      }
+    }
+    return try results[0].value!.get() + results[1].value!.get()
+  }
+}
+
+/// One `concurrentPerform` iteration's result, written by that iteration alone and read after
+/// `concurrentPerform` returns (which orders the write before the read).
+private final class PartResult: @unchecked Sendable {
+  var value: Result<[[UInt8]], any Error>?
+}
