@@ -42,6 +42,9 @@ public struct ServeSettings: Sendable {
     self.dictionaryPath = dictionaryPath
   }
 
+  /// What `serve` runs with when told nothing.
+  public static let defaults = ServeSettings(relay: try! RelayEndpoint("wss://bsky.network"))
+
   /// Said wherever the dictionary is chosen (`serve --help`, the start-up log).
   public static let dictionaryNote =
     "Clients that embed Jetstream's v1 dictionary (ID 1612007021) can only decode compressed "

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Events
+import Serve
 import SyntheticFirehose
 
 /// `contrail translate`: relay frames file → Jetstream events as JSONL.
@@ -32,7 +33,7 @@ struct Translate: ParsableCommand {
   func run() throws {
     var maxFrameBytes = FramesReader.defaultMaxFrameBytes
     if let maxFrameSize {
-      guard let bytes = Settings.bytes(maxFrameSize), (1024...(1 << 30)).contains(bytes) else {
+      guard let bytes = ServeValue.bytes(maxFrameSize), (1024...(1 << 30)).contains(bytes) else {
         throw ValidationError("--max-frame-size must be a size from 1KiB to 1GiB")
       }
       maxFrameBytes = bytes

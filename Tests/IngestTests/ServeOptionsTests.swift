@@ -1,0 +1,106 @@
+import Ingest
+import NIOCore
+import Serve
+import Server
+import XCTest
+
+/// `serve`'s settings resolution, without a subprocess: a flag beats its variable, which beats
+/// the default; every option takes a good value and refuses a bad one with a message naming it.
+final class ServeOptionsTests: XCTestCase {
+  private func resolve(_ flags: [ServeOption: String] = [:], _ environment: [String: String] = [:])
+    throws -> ServeConfiguration
+  {
+    try ServeConfiguration.resolve(flags: flags, environment: environment)
+  }
+
+  func testFlagBeatsVariableBeatsDefault() throws {
+    XCTAssertEqual(try resolve().settings.port, 6008)
+    XCTAssertEqual(try resolve([:], ["CONTRAIL_PORT": "7000"]).settings.port, 7000)
+    XCTAssertEqual(try resolve([.port: "7001"], ["CONTRAIL_PORT": "7000"]).settings.port, 7001)
+    XCTAssertEqual(try resolve([:], ["CONTRAIL_PORT": ""]).settings.port, 6008, "empty is unset")
+    // A bad variable is an error even when nothing else is given…
+    XCTAssertThrowsError(try resolve([:], ["CONTRAIL_PORT": "x"]))
+    // …but a flag overrides it unread.
+    XCTAssertEqual(try resolve([.port: "7001"], ["CONTRAIL_PORT": "x"]).settings.port, 7001)
+    XCTAssertTrue(try resolve([:], ["CONTRAIL_OFFLINE": "yes"]).settings.offline)
+  }
+
+  func testDefaultsAreServeSettingsDefaults() throws {
+    let resolved = try resolve()
+    let defaults = ServeSettings.defaults
+    XCTAssertEqual(resolved.settings.relay, try RelayEndpoint("wss://bsky.network"))
+    XCTAssertEqual(resolved.settings.compressionLevel, defaults.compressionLevel)
+    XCTAssertEqual(resolved.settings.retentionMicroseconds, 24 * 3_600_000_000)
+    XCTAssertEqual(resolved.settings.limits.maxPendingConnections, 1024)
+    XCTAssertEqual(resolved.settings.staleAfter, .seconds(60))
+    XCTAssertEqual(resolved.logLevel, .info)
+    XCTAssertFalse(resolved.jsonLogs)
+    XCTAssertTrue(resolved.metrics)
+  }
+
+  /// Each option with a value it takes and what that sets, and a value it refuses.
+  func testEveryOptionTakesGoodValuesAndRefusesBadOnes() throws {
+    let good: [ServeOption: (String, (ServeConfiguration) -> Bool)] = [
+      .relay: ("wss://relay.example", { $0.settings.relay.host == "relay.example" }),
+      .relayCursor: ("42", { $0.settings.relayStart == .seq(42) }),
+      .offline: ("true", { $0.settings.offline }),
+      .offlineRate: ("50", { $0.settings.offlineRate == 50 }),
+      .host: ("127.0.0.1", { $0.settings.host == "127.0.0.1" }),
+      .port: ("0", { $0.settings.port == 0 }),
+      .dataDir: ("/tmp/x", { $0.settings.dataDirectory == "/tmp/x" }),
+      .retention: ("90m", { $0.settings.retentionMicroseconds == 90 * 60_000_000 }),
+      .maxDisk: ("2GiB", { $0.settings.maxDiskBytes == 2 << 30 }),
+      .dictionary: ("d.zdict", { $0.settings.dictionaryPath == "d.zdict" }),
+      .compressionLevel: ("3", { $0.settings.compressionLevel == 3 }),
+      .fsyncInterval: ("250ms", { $0.settings.fsyncMilliseconds == 250 }),
+      .liveWindow: ("100", { $0.settings.liveWindowEvents == 100 }),
+      .maxLag: ("10m", { $0.settings.slowConsumer.maxLag == .minutes(10) }),
+      .maxLagGrace: ("5s", { $0.settings.slowConsumer.grace == .seconds(5) }),
+      .maxSubscribers: ("9", { $0.settings.limits.maxSubscribers == 9 }),
+      .maxConnectionsPerIP: ("2", { $0.settings.limits.maxConnectionsPerIP == 2 }),
+      .maxEventsPerSecondPerIP: ("30", { $0.settings.limits.maxEventsPerSecondPerIP == 30 }),
+      .maxPendingConnections: ("8", { $0.settings.limits.maxPendingConnections == 8 }),
+      .trustedProxies: (
+        "10.0.0.0/8", { $0.settings.trustedProxies.isTrusted("10.1.2.3") }
+      ),
+      .headerTimeout: ("3s", { $0.settings.headerTimeout == .seconds(3) }),
+      .idleTimeout: ("2m", { $0.settings.idleTimeout == .minutes(2) }),
+      .staleAfter: ("0", { $0.settings.staleAfter == nil }),
+      .maxFrameSize: ("1MiB", { $0.settings.maxFrameSize == 1 << 20 }),
+      .relayCA: ("ca.pem", { $0.settings.relayCertificates == "ca.pem" }),
+      .metrics: ("off", { !$0.metrics }),
+      .logLevel: ("DEBUG", { $0.logLevel == .debug }),
+      .logFormat: ("json", { $0.jsonLogs }),
+    ]
+    XCTAssertEqual(Set(good.keys), Set(ServeOption.allCases), "every option is covered")
+    for (option, (text, holds)) in good {
+      XCTAssertTrue(holds(try resolve([option: text])), "\(option.flag) \(text)")
+      XCTAssertTrue(holds(try resolve([:], [option.variable: text])), "\(option.variable)=\(text)")
+    }
+    // Free text (paths, addresses to bind) takes anything; everything else refuses nonsense.
+    let freeText: Set<ServeOption> = [.host, .dataDir, .dictionary, .relayCA]
+    let bad: [ServeOption: String] = [
+      .relayCursor: "-1", .port: "65536", .compressionLevel: "20", .retention: "-5m",
+      .maxFrameSize: "2GiB", .headerTimeout: "0", .relay: "ftp://x", .maxDisk: "0",
+    ]
+    for option in ServeOption.allCases where !freeText.contains(option) {
+      let text = bad[option] ?? "nonsense"
+      XCTAssertThrowsError(try resolve([option: text]), "\(option.flag) \(text)") { error in
+        XCTAssertEqual(
+          "\(error)", "\(option.flag) / \(option.variable): cannot use \"\(text)\"")
+      }
+    }
+  }
+
+  func testHelpNamesTheVariableAndTheRealDefault() {
+    for option in ServeOption.allCases {
+      XCTAssertTrue(option.help.hasSuffix(" [\(option.variable)]"), option.help)
+    }
+    XCTAssertTrue(
+      ServeOption.compressionLevel.help.contains(
+        "(default \(ServeSettings.defaults.compressionLevel))"))
+    XCTAssertTrue(ServeOption.retention.help.contains("(default 24h)"), ServeOption.retention.help)
+    XCTAssertTrue(ServeOption.liveWindow.help.contains("(default 16384)"))
+    XCTAssertTrue(ServeOption.maxFrameSize.help.contains("(default 5MiB)"))
+  }
+}
