@@ -46,40 +46,31 @@ enum EventJSON {
     out.append("}}")
   }
 
-  static func identity(
-    _ m: IdentityMessage, time: UnsafeRawBufferPointer, timeUS: Int64, to out: inout ByteSink
+  /// `#identity`: `{"did","time_us","kind":"identity","identity":{"did","handle"?,"seq","time"}}`;
+  /// `#account`: `{…,"account":{"active","did","seq","status"?,"time"}}` (Go's field order).
+  static func accountEvent(
+    _ m: AccountEventMessage, time: UnsafeRawBufferPointer, timeUS: Int64, to out: inout ByteSink
   ) {
+    let identity = m.kind == .identity
     out.append("{\"did\":")
     string(m.did, &out)
     out.append(",\"time_us\":")
     out.append(decimal: timeUS)
-    out.append(",\"kind\":\"identity\",\"identity\":{\"did\":")
+    out.append(
+      identity ? ",\"kind\":\"identity\",\"identity\":{" : ",\"kind\":\"account\",\"account\":{")
+    if !identity {
+      out.append("\"active\":")
+      out.append(m.active ? "true," : "false,")
+    }
+    out.append("\"did\":")
     string(m.did, &out)
-    if let handle = m.handle {
+    if identity, let handle = m.handle {
       out.append(",\"handle\":")
       string(handle, &out)
     }
     out.append(",\"seq\":")
     out.append(decimal: m.seq)
-    out.append(",\"time\":")
-    string(time, &out)
-    out.append("}}")
-  }
-
-  static func account(
-    _ m: AccountMessage, time: UnsafeRawBufferPointer, timeUS: Int64, to out: inout ByteSink
-  ) {
-    out.append("{\"did\":")
-    string(m.did, &out)
-    out.append(",\"time_us\":")
-    out.append(decimal: timeUS)
-    out.append(",\"kind\":\"account\",\"account\":{\"active\":")
-    out.append(m.active ? "true" : "false")
-    out.append(",\"did\":")
-    string(m.did, &out)
-    out.append(",\"seq\":")
-    out.append(decimal: m.seq)
-    if let status = m.status {
+    if !identity, let status = m.status {
       out.append(",\"status\":")
       string(status, &out)
     }

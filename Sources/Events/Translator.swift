@@ -110,26 +110,19 @@ private struct TranslatorState {
     case .commit(let commit):
       translate(commit, into: &events)
       return .translated(.commit, seq: commit.seq)
-    case .identity(let identity):
-      guard let time = identity.time, RFC3339.isValid(time) else {
+    case .accountEvent(let message):
+      let outcome = FrameOutcome.translated(message.kind.frameType, seq: message.seq)
+      guard let time = message.time, RFC3339.isValid(time) else {
         counters.count(drop: .badTime, .event)
-        return .translated(.identity, seq: identity.seq)
+        return outcome
       }
       let timeUS = sequencer.next()
       event.count = 0
-      EventJSON.identity(identity, time: time, timeUS: timeUS, to: &event)
-      append(.identity, timeUS, identity.seq, identity.did, "", into: &events)
-      return .translated(.identity, seq: identity.seq)
-    case .account(let account):
-      guard let time = account.time, RFC3339.isValid(time) else {
-        counters.count(drop: .badTime, .event)
-        return .translated(.account, seq: account.seq)
-      }
-      let timeUS = sequencer.next()
-      event.count = 0
-      EventJSON.account(account, time: time, timeUS: timeUS, to: &event)
-      append(.account, timeUS, account.seq, account.did, "", into: &events)
-      return .translated(.account, seq: account.seq)
+      EventJSON.accountEvent(message, time: time, timeUS: timeUS, to: &event)
+      append(
+        message.kind == .identity ? .identity : .account, timeUS, message.seq, message.did, "",
+        into: &events)
+      return outcome
     case .error(let code, let detail):
       counters.count(errorCode: code)
       return .error(code: code, message: detail)

@@ -62,28 +62,30 @@ public struct CommitOps: Sequence {
   }
 }
 
-/// An `#identity` body.
-public struct IdentityMessage {
-  public var seq: Int64
-  public var did: UnsafeRawBufferPointer
-  public var time: UnsafeRawBufferPointer?
-  public var handle: UnsafeRawBufferPointer?
-}
+/// An `#identity` or `#account` body: an account-level event, passed on with its own fields.
+public struct AccountEventMessage {
+  public enum Kind: Sendable {
+    case identity, account
 
-/// An `#account` body.
-public struct AccountMessage {
+    public var frameType: FrameType { self == .identity ? .identity : .account }
+  }
+
+  public var kind: Kind
   public var seq: Int64
   public var did: UnsafeRawBufferPointer
   public var time: UnsafeRawBufferPointer?
-  public var active: Bool
-  public var status: UnsafeRawBufferPointer?
+  /// `#identity`: the handle, when the relay sends one.
+  public var handle: UnsafeRawBufferPointer? = nil
+  /// `#account`: whether the account is active, and why not.
+  public var active = false
+  public var status: UnsafeRawBufferPointer? = nil
 }
 
 /// A decoded relay frame. Byte ranges point into the frame, which must outlive the message.
 public enum FirehoseMessage {
   case commit(CommitMessage)
-  case identity(IdentityMessage)
-  case account(AccountMessage)
+  /// `#identity` or `#account`.
+  case accountEvent(AccountEventMessage)
   /// An `op = -1` frame, e.g. `FutureCursor` or `ConsumerTooSlow`.
   case error(code: String, message: String?)
   /// `#info`, e.g. `OutdatedCursor`.
@@ -95,8 +97,7 @@ public enum FirehoseMessage {
   public var type: FrameType {
     switch self {
     case .commit: .commit
-    case .identity: .identity
-    case .account: .account
+    case .accountEvent(let event): event.kind.frameType
     case .error: .error
     case .info: .info
     case .ignored(let type): type

@@ -26,8 +26,8 @@ public enum FrameDecoder {
     if op == -1 { return decodeError(body) }
     guard op == 1, let type else { return .ignored(.unknown) }
     if type.matches("#commit") { return decodeCommit(body) }
-    if type.matches("#identity") { return decodeIdentity(body) }
-    if type.matches("#account") { return decodeAccount(body) }
+    if type.matches("#identity") { return decodeAccountEvent(body, .identity) }
+    if type.matches("#account") { return decodeAccountEvent(body, .account) }
     if type.matches("#info") { return decodeInfo(body) }
     if type.matches("#sync") { return .ignored(.sync) }
     if type.matches("#handle") || type.matches("#tombstone") || type.matches("#migrate") {
@@ -144,36 +144,15 @@ public enum FrameDecoder {
     return CommitOp(action: action, path: path, cid: cid)
   }
 
-  private static func decodeIdentity(_ body: UnsafeRawBufferPointer) -> FirehoseMessage {
+  /// `#identity` (seq, did, time, handle) and `#account` (seq, did, time, active, status); the
+  /// other kind's fields, like any unknown key, are skipped.
+  private static func decodeAccountEvent(
+    _ body: UnsafeRawBufferPointer, _ kind: AccountEventMessage.Kind
+  ) -> FirehoseMessage {
     var seq: Int64? = nil
     var did: UnsafeRawBufferPointer? = nil
     var time: UnsafeRawBufferPointer? = nil
     var handle: UnsafeRawBufferPointer? = nil
-    let ok = forEachField(body) { key, reader in
-      if key.matches("seq") {
-        seq = readSeq(&reader)
-        return seq != nil
-      } else if key.matches("did") {
-        guard case .text(let t) = reader.next() else { return false }
-        did = t
-      } else if key.matches("time") {
-        if case .text(let t) = reader.next() { time = t }
-      } else if key.matches("handle") {
-        guard let value = readOptionalText(&reader) else { return false }
-        handle = value
-      } else {
-        return nil
-      }
-      return true
-    }
-    guard ok, let seq, let did else { return .undecodable }
-    return .identity(IdentityMessage(seq: seq, did: did, time: time, handle: handle))
-  }
-
-  private static func decodeAccount(_ body: UnsafeRawBufferPointer) -> FirehoseMessage {
-    var seq: Int64? = nil
-    var did: UnsafeRawBufferPointer? = nil
-    var time: UnsafeRawBufferPointer? = nil
     var active = false
     var status: UnsafeRawBufferPointer? = nil
     let ok = forEachField(body) { key, reader in
@@ -184,11 +163,15 @@ public enum FrameDecoder {
         guard case .text(let t) = reader.next() else { return false }
         did = t
       } else if key.matches("time") {
+        // A non-string time is dropped later as bad_time, not treated as undecodable.
         if case .text(let t) = reader.next() { time = t }
-      } else if key.matches("active") {
+      } else if kind == .identity, key.matches("handle") {
+        guard let value = readOptionalText(&reader) else { return false }
+        handle = value
+      } else if kind == .account, key.matches("active") {
         guard case .bool(let b) = reader.next() else { return false }
         active = b
-      } else if key.matches("status") {
+      } else if kind == .account, key.matches("status") {
         guard let value = readOptionalText(&reader) else { return false }
         status = value
       } else {
@@ -197,8 +180,10 @@ public enum FrameDecoder {
       return true
     }
     guard ok, let seq, let did else { return .undecodable }
-    return .account(
-      AccountMessage(seq: seq, did: did, time: time, active: active, status: status))
+    return .accountEvent(
+      AccountEventMessage(
+        kind: kind, seq: seq, did: did, time: time, handle: handle, active: active,
+        status: status))
   }
 
   private static func decodeError(_ body: UnsafeRawBufferPointer) -> FirehoseMessage {

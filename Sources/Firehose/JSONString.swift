@@ -9,6 +9,16 @@ public enum JSONString {
     case replace
   }
 
+  /// `text` as a JSON string literal (for logs and pages; invalid UTF-8 cannot occur in a
+  /// `String`).
+  public static func quoted(_ text: String) -> String {
+    var sink = ByteSink(capacity: text.utf8.count + 16)
+    defer { sink.release() }
+    var text = text
+    _ = text.withUTF8 { write(UnsafeRawBufferPointer($0), to: &sink, invalid: .replace) }
+    return String(decoding: sink.bytes, as: UTF8.self)
+  }
+
   /// Appends `"…"` for `text`. Returns false (leaving partial output) if `text` is not valid
   /// UTF-8 and `invalid` is `.reject`.
   @discardableResult

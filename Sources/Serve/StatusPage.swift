@@ -53,7 +53,7 @@ public enum StatusValue: Sendable {
       } else {
         out += "\(value)"
       }
-    case .string(let value): StatusPage.writeJSONString(value, into: &out)
+    case .string(let value): out += JSONString.quoted(value)
     case .array(let values):
       out += "["
       for (index, value) in values.enumerated() {
@@ -65,7 +65,7 @@ public enum StatusValue: Sendable {
       out += "{"
       for (index, (key, value)) in members.enumerated() {
         if index > 0 { out += "," }
-        StatusPage.writeJSONString(key, into: &out)
+        out += JSONString.quoted(key)
         out += ":"
         value.write(into: &out)
       }
@@ -97,14 +97,6 @@ extension StatusCollector {
 enum StatusPage {
   /// `text` as a JSON string literal, escaped as Jetstream's events are (`JSONString`): `<`,
   /// `>`, `&` and U+2028/9 too, so it is also safe inside `<script>`.
-  static func writeJSONString(_ text: String, into out: inout String) {
-    var sink = ByteSink(capacity: text.utf8.count + 16)
-    defer { sink.release() }
-    var text = text
-    _ = text.withUTF8 { JSONString.write(UnsafeRawBufferPointer($0), to: &sink, invalid: .replace) }
-    out += String(decoding: sink.bytes, as: UTF8.self)
-  }
-
   static func escape(_ text: String) -> String {
     var out = ""
     out.reserveCapacity(text.utf8.count)

@@ -1,3 +1,4 @@
+import Firehose
 import Foundation
 import Logging
 
@@ -24,23 +25,9 @@ struct JSONLogHandler: LogHandler {
       fields.append((key, "\(value)"))
     }
     let line =
-      "{" + fields.map { "\(Self.quote($0)):\(Self.quote($1))" }.joined(separator: ",") + "}\n"
+      "{"
+      + fields.map { "\(JSONString.quoted($0)):\(JSONString.quoted($1))" }.joined(separator: ",")
+      + "}\n"
     FileHandle.standardError.write(Data(line.utf8))
-  }
-
-  static func quote(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-      default: out.unicodeScalars.append(scalar)
-      }
-    }
-    return out + "\""
   }
 }
