@@ -1,3 +1,4 @@
+import Dispatch
 import Events
 import Synchronization
 
@@ -12,14 +13,24 @@ import Synchronization
 /// concurrent readers, group commit, retention by age and size, and crash recovery on open.
 ///
 /// One writer (the ingest pipeline) calls `append`; readers are created from any thread.
+///
+/// Durability (FORMAT.md, "Durability"): `append` returns once its records are written to the
+/// file (readable, and safe from a process crash); it never waits for an fsync. fsync is a group
+/// commit on a background queue, outside every lock that appenders, readers or event loops take:
+/// a sync covers everything written before it started, and only then does `lastDurableSeq`
+/// advance. A power loss can lose what was written after the last completed sync (at most the
+/// sync interval, plus the time one sync takes).
 public final class EventLog: Sendable {
   public enum SyncPolicy: Sendable, Equatable {
-    /// fsync when this many milliseconds have passed since the last one (checked on append
-    /// and by `syncIfDue`).
+    /// A sync starts once this many milliseconds have passed since the last one started and
+    /// something was written since: when an append (or `syncIfDue`) finds it due, or by a timer
+    /// when nothing else comes, so nothing written stays unsynced much longer than this.
     case interval(milliseconds: Int)
-    /// fsync after this many bytes.
+    /// A sync starts once this many bytes have been written since the last one started.
     case bytes(Int)
-    /// Never fsync (tests, throwaway data).
+    /// No background syncs and no sync thread (tests, throwaway data): only `sync()` and
+    /// `close()` fsync, and only the newest segment (rolls do not sync what they seal).
+    /// `lastDurableSeq` is then `lastWrittenSeq`.
     case never
   }
 
@@ -36,6 +47,8 @@ public final class EventLog: Sendable {
     public var dictionaryID: UInt32 = 0
     /// The wall clock in µs (injectable for retention tests).
     public var clock: @Sendable () -> Int64 = Sequencer.wallClockMicroseconds
+    /// The `write` and `fdatasync` the log uses for its data (inject a slow or failing disk).
+    public var storage: Storage = .system
 
     public init(directory: String) { self.directory = directory }
   }
@@ -67,26 +80,73 @@ public final class EventLog: Sendable {
   /// every byte was a whole record.
   public let recoveryReport: [RecoveryNote]
 
+  // Locks, from the outside in; none is ever held across a write(2) or fsync except as noted,
+  // and none of those is taken by readers or event loops:
+  // - `writer` (the appender only, and `close`): held across an append's write(2)s, which keeps
+  //   appends ordered and whole.
+  // - `syncRound` (syncs only): held across one sync's fdatasyncs, so syncs run one at a time.
+  // - `state`, `syncState`, a segment's own state: brief snapshots and updates, never across I/O.
+  //   These and the atomics are all that readers, `stats` and the facts below touch.
+
+  /// The segment list and what changes rarely.
   struct State {
     var segments: [SegmentFile] = []
-    var writer: Int32 = -1  // fd of the newest segment, opened for appending
-    var unsyncedBytes = 0
-    var lastSync: Int64 = 0
-    var durableSeq: Int64? = nil
-    var writtenSeq: Int64? = nil
-    var writeFailure: String? = nil
+    /// Why the last append failed; nil once one succeeds.
+    var appendFailure: String? = nil
     var deletedSegments = 0
-    /// The newest `time_us` retention has deleted.
-    var deletedThrough: Int64? = nil
     var unreadTail = 0
+  }
+
+  /// The appender's own: the segment it writes and its descriptor.
+  struct Writer {
+    var segment: SegmentFile? = nil
+    var file: OpenFile? = nil
+    /// `State.appendFailure` is set.
+    var failed = false
+    var closed: String? = nil
+  }
+
+  /// What the next sync must cover, and the background sync's bookkeeping.
+  struct SyncState {
+    /// Every file written (or created) since the last sync started, sealed ones included: the
+    /// next sync fdatasyncs them all. Holding them keeps their descriptors open until then.
+    var unsynced: [OpenFile] = []
+    var unsyncedBytes = 0
+    /// A segment was created since the last sync started: fsync the directory too.
+    var directoryUnsynced = false
+    var lastSyncStart = ContinuousClock.now
+    /// Syncs started so far.
+    var rounds = 0
+    /// A sync is due and has not started yet.
+    var requested = false
+    /// The background queue has been asked to run the requested syncs.
+    var scheduled = false
+    /// A timer will check the interval (`.interval` only): set while one is pending.
+    var timerArmed = false
+    /// Why the last sync failed; nil once one succeeds.
+    var failure: String? = nil
     var closed = false
   }
 
   let state: Mutex<State>
+  private let writer: Mutex<Writer>
+  private let syncState: Mutex<SyncState>
+  private let syncRound = Mutex<Void>(())
+  /// Runs the background syncs, one at a time (never created work for `.never`).
+  private let syncQueue = DispatchQueue(label: "contrail.eventlog.sync")
+
+  /// The facts event loops read, without a lock (`none` is nil).
+  private static let none = Int64.min
+  private let lastTime: Atomic<Int64>
+  private let deletedThrough: Atomic<Int64>
+  private let writtenSeq: Atomic<Int64>
+  private let durableSeq: Atomic<Int64>
 
   /// Opens (creating if needed) the log in `configuration.directory`, scanning every segment
-  /// (`recoveryReport` says what was damaged) and cutting the newest one's torn tail.
-  /// `readOnly` never writes or truncates (for `inspect` on a live directory).
+  /// (`recoveryReport` says what was damaged) and cutting the newest one's torn tail, then
+  /// (unless the policy is `.never`) fsyncing what a previous process may have left unsynced, so
+  /// that `lastDurableSeq` is true from the start. `readOnly` never writes or truncates (for
+  /// `inspect` on a live directory).
   public init(_ configuration: Configuration, readOnly: Bool = false) throws {
     self.configuration = configuration
     self.segmentsDirectory = configuration.directory + "/segments"
@@ -116,24 +176,67 @@ public final class EventLog: Sendable {
       if newest { state.unreadTail = unread }
     }
     self.recoveryReport = report
-    if !readOnly, let newest = state.segments.last {
-      state.writer = openFile(newest.path, O_WRONLY | O_APPEND)
-      guard state.writer >= 0 else {
-        throw Failure(description: "cannot open \(newest.path): \(errorText())")
+    var writer = Writer()
+    if readOnly {
+      writer.closed = "the log is open read-only"
+    } else {
+      if configuration.sync != .never {
+        try Self.syncFiles(state.segments.map(\.path), segmentsDirectory, configuration.storage)
+      }
+      if let newest = state.segments.last {
+        let fd = openFile(newest.path, O_WRONLY | O_APPEND)
+        guard fd >= 0 else {
+          throw Failure(description: "cannot open \(newest.path): \(errorText())")
+        }
+        writer.segment = newest
+        writer.file = OpenFile(fd: fd, path: newest.path)
       }
     }
-    let lastSeq = state.segments.reversed().lazy.compactMap { $0.state.withLock { $0.lastSeq } }
-      .first
-    state.durableSeq = lastSeq
-    state.writtenSeq = lastSeq
-    state.lastSync = configuration.clock()
+    let newest = state.segments.reversed().lazy.compactMap { segment in
+      segment.state.withLock { s in s.lastSeq.map { (seq: $0, time: s.lastTime!) } }
+    }.first
     self.state = Mutex(state)
+    self.writer = Mutex(writer)
+    self.syncState = Mutex(SyncState())
+    self.lastTime = Atomic(newest?.time ?? Self.none)
+    self.deletedThrough = Atomic(Self.none)
+    self.writtenSeq = Atomic(newest?.seq ?? Self.none)
+    self.durableSeq = Atomic(newest?.seq ?? Self.none)
   }
 
-  deinit {
-    state.withLock { state in
-      if state.writer >= 0 { closeFile(state.writer) }
+  /// fdatasyncs existing files (and the directory) on open: a previous process that crashed may
+  /// have left writes only in the page cache.
+  private static func syncFiles(_ paths: [String], _ directory: String, _ storage: Storage) throws {
+    for path in paths {
+      let fd = openFile(path, O_RDONLY)
+      guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(errorText())") }
+      defer { closeFile(fd) }
+      if let code = syncRetrying(fd, storage) {
+        throw Failure(description: "fsync \(path): \(errorText(code))")
+      }
     }
+    if !paths.isEmpty, let failure = syncDirectory(directory) {
+      throw Failure(description: failure)
+    }
+  }
+
+  private static func syncRetrying(_ fd: Int32, _ storage: Storage) -> Int32? {
+    while true {
+      let code = storage.sync(fd)
+      if code == 0 { return nil }
+      if code != EINTR { return code }
+    }
+  }
+
+  /// fsyncs a directory (a new segment's name); the failure, if any.
+  private static func syncDirectory(_ path: String) -> String? {
+    let fd = openFile(path, O_RDONLY)
+    guard fd >= 0 else { return "cannot open \(path): \(errorText())" }
+    defer { closeFile(fd) }
+    while fsync(fd) != 0 {
+      if errno != EINTR { return "fsync \(path): \(errorText())" }
+    }
+    return nil
   }
 
   static func fileSize(_ path: String) -> Int {
@@ -159,55 +262,65 @@ public final class EventLog: Sendable {
 
   // MARK: Writing
 
+  private typealias Note = (time: Int64, seq: Int64, offset: Int, end: Int)
+
   /// Appends events in order (time and seq must not decrease within a segment; a decrease starts
-  /// a new one). They are readable as soon as this returns; fsync follows the sync policy.
-  /// A failure is kept in `writeFailure` until an append succeeds.
+  /// a new one). They are written (readable, and safe from a process crash) when this returns;
+  /// it never waits for an fsync, and only asks for one when the sync policy says it is due (or a
+  /// segment was sealed). A failure is kept in `writeFailure` until an append succeeds; an
+  /// append that fails part-way keeps the whole frames written before the failure (`lastTimeUS`
+  /// says up to where).
   public func append(_ records: [LogRecord]) throws {
     guard !records.isEmpty else { return }
-    try state.withLock { state in
-      guard !state.closed else { throw Failure(description: "the log is closed") }
+    var sealed = false
+    defer { requestSync(force: sealed) }
+    try writer.withLock { writer in
+      if let closed = writer.closed { throw Failure(description: closed) }
       do {
-        try append(records, &state)
-        state.writeFailure = nil
+        try append(records, &writer, sealed: &sealed)
+        if writer.failed {
+          writer.failed = false
+          state.withLock { $0.appendFailure = nil }
+        }
       } catch {
-        state.writeFailure = "\(error)"
+        writer.failed = true
+        state.withLock { $0.appendFailure = "\(error)" }
         throw error
       }
     }
   }
 
-  private func append(_ records: [LogRecord], _ state: inout State) throws {
+  private func append(_ records: [LogRecord], _ writer: inout Writer, sealed: inout Bool) throws {
     var pending: [UInt8] = []
-    var notes: [(time: Int64, seq: Int64, offset: Int, end: Int)] = []
-    var segment = state.segments.last
-    var base = segment?.fileSize ?? 0
+    var notes: [Note] = []
+    var base = writer.segment?.fileSize ?? 0
     for (index, record) in records.enumerated() {
       // A frame's events share its seq and stay in one segment, so resuming by seq never
       // finds half a frame stored.
       let startsFrame = index == 0 || record.seq != records[index - 1].seq
-      if let current = segment, startsFrame || !fits(current, record),
+      if let current = writer.segment, startsFrame || !fits(current, record),
         shouldRoll(current, base + pending.count, record)
       {
-        try flush(&state, current, &pending, &notes)
-        segment = nil
+        try flush(&writer, &pending, &notes)
+        seal(&writer)
+        sealed = true
       }
-      if segment == nil {
-        try startSegment(&state, record)
-        segment = state.segments.last
-        base = segment!.fileSize
+      if writer.segment == nil {
+        try startSegment(&writer, record)
+        base = writer.segment!.fileSize
       }
+      let segment = writer.segment!
       let offset = base + pending.count
       guard
         RecordCodec.encode(
-          record, baseTime: segment!.baseTime, baseSeq: segment!.baseSeq, into: &pending)
+          record, baseTime: segment.baseTime, baseSeq: segment.baseSeq, into: &pending)
       else {
         // Unreachable: a fresh segment's bases are this record's own time and seq.
         throw Failure(description: "record does not fit a fresh segment")
       }
       notes.append((record.timeUS, record.seq, offset, base + pending.count))
     }
-    if let segment { try flush(&state, segment, &pending, &notes) }
-    try syncIfDue(&state, force: false)
+    try flush(&writer, &pending, &notes)
   }
 
   private func fits(_ segment: SegmentFile, _ record: LogRecord) -> Bool {
@@ -222,125 +335,228 @@ public final class EventLog: Sendable {
       || !fits(segment, record)
   }
 
-  private func startSegment(_ state: inout State, _ record: LogRecord) throws {
-    if state.writer >= 0 {
-      try syncIfDue(&state, force: true)  // seal the previous segment durably
-      closeFile(state.writer)
-      state.writer = -1
+  /// Stops writing the current segment. Its descriptor stays open while `unsynced` holds it (the
+  /// next sync fdatasyncs, then closes it) or a sync in progress does.
+  private func seal(_ writer: inout Writer) {
+    if configuration.sync == .never, let file = writer.file {
+      syncState.withLock { $0.unsynced.removeAll { $0 === file } }
     }
-    // time_us strictly increases, so the new segment's name sorts after every existing one.
-    let segment = try SegmentFile.create(
-      directory: segmentsDirectory, baseTime: record.timeUS, baseSeq: record.seq,
-      dictionaryID: configuration.dictionaryID)
-    state.writer = openFile(segment.path, O_WRONLY | O_APPEND)
-    guard state.writer >= 0 else {
-      throw Failure(description: "cannot open \(segment.path): \(errorText())")
-    }
-    state.segments.append(segment)
+    writer.segment = nil
+    writer.file = nil
   }
 
-  private func flush(
-    _ state: inout State, _ segment: SegmentFile, _ pending: inout [UInt8],
-    _ notes: inout [(time: Int64, seq: Int64, offset: Int, end: Int)]
-  ) throws {
-    guard !pending.isEmpty else { return }
+  private func startSegment(_ writer: inout Writer, _ record: LogRecord) throws {
+    // time_us strictly increases, so the new segment's name sorts after every existing one.
+    let (segment, fd) = try SegmentFile.create(
+      directory: segmentsDirectory, baseTime: record.timeUS, baseSeq: record.seq,
+      dictionaryID: configuration.dictionaryID, storage: configuration.storage)
+    let file = OpenFile(fd: fd, path: segment.path)
+    syncState.withLock { sync in
+      sync.unsynced.append(file)  // its header
+      sync.directoryUnsynced = true  // its name
+    }
+    state.withLock { $0.segments.append(segment) }
+    writer.segment = segment
+    writer.file = file
+  }
+
+  private func flush(_ writer: inout Writer, _ pending: inout [UInt8], _ notes: inout [Note])
+    throws
+  {
+    guard !pending.isEmpty, let segment = writer.segment, let file = writer.file else { return }
     do {
-      try SegmentFile.writeAll(state.writer, pending, segment.path)
+      try SegmentFile.writeAll(file.fd, pending, segment.path, configuration.storage)
     } catch {
       // A short write (a full disk) must not leave half a record before the next append's
       // bytes: cut the file back to its last committed record.
-      _ = ftruncate(state.writer, off_t(notes.first!.offset))
+      _ = ftruncate(file.fd, off_t(notes.first!.offset))
       throw error
     }
-    state.unsyncedBytes += pending.count
-    state.writtenSeq = notes.last!.seq
     segment.state.withLock { segmentState in
       for note in notes {
         segmentState.noteAppended(
           time: note.time, seq: note.seq, offset: note.offset, end: note.end)
       }
     }
+    lastTime.store(notes.last!.time, ordering: .releasing)
+    let bytes = pending.count
+    let seq = notes.last!.seq
+    // The file and the seq together: a sync that sees this seq also syncs this file.
+    syncState.withLock { sync in
+      if !sync.unsynced.contains(where: { $0 === file }) { sync.unsynced.append(file) }
+      sync.unsyncedBytes += bytes
+      writtenSeq.store(seq, ordering: .releasing)
+    }
     pending.removeAll(keepingCapacity: true)
     notes.removeAll(keepingCapacity: true)
   }
 
-  /// fsyncs now if the policy says it is time (call it from a timer so quiet periods still sync).
+  // MARK: Syncing
+
+  /// Asks the background queue for a sync if one is due (or `force`), without waiting for it;
+  /// under `.interval`, arms a timer for when the interval will have passed if it is not due yet.
+  private func requestSync(force: Bool, timer: Int? = nil) {
+    guard configuration.sync != .never else { return }
+    let now = ContinuousClock.now
+    let (start, arm) = syncState.withLock { sync -> (Bool, (after: Duration, rounds: Int)?) in
+      if timer != nil { sync.timerArmed = false }
+      guard !sync.closed, !sync.unsynced.isEmpty, !sync.requested else { return (false, nil) }
+      var due = force || timer == sync.rounds  // no sync has started since the timer was armed
+      var arm: (after: Duration, rounds: Int)? = nil
+      switch configuration.sync {
+      case .never: return (false, nil)
+      case .bytes(let limit): due = due || sync.unsyncedBytes >= limit
+      case .interval(let ms):
+        let remaining = sync.lastSyncStart + .milliseconds(ms) - now
+        due = due || remaining <= .zero
+        if !due && !sync.timerArmed {
+          sync.timerArmed = true
+          arm = (remaining, sync.rounds)
+        }
+      }
+      guard due else { return (false, arm) }
+      sync.requested = true
+      guard !sync.scheduled else { return (false, nil) }
+      sync.scheduled = true
+      return (true, nil)
+    }
+    if start {
+      syncQueue.async { self.runRequestedSyncs() }
+    } else if let arm {
+      let micros =
+        Int(arm.after.components.seconds) * 1_000_000
+        + Int(arm.after.components.attoseconds / 1_000_000_000_000) + 1
+      syncQueue.asyncAfter(deadline: .now() + .microseconds(micros)) { [weak self] in
+        self?.requestSync(force: false, timer: arm.rounds)
+      }
+    }
+  }
+
+  private func runRequestedSyncs() {
+    while syncState.withLock({ sync in
+      guard sync.requested else {
+        sync.scheduled = false
+        return false
+      }
+      sync.requested = false
+      return true
+    }) {
+      syncNow()
+    }
+  }
+
+  /// One sync: fdatasyncs every file written since the previous sync started (and the directory
+  /// after a roll), then publishes as durable the seq written when it started. On failure
+  /// nothing becomes durable and the files stay due for the next sync. Returns the failure.
+  @discardableResult
+  private func syncNow() -> String? {
+    syncRound.withLock { _ in
+      let (files, directory, bytes, seq) = syncState.withLock { sync in
+        defer {
+          sync.unsynced = []
+          sync.unsyncedBytes = 0
+          sync.directoryUnsynced = false
+          sync.lastSyncStart = .now
+          sync.rounds += 1
+        }
+        return (
+          sync.unsynced, sync.directoryUnsynced, sync.unsyncedBytes,
+          writtenSeq.load(ordering: .acquiring)
+        )
+      }
+      var failure: String? = nil
+      for file in files {
+        if let code = Self.syncRetrying(file.fd, configuration.storage) {
+          failure = "fsync \(file.path): \(errorText(code))"
+          break
+        }
+      }
+      if failure == nil && directory { failure = Self.syncDirectory(segmentsDirectory) }
+      syncState.withLock { sync in
+        if let failure {
+          sync.failure = failure
+          sync.unsynced = files + sync.unsynced.filter { file in !files.contains { $0 === file } }
+          sync.unsyncedBytes += bytes
+          sync.directoryUnsynced = sync.directoryUnsynced || directory
+        } else {
+          sync.failure = nil
+          durableSeq.store(seq, ordering: .releasing)
+        }
+      }
+      return failure
+    }
+  }
+
+  /// Asks for a sync if the policy says it is time, without waiting for it (also called by the
+  /// maintenance task). Throws while the last sync failed (`syncFailure`): what was written is
+  /// readable but not known to be durable. The failed files stay due, so a later sync retries.
   public func syncIfDue() throws {
-    try state.withLock { try syncIfDue(&$0, force: false) }
+    requestSync(force: false)
+    if let failure = syncFailure { throw Failure(description: failure) }
   }
 
-  /// fsyncs whatever was written.
+  /// fsyncs everything written before this call and waits for it (after a sync in progress, if
+  /// any): for shutdown and tools, never the live path. Throws if it fails.
   public func sync() throws {
-    try state.withLock { try syncIfDue(&$0, force: true) }
+    if let failure = syncNow() { throw Failure(description: failure) }
   }
 
-  private func syncIfDue(_ state: inout State, force: Bool) throws {
-    guard state.writer >= 0, state.unsyncedBytes > 0 else { return }
-    let now = configuration.clock()
-    let due: Bool
-    switch configuration.sync {
-    case .never: due = force
-    case .bytes(let limit): due = force || state.unsyncedBytes >= limit
-    case .interval(let ms): due = force || now - state.lastSync >= Int64(ms) * 1_000
-    }
-    guard due else { return }
-    guard fdatasync(state.writer) == 0 else {
-      let failure = Failure(description: "fsync: \(errorText())")
-      state.writeFailure = failure.description
-      throw failure
-    }
-    state.unsyncedBytes = 0
-    state.lastSync = now
-    state.durableSeq = state.writtenSeq
-  }
+  /// Why the last sync failed (an I/O error, a full disk); nil once a sync succeeds.
+  public var syncFailure: String? { syncState.withLock { $0.failure } }
 
-  /// Why the last append or fsync failed (a full disk, an I/O error); nil again once an append
-  /// succeeds. While it is set, the log is not storing what ingest gives it.
-  public var writeFailure: String? { state.withLock { $0.writeFailure } }
+  /// Why the last append failed, else why the last sync failed (a full disk, an I/O error): nil
+  /// once an append succeeds and the last sync did. While it is set, the log is not storing (or
+  /// not making durable) what ingest gives it.
+  public var writeFailure: String? { state.withLock { $0.appendFailure } ?? syncFailure }
 
-  /// The relay seq of the last event known to be on disk (resume the relay after it).
+  /// The relay seq of the last event known to be on disk: the seq written when the last
+  /// successful sync started. (`.never`: `lastWrittenSeq`.)
   public var lastDurableSeq: Int64? {
-    state.withLock { configuration.sync == .never ? $0.writtenSeq : $0.durableSeq }
+    configuration.sync == .never ? lastWrittenSeq : Self.value(durableSeq)
   }
 
   /// The relay seq of the last event written (readable now, maybe not yet fsynced): where a
   /// running ingest resumes after a reconnect.
-  public var lastWrittenSeq: Int64? { state.withLock { $0.writtenSeq } }
+  public var lastWrittenSeq: Int64? { Self.value(writtenSeq) }
 
   /// The largest stored `time_us` (start the sequencer above it).
-  public var lastTimeUS: Int64? {
-    state.withLock {
-      $0.segments.reversed().lazy.compactMap { $0.state.withLock { $0.lastTime } }.first
-    }
+  public var lastTimeUS: Int64? { Self.value(lastTime) }
+
+  private static func value(_ atomic: borrowing Atomic<Int64>) -> Int64? {
+    let value = atomic.load(ordering: .acquiring)
+    return value == none ? nil : value
   }
 
   public var stats: Stats {
-    state.withLock { state in
-      var stats = Stats(
-        segments: state.segments.count, events: 0, bytes: 0, oldestTimeUS: nil, newestTimeUS: nil,
-        corruptions: recoveryReport.count { $0.kind != .cutTail },
-        deletedSegments: state.deletedSegments,
-        unreadTail: state.unreadTail)
-      for segment in state.segments {
-        segment.state.withLock { s in
-          stats.events += s.count
-          stats.bytes += s.committedEnd
-          if stats.oldestTimeUS == nil { stats.oldestTimeUS = s.firstTime }
-          if let last = s.lastTime { stats.newestTimeUS = last }
-        }
-      }
-      return stats
+    let (segments, deleted, unreadTail) = state.withLock {
+      ($0.segments, $0.deletedSegments, $0.unreadTail)
     }
+    var stats = Stats(
+      segments: segments.count, events: 0, bytes: 0, oldestTimeUS: nil, newestTimeUS: nil,
+      corruptions: recoveryReport.count { $0.kind != .cutTail },
+      deletedSegments: deleted, unreadTail: unreadTail)
+    for segment in segments {
+      segment.state.withLock { s in
+        stats.events += s.count
+        stats.bytes += s.committedEnd
+        if stats.oldestTimeUS == nil { stats.oldestTimeUS = s.firstTime }
+        if let last = s.lastTime { stats.newestTimeUS = last }
+      }
+    }
+    return stats
   }
 
-  /// Syncs and closes; later appends fail.
+  /// Stops appends, waits for the background syncs to finish, then syncs whatever is left and
+  /// closes the files. Later appends fail. Throws if the final sync fails.
   public func close() throws {
-    try state.withLock { state in
-      try syncIfDue(&state, force: true)
-      if state.writer >= 0 { closeFile(state.writer) }
-      state.writer = -1
-      state.closed = true
+    writer.withLock { writer in
+      if writer.closed == nil { writer.closed = "the log is closed" }
+      writer.segment = nil
+      writer.file = nil
     }
+    syncState.withLock { $0.closed = true }
+    if configuration.sync != .never { syncQueue.sync {} }  // the background syncs are done
+    try sync()
   }
 
   // MARK: Retention
@@ -363,17 +579,20 @@ public final class EventLog: Sendable {
         oldest.state.withLock { $0.deleted = true }
         doomed.append(state.segments.removeFirst())
         state.deletedSegments += 1
-        if let last = oldest.state.withLock({ $0.lastTime }) { state.deletedThrough = last }
+        if let last = oldest.state.withLock({ $0.lastTime }) {
+          deletedThrough.store(last, ordering: .releasing)
+        }
       }
       return doomed
     }
-    // Unlinking outside the lock: readers holding the file open finish it undisturbed.
+    // Unlinking outside the lock: readers holding the file open finish it undisturbed, and a
+    // sync holding its descriptor syncs the (unlinked) file harmlessly.
     for segment in doomed { unlink(segment.path) }
     return doomed.count
   }
 
-  /// The background task the server runs: every `interval`, delete expired segments and fsync
-  /// if the sync policy says it is time (so a quiet relay still gets its data synced).
+  /// The background task the server runs: every `interval`, delete expired segments and ask for
+  /// a sync if the policy says it is time (`syncIfDue`; it never waits for one).
   /// Returns when the calling task is cancelled.
   public func runMaintenance(every interval: Duration = .seconds(1)) async {
     while !Task.isCancelled {
@@ -387,7 +606,7 @@ public final class EventLog: Sendable {
 
   /// The newest `time_us` that retention has deleted since the log was opened: a reader whose
   /// position is older has lost events it never read.
-  public var deletedThroughTimeUS: Int64? { state.withLock { $0.deletedThrough } }
+  public var deletedThroughTimeUS: Int64? { Self.value(deletedThrough) }
 
   /// A reader positioned at the first event with `time_us ≥ cursor` (PROTOCOL §6): nil or ≤ 0,
   /// or older than the oldest event, starts at the oldest; newer than the newest starts at the end.

@@ -51,26 +51,30 @@ final class SegmentFile: Sendable {
     return String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".seg"
   }
 
-  /// Creates a new, empty segment file.
-  static func create(directory: String, baseTime: Int64, baseSeq: Int64, dictionaryID: UInt32)
-    throws -> SegmentFile
-  {
+  /// Creates a new segment file holding only its header and returns it with its descriptor, open
+  /// for appending. The header is written with `storage` but not synced here: the log's next sync
+  /// makes it (and the directory entry) durable before any record in it counts as durable.
+  static func create(
+    directory: String, baseTime: Int64, baseSeq: Int64, dictionaryID: UInt32,
+    storage: EventLog.Storage
+  ) throws -> (SegmentFile, fd: Int32) {
     let path = directory + "/" + fileName(baseTime: baseTime)
     var header = magic
     appendLE(UInt64(version) | UInt64(dictionaryID) << 32, &header)
     appendLE(UInt64(bitPattern: baseTime), &header)
     appendLE(UInt64(bitPattern: baseSeq), &header)
-    let fd = openFile(path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+    let fd = openFile(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0o644)
     guard fd >= 0 else { throw Failure(description: "cannot create \(path): \(errorText())") }
-    defer { closeFile(fd) }
     do {
-      try writeAll(fd, header, path)
-      guard fsync(fd) == 0 else { throw Failure(description: "fsync \(path): \(errorText())") }
+      try writeAll(fd, header, path, storage)
     } catch {
+      closeFile(fd)
       unlink(path)  // no header-less segment left behind (a full disk)
       throw error
     }
-    return SegmentFile(path: path, baseTime: baseTime, baseSeq: baseSeq, dictionaryID: dictionaryID)
+    let segment = SegmentFile(
+      path: path, baseTime: baseTime, baseSeq: baseSeq, dictionaryID: dictionaryID)
+    return (segment, fd)
   }
 
   /// What `load` does with the bytes after a segment's last whole record. (Corrupt ranges
@@ -184,14 +188,17 @@ final class SegmentFile: Sendable {
     (0..<8).reduce(0) { $0 | UInt64(bytes[offset + $1]) << (8 * UInt64($1)) }
   }
 
-  static func writeAll(_ fd: Int32, _ bytes: [UInt8], _ path: String) throws {
+  /// Writes all of `bytes` through `storage` (retrying short writes and EINTR).
+  static func writeAll(_ fd: Int32, _ bytes: [UInt8], _ path: String, _ storage: EventLog.Storage)
+    throws
+  {
     var written = 0
     try bytes.withUnsafeBytes { raw in
       while written < raw.count {
-        let n = write(fd, raw.baseAddress! + written, raw.count - written)
+        let n = storage.write(fd, raw.baseAddress! + written, raw.count - written)
         if n < 0 {
-          if errno == EINTR { continue }
-          throw Failure(description: "write \(path): \(errorText())")
+          if n == -Int(EINTR) { continue }
+          throw Failure(description: "write \(path): \(errorText(Int32(-n)))")
         }
         written += n
       }
@@ -213,7 +220,7 @@ extension SegmentFile.State {
   }
 }
 
-func errorText() -> String { String(cString: strerror(errno)) }
+func errorText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
 
 /// POSIX `open`/`close`, named so that types with their own `close()` can call them.
 func openFile(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
