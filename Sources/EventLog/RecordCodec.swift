@@ -20,8 +20,9 @@ enum RecordCodec {
   private static let plcPrefix = Array("did:plc:".utf8)
   private static let base32 = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
 
-  /// Appends the record; false (nothing appended) when its time or seq does not fit the
-  /// segment's 32-bit offsets.
+  /// Appends the record straight into `out` (no intermediate buffer: the body is written in
+  /// place, then its checksum in front of it); false (nothing appended) when its time or seq
+  /// does not fit the segment's 32-bit offsets.
   static func encode(_ record: LogRecord, baseTime: Int64, baseSeq: Int64, into out: inout [UInt8])
     -> Bool
   {
@@ -31,25 +32,50 @@ enum RecordCodec {
     else {
       return false
     }
-    var body: [UInt8] = []
-    body.reserveCapacity(record.payload.count + 48)
-    appendLE(UInt32(timeOffset), &body)
-    appendLE(UInt32(seqOffset), &body)
-    encodeDID(record.did, kind: record.kind, &body)
-    if record.collection.isEmpty {
-      body.append(0)
-    } else if let code = collectionCodes[record.collection] {
-      body.append(code)
+    let packedDID = packablePLC(record.did)
+    let didBytes = record.did.utf8.count
+    let code = record.collection.isEmpty ? 0 : collectionCodes[record.collection] ?? 1
+    let collectionBytes = record.collection.utf8.count
+    let bodyLength =
+      8 + (packedDID ? 16 : 1 + varintLength(didBytes) + didBytes)
+      + (code == 1 ? 1 + varintLength(collectionBytes) + collectionBytes : 1)
+      + record.payload.count
+    out.reserveCapacity(out.count + 9 + bodyLength)
+    Varint.append(bodyLength + 4, to: &out)
+    let checksumAt = out.count
+    appendLE(0, &out)  // the checksum, once the body is there
+    let bodyStart = out.count
+    appendLE(UInt32(timeOffset), &out)
+    appendLE(UInt32(seqOffset), &out)
+    if packedDID {
+      out.append(record.kind.rawValue | 0x04)
+      packPLC(record.did, &out)
     } else {
-      body.append(1)
-      Varint.append(record.collection.utf8.count, to: &body)
-      body.append(contentsOf: record.collection.utf8)
+      out.append(record.kind.rawValue)
+      Varint.append(didBytes, to: &out)
+      out.append(contentsOf: record.did.utf8)
     }
-    body.append(contentsOf: record.payload)
-    Varint.append(body.count + 4, to: &out)
-    appendLE(body.withUnsafeBytes { CRC32C.checksum($0) }, &out)
-    out.append(contentsOf: body)
+    out.append(code)
+    if code == 1 {
+      Varint.append(collectionBytes, to: &out)
+      out.append(contentsOf: record.collection.utf8)
+    }
+    out.append(contentsOf: record.payload)
+    let checksum = out.withUnsafeBytes {
+      CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[bodyStart...]))
+    }
+    for k in 0..<4 { out[checksumAt + k] = UInt8(truncatingIfNeeded: checksum >> (8 * k)) }
     return true
+  }
+
+  private static func varintLength(_ value: Int) -> Int {
+    var length = 1
+    var v = value >> 7
+    while v > 0 {
+      length += 1
+      v >>= 7
+    }
+    return length
   }
 
   /// What one parse attempt at an offset found.
@@ -119,36 +145,34 @@ enum RecordCodec {
 
   // MARK: DIDs
 
-  /// The flags byte holds the kind (bits 0–1) and whether the DID is a packed `did:plc` (bit 2).
-  private static func encodeDID(_ did: String, kind: EventKind, _ out: inout [UInt8]) {
-    let bytes = Array(did.utf8)
-    if bytes.count == 32, bytes.starts(with: plcPrefix) {
-      var packed: [UInt8] = []
-      var buffer: UInt64 = 0
-      var bits = 0
-      var valid = true
-      for c in bytes[8...] {
-        guard let v = base32.firstIndex(of: c) else {
-          valid = false
-          break
-        }
-        buffer = buffer << 5 | UInt64(v)
-        bits += 5
-        if bits >= 8 {
-          bits -= 8
-          packed.append(UInt8(truncatingIfNeeded: buffer >> UInt64(bits)))
-        }
-      }
-      if valid {  // 24 × 5 bits = 120 bits = 15 bytes exactly
-        out.append(kind.rawValue | 0x04)
-        out.append(contentsOf: packed)
-        return
+  /// The flags byte holds the kind (bits 0–1) and whether the DID is a packed `did:plc` (bit 2):
+  /// `did:plc:` and 24 base32 characters, stored as their 15 bytes.
+  private static func packablePLC(_ did: String) -> Bool {
+    let utf8 = did.utf8
+    return utf8.count == 32 && utf8.starts(with: plcPrefix)
+      && utf8.dropFirst(8).allSatisfy { base32Values[Int($0)] != 0xFF }
+  }
+
+  /// Appends the 15 bytes of a packable `did:plc` (24 × 5 bits = 120 bits exactly).
+  private static func packPLC(_ did: String, _ out: inout [UInt8]) {
+    var buffer: UInt64 = 0
+    var bits = 0
+    for c in did.utf8.dropFirst(8) {
+      buffer = buffer << 5 | UInt64(base32Values[Int(c)])
+      bits += 5
+      if bits >= 8 {
+        bits -= 8
+        out.append(UInt8(truncatingIfNeeded: buffer >> UInt64(bits)))
       }
     }
-    out.append(kind.rawValue)
-    Varint.append(bytes.count, to: &out)
-    out.append(contentsOf: bytes)
   }
+
+  /// Each byte's base32 value, 0xFF when it is not a base32 character.
+  private static let base32Values: [UInt8] = {
+    var values = [UInt8](repeating: 0xFF, count: 256)
+    for (value, character) in base32.enumerated() { values[Int(character)] = UInt8(value) }
+    return values
+  }()
 
   /// The range of the DID field's content (after the tag) and moves `position` past it.
   private static func didField(_ body: UnsafeRawBufferPointer, _ position: inout Int) -> Range<Int>?
