@@ -8,13 +8,13 @@ import Synchronization
   import Darwin
 #endif
 
-/// Contrail's 24-hour on-disk ring buffer (ARCHITECTURE §3, format in FORMAT.md): append-only
+/// Contrail's 24-hour on-disk ring buffer (ARCHITECTURE §3, format in docs/FORMAT.md): append-only
 /// segment files of compressed events with their filter keys, exact cursor seeks, many
 /// concurrent readers, group commit, retention by age and size, and crash recovery on open.
 ///
 /// One writer (the ingest pipeline) calls `append`; readers are created from any thread.
 ///
-/// Durability (FORMAT.md, "Durability"): `append` returns once its records are written to the
+/// Durability (docs/FORMAT.md, "Durability"): `append` returns once its records are written to the
 /// file (readable, and safe from a process crash); it never waits for an fsync. fsync is a group
 /// commit on a background queue, outside every lock that appenders, readers or event loops take:
 /// a sync covers everything written before it started, and only then does `lastDurableSeq`

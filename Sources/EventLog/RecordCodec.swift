@@ -1,7 +1,7 @@
 import Events
 import Firehose
 
-/// Encodes and decodes records of FORMAT.md: `varint length, crc32c, body`.
+/// Encodes and decodes records of docs/FORMAT.md: `varint length, crc32c, body`.
 enum RecordCodec {
   /// Collections stored as one byte. Frozen for format version 1: append only with a new version.
   static let collections: [String] = [

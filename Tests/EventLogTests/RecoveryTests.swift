@@ -26,7 +26,7 @@ final class RecoveryTests: XCTestCase {
     }
   }
 
-  /// PROTOCOL invariant 6: cutting the newest segment anywhere inside its last records leaves a
+  /// ARCHITECTURE invariant 6: cutting the newest segment anywhere inside its last records leaves a
   /// clean prefix after reopening, and appends continue after it.
   func testTruncatingTheNewestSegmentAtEveryByteServesACleanPrefix() throws {
     let records = try LogFixtures.records(frames: 60)
