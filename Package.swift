@@ -43,7 +43,7 @@ let package = Package(
     .target(
       name: "DefaultDictionary", path: "Dictionaries", exclude: ["README.md"],
       resources: [.embedInCode("contrail-default.zdict")]),
-    .target(name: "EventLog", dependencies: ["Events", "Firehose"], exclude: ["FORMAT.md"]),
+    .target(name: "EventLog", dependencies: ["Events", "Firehose"]),
     .target(
       name: "Broadcast",
       dependencies: [

@@ -34,6 +34,9 @@ public final class IngestPipeline: @unchecked Sendable {
   private var pendingJump: Int64?
   /// The relay answered `FutureCursor`: it does not know our seq space.
   private var futureCursor = false
+  /// This connection follows a `FutureCursor`: its first seqs belong to a new epoch even when
+  /// they sit just below ours (they are not a resume overlap).
+  private var newEpochExpected = false
   // Owned by `storeQueue`.
   private var storedSeq: Int64
   private var storedSinceStart = false
@@ -128,6 +131,7 @@ public final class IngestPipeline: @unchecked Sendable {
             self.pendingJump = nil
             let future = self.futureCursor
             self.futureCursor = false
+            self.newEpochExpected = future
             continuation.resume(
               returning: Resume(
                 seq: stored > 0 ? stored : nil, storedSinceStart: storedSinceStart,
@@ -172,6 +176,7 @@ public final class IngestPipeline: @unchecked Sendable {
         if accept(seq) {
           takenSeq = seq
           takenOnConnection = true
+          newEpochExpected = false
         } else {
           events.removeSubrange(before...)
         }
@@ -207,7 +212,7 @@ public final class IngestPipeline: @unchecked Sendable {
   /// one frame jumping absurdly ahead is dropped unless the next confirms the jump.
   private func accept(_ seq: Int64) -> Bool {
     if seq <= takenSeq {
-      let overlap = !takenOnConnection && takenSeq - seq < Self.overlapWindow
+      let overlap = !takenOnConnection && !newEpochExpected && takenSeq - seq < Self.overlapWindow
       if seq == takenSeq || overlap {
         metrics.duplicateFrames.increment()
         return false

@@ -194,6 +194,33 @@ final class RelaySeqPolicyTests: XCTestCase {
     await contrail.shutdown()
   }
 
+  /// As above, but the new relay's seqs sit just below ours (within the resume-overlap window):
+  /// after its `FutureCursor` they are still a new epoch, not an overlap to drop.
+  func testARelayJustBelowOurSeqIsANewEpochNotAnOverlap() async throws {
+    let first = frames(150, firstSeq: 1_000, seed: 12)
+    let (firstRelay, port, task) = try await relay(first)
+    let (contrail, registry) = try await serve(relayPort: port)
+    let log = contrail.log
+    let firstExpected = expected(first)
+    try await waitUntil("the first relay stored", timeout: .seconds(20)) {
+      log.lastWrittenSeq == firstExpected.last!.0
+    }
+    task.cancel()
+    firstRelay.dropConnections()
+    await task.value
+    let second = frames(100, firstSeq: 1_000, seed: 13)  // newest 1,099 < 1,149 stored
+    _ = try await relay(second, port: port)
+    let wanted = firstExpected + expected(second)
+    try await waitUntil("the second relay stored", timeout: .seconds(20)) {
+      log.lastWrittenSeq == wanted.last!.0 && (try? self.stored(contrail).count) == wanted.count
+    }
+    assertSame(try stored(contrail), wanted)
+    XCTAssertEqual(registry.value(#"contrail_relay_error_frames_total{code="FutureCursor"}"#), 1)
+    XCTAssertEqual(registry.value("contrail_relay_seq_epochs_total"), 1)
+    XCTAssertEqual(registry.value("contrail_relay_duplicate_frames_total"), 0)
+    await contrail.shutdown()
+  }
+
   /// One frame claiming seq 2^63−1 is dropped; ingest carries on and resumes normally.
   func testOneAbsurdSeqCannotStallIngest() async throws {
     var stream = frames(200, firstSeq: 1_000, seed: 11)
