@@ -206,6 +206,7 @@ public final class ContrailServer: Sendable {
     try? await server.stop(timeout: .seconds(5))
     relay?.cancel()
     await relay?.value
+    lock.release()  // nothing writes any more: another server may open the directory
     logger.info(
       "stopped", metadata: ["last_seq": "\(log.lastWrittenSeq.map(String.init) ?? "none")"])
   }

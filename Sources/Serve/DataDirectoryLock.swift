@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -9,6 +11,7 @@
 /// dies, even by SIGKILL: a restart never finds a stale lock.
 final class DataDirectoryLock: Sendable {
   private let descriptor: Int32
+  private let released = Atomic<Bool>(false)
 
   init(_ directory: String) throws {
     var path = ""
@@ -30,5 +33,10 @@ final class DataDirectoryLock: Sendable {
     }
   }
 
-  deinit { close(descriptor) }
+  /// Lets go of the lock (once; also when deallocated).
+  func release() {
+    if !released.exchange(true, ordering: .relaxed) { close(descriptor) }
+  }
+
+  deinit { release() }
 }

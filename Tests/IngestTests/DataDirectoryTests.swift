@@ -5,9 +5,9 @@ import Serve
 import TestSupport
 import XCTest
 
-/// `serve` says what recovery found in the log it opens: a corrupt record in an old segment is
-/// an error line naming the segment, with the records around it still served.
-final class RecoveryLogTests: XCTestCase {
+/// The data directory as `serve` opens it: one server at a time (a kernel lock), and what
+/// recovery found is said in the log.
+final class DataDirectoryTests: XCTestCase {
   private var directories: [String] = []
 
   override func tearDown() {
@@ -41,5 +41,29 @@ final class RecoveryLogTests: XCTestCase {
     XCTAssertEqual(contrail.log.stats.events, stream.records.count - 1, "only one event is lost")
     await contrail.shutdown()
     await running.value
+  }
+
+  /// A second server on the same directory is refused with a clear reason while the first runs,
+  /// and starts once the first has stopped.
+  func testTwoServersCannotShareADataDirectory() async throws {
+    let directory = TemporaryLog.directory("lock")
+    directories.append(directory)
+    var settings = try ServeSettings.forTests(relay: "ws://127.0.0.1:1", dataDirectory: directory)
+    settings.offline = true
+    let first = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
+    let running = Task { await first.run() }
+    do {
+      _ = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
+      XCTFail("a second server started on the same data directory")
+    } catch {
+      XCTAssertEqual(
+        "\(error)", "another contrail is already using the data directory \(directory)")
+    }
+    await first.shutdown()
+    await running.value
+    let second = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
+    let again = Task { await second.run() }
+    await second.shutdown()
+    await again.value
   }
 }
