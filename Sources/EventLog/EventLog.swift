@@ -527,6 +527,16 @@ public final class EventLog: Sendable {
     return value == none ? nil : value
   }
 
+  /// The dictionary IDs the segments were written with (0: not recorded), oldest first, each
+  /// once: what a reader needs to decompress the payloads.
+  public var dictionaryIDs: [UInt32] {
+    var seen: [UInt32] = []
+    for segment in segments where !seen.contains(segment.dictionaryID) {
+      seen.append(segment.dictionaryID)
+    }
+    return seen
+  }
+
   public var stats: Stats {
     let (segments, deleted, unreadTail) = state.withLock {
       ($0.segments, $0.deletedSegments, $0.unreadTail)

@@ -79,6 +79,15 @@ public final class ContrailServer: Sendable {
     logConfiguration.sync = .interval(milliseconds: settings.fsyncMilliseconds)
     logConfiguration.dictionaryID = dictionary.id
     let log = try EventLog(logConfiguration)
+    // Payloads are compressed once, so a log written with another dictionary cannot be served
+    // with this one: zstd subscribers could not decode its frames.
+    if let other = log.dictionaryIDs.first(where: { $0 != 0 && $0 != dictionary.id }) {
+      try log.close()
+      throw ServeError(
+        "the data directory \(settings.dataDirectory) holds events compressed with dictionary "
+          + "\(other), not \(dictionary.id) (the one configured): run with --dictionary set to "
+          + "that dictionary's file, or start with an empty --data-dir")
+    }
     for note in log.recoveryReport {
       logger.log(
         level: note.kind == .cutTail ? .warning : .error, "event log recovery: \(note)",

@@ -66,4 +66,34 @@ final class DataDirectoryTests: XCTestCase {
     await second.shutdown()
     await again.value
   }
+
+  /// A log written with one dictionary is not served with another (its zstd frames name the
+  /// first): `serve` refuses to start and says what to do.
+  func testALogWrittenWithAnotherDictionaryIsRefused() async throws {
+    guard let jetstream = SharedData.path("dictionaries/jetstream-v1.zdict") else {
+      throw XCTSkip(SharedData.skipMessage)
+    }
+    let directory = TemporaryLog.directory("dictionary")
+    directories.append(directory)
+    var settings = try ServeSettings.forTests(relay: "ws://127.0.0.1:1", dataDirectory: directory)
+    settings.offline = true
+    let first = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
+    let running = Task { await first.run() }
+    try await waitUntil("some events stored", timeout: .seconds(20)) {
+      first.log.stats.events > 0
+    }
+    await first.shutdown()
+    await running.value
+    settings.dictionaryPath = jetstream
+    do {
+      _ = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
+      XCTFail("a log written with another dictionary was served")
+    } catch {
+      XCTAssertEqual(
+        "\(error)",
+        "the data directory \(directory) holds events compressed with dictionary 20261122, not "
+          + "1612007021 (the one configured): run with --dictionary set to that dictionary's "
+          + "file, or start with an empty --data-dir")
+    }
+  }
 }
