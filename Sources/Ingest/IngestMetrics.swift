@@ -46,10 +46,6 @@ final class IngestMetrics: Sendable {
       let delta = counters.frames(type) - previous.frames(type)
       if delta > 0 { frames[type.rawValue].increment(by: delta) }
     }
-    for kind in EventKind.allCases {
-      let delta = counters.events(kind) - previous.events(kind)
-      if delta > 0 { events[Int(kind.rawValue)].increment(by: delta) }
-    }
     for (key, count) in counters.drops {
       let delta = count - (previous.drops[key] ?? 0)
       if delta > 0 {
@@ -59,6 +55,14 @@ final class IngestMetrics: Sendable {
         ).increment(by: delta)
       }
     }
+  }
+
+  /// `contrail_events_total{kind}`: events stored (and published), counted after the log took
+  /// them, so frames dropped as duplicates or absurd seq jumps never count.
+  func stored(_ stored: ArraySlice<Event>) {
+    var byKind = [0, 0, 0]
+    for event in stored { byKind[Int(event.kind.rawValue)] += 1 }
+    for (kind, count) in byKind.enumerated() where count > 0 { events[kind].increment(by: count) }
   }
 
   /// `contrail_relay_error_frames_total{code}`.

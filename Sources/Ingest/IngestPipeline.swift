@@ -255,6 +255,7 @@ public final class IngestPipeline: @unchecked Sendable {
   private func store(_ events: [Event], through seq: Int64) -> String? {
     guard !events.isEmpty, !storeFailed else { return nil }
     let outcome = store.store(events)
+    metrics.stored(events.prefix(outcome.stored))
     if let last = outcome.lastSeq {
       storedSeq = outcome.error == nil ? seq : last
       storedSinceStart = true

@@ -10,7 +10,7 @@ enum MetricHelp {
     "contrail_events_oversize_total":
       "Events not sent because they exceed the subscriber's maxMessageSizeBytes.",
     "contrail_events_sent_total": "Events written to subscribers.",
-    "contrail_events_total": "Events produced by ingest, by kind.",
+    "contrail_events_total": "Events stored (and published), by kind.",
     "contrail_heartbeats_sent_total": "Cursor heartbeats sent to subscribers.",
     "contrail_http_timeouts_total":
       "HTTP connections closed for not completing a request (header or idle timeout).",

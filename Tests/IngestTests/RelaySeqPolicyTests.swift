@@ -236,6 +236,11 @@ final class RelaySeqPolicyTests: XCTestCase {
     assertSame(try stored(contrail), wanted)
     XCTAssertEqual(registry.value("contrail_relay_seq_jumps_total"), 1)
     XCTAssertEqual(registry.value("contrail_relay_seq_epochs_total"), 0)
+    let counted = ["commit", "identity", "account"].reduce(0.0) {
+      $0 + registry.value(#"contrail_events_total{kind="\#($1)"}"#)
+    }
+    XCTAssertEqual(
+      Int(counted), wanted.count, "events_total counts stored events, not dropped ones")
     XCTAssertEqual(
       captured.matching(
         "warning dropped a relay frame whose seq jumps absurdly far ahead", "seq=\(Int64.max)"
