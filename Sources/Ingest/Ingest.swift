@@ -40,8 +40,15 @@ public final class Ingest: Sendable {
   private let pipeline: IngestPipeline
   private let logger: Logger
   private let tls: NIOSSLContext?
-  private let state = Mutex<(connected: Bool, connections: Int, stopped: Bool, channel: Channel?)>(
-    (false, 0, false, nil))
+  private struct State {
+    var connected = false
+    var connections = 0
+    var stopped = false
+    var channel: Channel?
+    /// When the last connection ended (nil while connected, or before the first one).
+    var disconnectedAt: ContinuousClock.Instant?
+  }
+  private let state = Mutex(State())
   private let metrics: IngestMetrics
 
   public init(
@@ -58,6 +65,15 @@ public final class Ingest: Sendable {
 
   /// Whether a relay connection is up now.
   public var isConnected: Bool { state.withLock { $0.connected } }
+
+  /// Connected now, or connected before and down for less than `grace` (a reconnect in
+  /// progress): what `/readyz` reports, so a load balancer does not drop every instance at each
+  /// relay reconnect.
+  public func isRecentlyConnected(grace: Duration) -> Bool {
+    state.withLock { state in
+      state.connected || state.disconnectedAt.map { ContinuousClock.now - $0 < grace } ?? false
+    }
+  }
   /// Connections made so far (the first one included).
   public var connections: Int { state.withLock { $0.connections } }
 
@@ -83,6 +99,7 @@ public final class Ingest: Sendable {
         ) { RelayFrameHandler(pipeline: pipeline, staleAfter: staleAfter, stats: stats) }
         let stopped = state.withLock { state in
           state.connected = !state.stopped
+          state.disconnectedAt = nil
           state.connections += 1
           state.channel = channel
           return state.stopped
@@ -94,6 +111,7 @@ public final class Ingest: Sendable {
         state.withLock { state in
           state.connected = false
           state.channel = nil
+          state.disconnectedAt = .now
         }
         metrics.connected.record(0)
         if state.withLock({ $0.stopped }) {

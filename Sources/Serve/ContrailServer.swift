@@ -154,7 +154,9 @@ public final class ContrailServer: Sendable {
     subscribe.readiness = {
       if shuttingDown.value { return "shutting down" }
       if let failure = log.writeFailure { return "the event log cannot write: \(failure)" }
-      return offline || ingest.isConnected ? nil : "not connected to the relay yet"
+      if offline || ingest.isRecentlyConnected(grace: .seconds(30)) { return nil }
+      return ingest.connections == 0
+        ? "not connected to the relay yet" : "the relay connection has been down for over 30 s"
     }
     let status = StatusCollector(
       ring: ring, log: log, ingest: ingest, registry: registry,

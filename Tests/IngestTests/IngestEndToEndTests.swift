@@ -152,7 +152,8 @@ final class IngestEndToEndTests: XCTestCase {
     configuration.port = relayPort
     let relay = FixtureRelay(
       source: FileRelaySource(frames: frames, loop: false), configuration: configuration)
-    tasks.append(try await relay.start().task)
+    let relayTask = try await relay.start().task
+    tasks.append(relayTask)
     let log = contrail.log
     try await waitUntil("ingest caught up") { (log.lastWrittenSeq ?? 0) >= expected.last!.0 }
     let ready = try RawHTTP.get(port: contrail.port, target: "/readyz")
@@ -179,6 +180,16 @@ final class IngestEndToEndTests: XCTestCase {
     XCTAssertEqual(registry.value(#"contrail_events_total{kind="commit"}"#), Double(commits))
     XCTAssertEqual(registry.value("contrail_relay_seq"), Double(expected.last!.0))
     XCTAssertGreaterThanOrEqual(registry.value("contrail_relay_reconnects_total"), 1)
+    // The relay goes away: a reconnect in progress is still ready (a load balancer must not drop
+    // every instance at each relay hiccup); only a long outage is not.
+    relayTask.cancel()
+    relay.dropConnections()
+    await relayTask.value
+    try await waitUntil("the connection is gone") { !contrail.ingest.isConnected }
+    let reconnecting = try RawHTTP.get(port: contrail.port, target: "/readyz")
+    XCTAssertEqual(reconnecting.status, 200, reconnecting.body)
+    XCTAssertFalse(contrail.ingest.isRecentlyConnected(grace: .zero))
+    XCTAssertTrue(contrail.ingest.isRecentlyConnected(grace: .seconds(30)))
     await contrail.shutdown()
   }
 
