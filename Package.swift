@@ -64,9 +64,12 @@ let package = Package(
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ] + websocket),
     .target(
+      name: "WebSocketClient",
+      dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")] + websocket),
+    .target(
       name: "Ingest",
       dependencies: [
-        "Events", "Compression", "EventLog", "Broadcast",
+        "Events", "Compression", "EventLog", "Broadcast", "WebSocketClient",
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
@@ -84,7 +87,7 @@ let package = Package(
       name: "contrail",
       dependencies: [
         "Firehose", "Events", "Compression", "EventLog", "SyntheticFirehose", "Broadcast",
-        "Server", "Ingest", "Serve", "DefaultDictionary",
+        "Server", "Ingest", "Serve", "DefaultDictionary", "WebSocketClient",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
@@ -95,7 +98,7 @@ let package = Package(
       name: "TestSupport",
       dependencies: [
         "Firehose", "Events", "Compression", "EventLog", "Broadcast", "Ingest", "SyntheticFirehose",
-        .product(name: "Prometheus", package: "swift-prometheus"),
+        "WebSocketClient", .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),
       ] + websocket,
       path: "Tests/TestSupport"),

@@ -4,6 +4,7 @@ import Ingest
 import NIOCore
 import NIOWebSocket
 import Synchronization
+import WebSocketClient
 
 /// `contrail load-client`: many websocket subscribers in one process that only count what they
 /// receive; the other half of `bench fanout`, run as a separate process so the server's CPU time

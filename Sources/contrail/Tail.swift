@@ -7,6 +7,7 @@ import NIOCore
 import NIOSSL
 import NIOWebSocket
 import Synchronization
+import WebSocketClient
 
 /// `contrail tail`: a subscriber that prints events, for people and scripts.
 struct Tail: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 import Synchronization
+import WebSocketClient
 
 /// A real websocket client for end-to-end tests: connects over TCP, upgrades, and hands out
 /// received messages one at a time, each wait bounded by a timeout.
@@ -17,11 +18,6 @@ public final class TestWebSocketClient: Sendable {
     case close(code: UInt16?, reason: String)
     /// A server ping the client did not answer (`answerPings: false`).
     case ping
-  }
-
-  private enum Upgrade {
-    case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>)
-    case refused
   }
 
   /// Received messages and at most one waiting reader, which a timer can release.
@@ -125,36 +121,14 @@ public final class TestWebSocketClient: Sendable {
   )
     async throws -> TestWebSocketClient
   {
-    let upgrade: EventLoopFuture<Upgrade> = try await ClientBootstrap(
-      group: MultiThreadedEventLoopGroup.singleton
-    )
-    .connect(host: host, port: port) { channel in
-      channel.eventLoop.makeCompletedFuture {
-        let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(
-          maxFrameSize: 16 << 20,
-          upgradePipelineHandler: { channel, _ in
-            channel.eventLoop.makeCompletedFuture {
-              .websocket(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
-            }
-          })
-        var headers = HTTPHeaders()
-        headers.add(name: "Host", value: "\(host):\(port)")
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: target, headers: headers)
-        let configuration = NIOTypedHTTPClientUpgradeConfiguration(
-          upgradeRequestHead: head, upgraders: [upgrader],
-          notUpgradingCompletionHandler: { channel in
-            channel.eventLoop.makeSucceededFuture(.refused)
-          })
-        // Frames that arrive in the same read as the 101 response must be kept, not dropped
-        // (NIO's default): a cursor replay starts sending at once.
-        var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(
-          upgradeConfiguration: configuration)
-        pipeline.leftOverBytesStrategy = .forwardBytes
-        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-          configuration: pipeline)
-      }
+    let channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>
+    do {
+      channel = try await WebSocketDialer.connect(
+        host: host, port: port, target: target, tls: nil
+      ) { try NIOAsyncChannel(wrappingChannelSynchronously: $0) }
+    } catch is WebSocketDialer.Refused {
+      throw NotUpgraded()
     }
-    guard case .websocket(let channel) = try await upgrade.get() else { throw NotUpgraded() }
     return TestWebSocketClient(channel, answerPings: answerPings)
   }
 
