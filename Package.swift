@@ -36,7 +36,7 @@ let package = Package(
     .systemLibrary(
       name: "CZstd", pkgConfig: "libzstd",
       providers: [.apt(["libzstd-dev"])]),
-    .target(name: "Firehose", dependencies: ["CCBOR"]),
+    .target(name: "Firehose", dependencies: ["CCBOR", "Compression"]),
     .target(name: "Events", dependencies: ["Firehose"]),
     .target(name: "Compression", dependencies: ["CZstd"]),
     // The default dictionary's bytes, compiled in.
@@ -50,10 +50,11 @@ let package = Package(
         "Events", "EventLog", "Compression", .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
+    .target(name: "SyntheticFirehose", dependencies: ["Firehose"]),
     .target(
-      name: "SyntheticFirehose",
+      name: "RelayFixture",
       dependencies: [
-        "Firehose", "Compression", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        "Firehose", "SyntheticFirehose", .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ] + websocket),
     .target(
       name: "Server",
@@ -78,6 +79,7 @@ let package = Package(
       name: "Serve",
       dependencies: [
         "Ingest", "Server", "Broadcast", "EventLog", "Events", "Compression", "SyntheticFirehose",
+        "RelayFixture",
         "DefaultDictionary",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
@@ -86,7 +88,8 @@ let package = Package(
     .executableTarget(
       name: "contrail",
       dependencies: [
-        "Firehose", "Events", "Compression", "EventLog", "SyntheticFirehose", "Broadcast",
+        "Firehose", "Events", "Compression", "EventLog", "SyntheticFirehose", "RelayFixture",
+        "Broadcast",
         "Server", "Ingest", "Serve", "DefaultDictionary", "WebSocketClient",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
@@ -117,7 +120,7 @@ let package = Package(
       name: "IngestTests",
       dependencies: [
         "Ingest", "Serve", "Server", "Events", "Broadcast", "EventLog", "Compression",
-        "SyntheticFirehose", "TestSupport", "DefaultDictionary",
+        "SyntheticFirehose", "RelayFixture", "TestSupport", "DefaultDictionary",
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -134,6 +137,9 @@ let package = Package(
     .testTarget(
       name: "SyntheticFirehoseTests",
       dependencies: ["SyntheticFirehose", "Firehose", "Events", "TestSupport"]),
+    .testTarget(
+      name: "RelayFixtureTests",
+      dependencies: ["RelayFixture", "SyntheticFirehose", "Firehose", "TestSupport"]),
     .testTarget(
       name: "EventsTests",
       dependencies: ["Events", "Firehose", "SyntheticFirehose", "TestSupport"]),

@@ -9,6 +9,7 @@ import Ingest
 import Logging
 import NIOCore
 import Prometheus
+import RelayFixture
 import Server
 import Synchronization
 import SyntheticFirehose

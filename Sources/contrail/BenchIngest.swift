@@ -3,11 +3,13 @@ import Broadcast
 import Compression
 import EventLog
 import Events
+import Firehose
 import Foundation
 import Ingest
 import Logging
 import Metrics
 import NIOCore
+import RelayFixture
 import SyntheticFirehose
 
 /// `contrail bench ingest`: the ingest pipeline (translate → compress → log append with fsync

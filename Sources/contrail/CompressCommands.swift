@@ -1,5 +1,6 @@
 import ArgumentParser
 import Compression
+import Firehose
 import Foundation
 import SyntheticFirehose
 

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Firehose
+import RelayFixture
 import SyntheticFirehose
 
 /// `contrail fake-relay`: a local relay stand-in serving a frames file or synthetic traffic.

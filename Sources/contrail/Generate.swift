@@ -1,6 +1,7 @@
 import ArgumentParser
 import Compression
 import Events
+import Firehose
 import SyntheticFirehose
 
 /// `contrail generate`: a deterministic synthetic frames file (and its expected events).

@@ -2,6 +2,7 @@ import ArgumentParser
 import Compression
 import EventLog
 import Events
+import Firehose
 import Foundation
 import SyntheticFirehose
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Events
+import Firehose
 import Serve
 import SyntheticFirehose
 

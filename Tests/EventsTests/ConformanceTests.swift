@@ -1,4 +1,5 @@
 import Events
+import Firehose
 import SyntheticFirehose
 import TestSupport
 import XCTest

@@ -1,3 +1,4 @@
+import Firehose
 import Foundation
 import SyntheticFirehose
 import TestSupport

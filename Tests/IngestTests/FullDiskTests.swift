@@ -3,6 +3,7 @@ import EventLog
 import Foundation
 import Ingest
 import Prometheus
+import RelayFixture
 import Serve
 import SyntheticFirehose
 import TestSupport

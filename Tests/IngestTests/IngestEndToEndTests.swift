@@ -7,6 +7,7 @@ import Ingest
 import Logging
 import NIOCore
 import Prometheus
+import RelayFixture
 import Serve
 import Server
 import SyntheticFirehose

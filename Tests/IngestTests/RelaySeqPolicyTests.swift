@@ -4,6 +4,7 @@ import EventLog
 import Events
 import Foundation
 import Prometheus
+import RelayFixture
 import Serve
 import SyntheticFirehose
 import TestSupport

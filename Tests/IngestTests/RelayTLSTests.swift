@@ -2,6 +2,7 @@ import Foundation
 import Ingest
 import NIOSSL
 import Prometheus
+import RelayFixture
 import Serve
 import SyntheticFirehose
 import TestSupport

@@ -3,6 +3,7 @@ import DefaultDictionary
 import EventLog
 import Events
 import Foundation
+import RelayFixture
 import Synchronization
 import SyntheticFirehose
 import TestSupport

@@ -5,6 +5,7 @@ import Events
 import Foundation
 import Ingest
 import Prometheus
+import RelayFixture
 import Server
 import Synchronization
 import SyntheticFirehose

@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import NIOWebSocket
 import Synchronization
+import SyntheticFirehose
 
 /// A relay stand-in that serves `/xrpc/com.atproto.sync.subscribeRepos` over websocket from a
 /// `RelaySource`, to any number of clients, with `?cursor=` resume, optional pacing, and error

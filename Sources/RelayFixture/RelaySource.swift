@@ -1,4 +1,5 @@
 import Synchronization
+import SyntheticFirehose
 
 /// What a fixture relay serves: frames by position, each with the seq a cursor compares against.
 public protocol RelaySource: Sendable {

@@ -1,4 +1,5 @@
 import Firehose
+import RelayFixture
 import Synchronization
 import SyntheticFirehose
 import TestSupport
