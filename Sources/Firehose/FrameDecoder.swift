@@ -187,28 +187,28 @@ public enum FrameDecoder {
   }
 
   private static func decodeError(_ body: UnsafeRawBufferPointer) -> FirehoseMessage {
-    var code: String? = nil
-    var message: String? = nil
-    let ok = forEachField(body) { key, reader in
-      if key.matches("error") {
-        guard case .text(let t) = reader.next() else { return false }
-        code = String(decoding: t, as: UTF8.self)
-      } else if key.matches("message") {
-        guard let value = readOptionalText(&reader) else { return false }
-        message = value.map { String(decoding: $0, as: UTF8.self) }
-      } else {
-        return nil
-      }
-      return true
+    guard let (code, message) = nameAndMessage(body, nameKey: "error") else {
+      return .error(code: "undecodable", message: nil)
     }
-    return .error(code: ok ? (code ?? "unknown") : "undecodable", message: message)
+    return .error(code: code ?? "unknown", message: message)
   }
 
   private static func decodeInfo(_ body: UnsafeRawBufferPointer) -> FirehoseMessage {
+    guard let (name, message) = nameAndMessage(body, nameKey: "name"), let name else {
+      return .undecodable
+    }
+    return .info(name: name, message: message)
+  }
+
+  /// The body of an error frame (`{error, message}`) or an `#info` (`{name, message}`); nil when
+  /// it is malformed.
+  private static func nameAndMessage(_ body: UnsafeRawBufferPointer, nameKey: StaticString)
+    -> (name: String?, message: String?)?
+  {
     var name: String? = nil
     var message: String? = nil
     let ok = forEachField(body) { key, reader in
-      if key.matches("name") {
+      if key.matches(nameKey) {
         guard case .text(let t) = reader.next() else { return false }
         name = String(decoding: t, as: UTF8.self)
       } else if key.matches("message") {
@@ -219,7 +219,6 @@ public enum FrameDecoder {
       }
       return true
     }
-    guard ok, let name else { return .undecodable }
-    return .info(name: name, message: message)
+    return ok ? (name, message) : nil
   }
 }
