@@ -12,6 +12,11 @@ public final class SubscriberFeed {
   public var filter: EventFilter {
     didSet { reader = nil }  // a log reader filters as it scans: start a new one
   }
+  /// Runs (`nextRuns…`) skip events whose JSON is longer than this (0: none), counting them in
+  /// `FeedBatch.oversize`.
+  public var maxMessageSizeBytes: Int64 = 0
+  /// The form runs carry: zstd frames (no decompressors), else JSON text.
+  private var binary: Bool { decompressors == nil }
   private let ring: LiveRing
   private let log: EventLog
   /// For text subscribers replaying from disk: the log keeps only the compressed form.
@@ -34,15 +39,43 @@ public final class SubscriberFeed {
     case cursor(Int64)
   }
 
+  /// The slow-consumer policy's lag limit: a subscriber whose delivered position stays more than
+  /// `maxLagUS` behind the newest event for `grace` is `lagging`.
+  public struct LagLimit: Sendable {
+    public var maxLagUS: Int64
+    public var grace: TimeAmount
+
+    public init(maxLagUS: Int64, grace: TimeAmount) {
+      self.maxLagUS = maxLagUS
+      self.grace = grace
+    }
+  }
+
+  /// What the slow-consumer policy says about a subscriber (PROTOCOL §9).
+  public enum Health: Equatable, Sendable {
+    case ok
+    /// Retention deleted events after what it was delivered: 1008 `consumer too slow`.
+    case tooSlow
+    /// Behind the newest event by more than the lag limit for longer than its grace.
+    case lagging
+  }
+
+  private let lagLimit: LagLimit?
+  /// Since when the delivered position has been further behind than `lagLimit` allows. Only
+  /// `health` touches it, so it may run while a disk read is in flight.
+  private var laggingSince: NIODeadline?
+
   /// `decompressors` is needed for text subscribers (they get JSON); zstd subscribers pass nil.
+  /// `lagLimit`: the policy's lag limit, if any (retention always applies).
   public init(
     ring: LiveRing, log: EventLog, start: Start, filter: EventFilter,
-    decompressors: DecompressorPool?
+    decompressors: DecompressorPool?, lagLimit: LagLimit? = nil
   ) {
     self.ring = ring
     self.log = log
     self.filter = filter
     self.decompressors = decompressors
+    self.lagLimit = lagLimit
     switch start {
     case .live:
       position = max(ring.newestTimeUS, log.lastTimeUS ?? 0)
@@ -64,7 +97,13 @@ public final class SubscriberFeed {
   /// Up to `limit` events after the position (`limit × diskBatchFactor` from the log), advancing
   /// it; empty when caught up.
   public func nextBatch(limit: Int) throws -> [BroadcastEvent] {
-    switch ring.read(after: position, limit: limit, filter: filter) {
+    try nextFromMemory(limit: limit) ?? nextFromDisk(limit: limit)
+  }
+
+  /// Up to `limit` events after the position from the ring (more to finish a frame block), or
+  /// nil when the position is behind the ring and the next read must come from the log.
+  func nextFromMemory(limit: Int) -> [BroadcastEvent]? {
+    switch ring.read(after: position, limit: limit, filter: filter, wholeBlocks: true) {
     case .events(let events, let scannedThrough, let scanned):
       reader = nil  // in the ring from now on
       position = scannedThrough
@@ -72,8 +111,69 @@ public final class SubscriberFeed {
       filteredOut += scanned - events.count
       return events
     case .behind:
-      return try readLog(limit: limit * Self.diskBatchFactor)
+      return nil
     }
+  }
+
+  /// Up to `limit × diskBatchFactor` events after the position from the log (blocking file
+  /// reads: call it off the event loop). Throws `TooSlow` if retention deleted the position.
+  public func nextFromDisk(limit: Int) throws -> [BroadcastEvent] {
+    try readLog(limit: limit * Self.diskBatchFactor)
+  }
+
+  /// A batch of runs from the ring (up to `limit` events, more to finish a frame block), or nil
+  /// when the position is behind the ring and the next read must come from the log. Cheap:
+  /// callers on an event loop read here directly and take only `nextRunsFromDisk` to a thread
+  /// pool.
+  public func nextRunsFromMemory(limit: Int) -> FeedBatch? {
+    guard
+      let batch = ring.readRuns(
+        after: position, limit: limit, filter: filter, binary: binary,
+        maxJSONLength: maxMessageSizeBytes)
+    else { return nil }
+    reader = nil  // in the ring from now on
+    position = batch.position
+    fromMemory += batch.events
+    filteredOut += batch.filteredOut
+    return batch
+  }
+
+  /// A batch of runs from the log (`nextFromDisk`; blocking file reads: call it off the event
+  /// loop).
+  public func nextRunsFromDisk(limit: Int) throws -> FeedBatch {
+    let skipped = filteredOut
+    let events = try nextFromDisk(limit: limit)
+    var runs = RunBuilder(binary: binary, maxJSONLength: maxMessageSizeBytes)
+    runs.add(events)
+    return runs.batch(position: position, fromDisk: true, filteredOut: filteredOut - skipped)
+  }
+
+  /// The next batch of runs, from the ring or else from the log.
+  public func nextRuns(limit: Int) throws -> FeedBatch {
+    try nextRunsFromMemory(limit: limit) ?? nextRunsFromDisk(limit: limit)
+  }
+
+  /// Moves the position back so that the next read starts at `timeUS` (a batch read but not
+  /// sent, dropped to bound memory, or read again under new options).
+  public func rewind(to timeUS: Int64) {
+    guard timeUS - 1 < position else { return }
+    position = timeUS - 1
+    reader = nil
+  }
+
+  /// The slow-consumer policy for a subscriber that has been sent everything up to
+  /// `delivered` (its own position may be a batch ahead). Call it periodically; `now` times the
+  /// lag limit's grace.
+  public func health(delivered: Int64, now: NIODeadline) -> Health {
+    if let deleted = log.deletedThroughTimeUS, deleted > delivered { return .tooSlow }
+    guard let lagLimit else { return .ok }
+    guard ring.newestTimeUS - delivered > lagLimit.maxLagUS else {
+      laggingSince = nil
+      return .ok
+    }
+    let since = laggingSince ?? now
+    laggingSince = since
+    return now - since >= lagLimit.grace ? .lagging : .ok
   }
 
   private func readLog(limit: Int) throws -> [BroadcastEvent] {
@@ -92,55 +192,92 @@ public final class SubscriberFeed {
     return batch
   }
 
-  /// Log records as the ring would hold them: zstd frames, or JSON for text subscribers (given a
-  /// decompressor). All of a batch's bytes go into one buffer that the events share.
+  /// Log records as subscribers send them: framed (zstd frames as binary frames, or the JSON as
+  /// text frames for text subscribers, given a decompressor), each payload written once, straight
+  /// into blocks of at most `FrameBlock.targetBytes` (but for a bigger event) that the events
+  /// share. A subscriber sends
+  /// slices of the blocks, and one that stalls holds at most a block beyond what it sent.
   private static func events(_ records: [LogRecord], decompressor: EventDecompressor?) throws
     -> [BroadcastEvent]
   {
-    var buffer = ByteBuffer()
-    var ends: [Int] = []
-    ends.reserveCapacity(records.count)
-    if let decompressor {
-      var sizes: [Int?] = []
-      sizes.reserveCapacity(records.count)
-      for record in records {
-        sizes.append(try record.payload.withUnsafeBytes { try decompressor.checkedSize(of: $0) })
+    let binary = decompressor == nil
+    // Payload sizes: the JSON's declared size (nil: not declared, decompressed to find out).
+    var sizes: [Int] = []
+    var undeclared: [Int: [UInt8]] = [:]
+    sizes.reserveCapacity(records.count)
+    for (index, record) in records.enumerated() {
+      if let decompressor {
+        if let size = try record.payload.withUnsafeBytes({ try decompressor.checkedSize(of: $0) }) {
+          sizes.append(size)
+        } else {
+          let json = try decompressor.decompress(record.payload)
+          undeclared[index] = json
+          sizes.append(json.count)
+        }
+      } else {
+        sizes.append(record.payload.count)
       }
-      buffer.reserveCapacity(sizes.reduce(0) { $0 + ($1 ?? 0) })
-      for (record, size) in zip(records, sizes) {
-        if let size {
-          try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { destination in
-            try record.payload.withUnsafeBytes {
-              try decompressor.decompress($0, size: size, into: destination)
+    }
+    var events: [BroadcastEvent] = []
+    events.reserveCapacity(records.count)
+    var start = 0
+    while start < records.count {
+      var end = start
+      var bytes = 0
+      while end < records.count {
+        let frame = FrameHeader.size(sizes[end]) + sizes[end]
+        if end > start && bytes + frame > FrameBlock.targetBytes { break }
+        bytes += frame
+        end += 1
+      }
+      var buffer = ByteBuffer()
+      buffer.reserveCapacity(bytes)
+      var ranges: [(UInt32, UInt32)] = []
+      ranges.reserveCapacity(end - start)
+      for index in start..<end {
+        let record = records[index]
+        let size = sizes[index]
+        let frameStart = UInt32(buffer.writerIndex)
+        FrameHeader.write(binary ? FrameHeader.binary : FrameHeader.text, length: size, to: &buffer)
+        if let decompressor {
+          if let json = undeclared[index] {
+            buffer.writeBytes(json)
+          } else {
+            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { destination in
+              try record.payload.withUnsafeBytes {
+                try decompressor.decompress($0, size: size, into: destination)
+              }
+              return size
             }
-            return size
           }
         } else {
-          buffer.writeBytes(try decompressor.decompress(record.payload))  // no declared size
+          buffer.writeBytes(record.payload)
         }
-        ends.append(buffer.writerIndex)
+        ranges.append((frameStart, UInt32(buffer.writerIndex)))
       }
-    } else {
-      buffer.reserveCapacity(records.reduce(0) { $0 + $1.payload.count })
-      for record in records {
-        buffer.writeBytes(record.payload)
-        ends.append(buffer.writerIndex)
+      // Slices only once the block is written: a slice shares the storage, so a later write
+      // would copy it.
+      let block = FrameBlock(storage: buffer, textBytes: binary ? 0 : buffer.readableBytes)
+      for (index, range) in zip(start..<end, ranges) {
+        let record = records[index]
+        let ranges =
+          binary
+          ? FrameRanges(binaryStart: range.0, binaryEnd: range.1)
+          : FrameRanges(textStart: range.0, textEnd: range.1)
+        let length =
+          binary
+          ? record.payload.withUnsafeBytes { EventDecompressor.contentSize(of: $0) } ?? 0
+          : sizes[index]
+        events.append(
+          BroadcastEvent(
+            timeUS: record.timeUS, kind: record.kind, did: record.did,
+            collection: record.collection, json: nil, compressed: ByteBuffer(),
+            jsonLength: length
+          ).framed(in: block, ranges))
       }
-    }
-    // Slice only once everything is written: a slice shares the storage, so a later write
-    // would copy it.
-    var start = 0
-    return zip(records, ends).map { record, end in
-      let bytes = buffer.getSlice(at: start, length: end - start)!
       start = end
-      let json = decompressor == nil ? nil : bytes
-      let length =
-        json?.readableBytes
-        ?? record.payload.withUnsafeBytes { EventDecompressor.contentSize(of: $0) } ?? 0
-      return BroadcastEvent(
-        timeUS: record.timeUS, kind: record.kind, did: record.did, collection: record.collection,
-        json: json, compressed: json == nil ? bytes : ByteBuffer(), jsonLength: length)
     }
+    return events
   }
 
   /// Calls `wake` once when events newer than the position may be available.

@@ -1,3 +1,4 @@
+import Broadcast
 import CoreMetrics
 import Logging
 import NIOCore
@@ -52,6 +53,11 @@ extension SubscribeServer {
     public init(maxLag: TimeAmount? = nil, grace: TimeAmount = .seconds(60)) {
       self.maxLag = maxLag
       self.grace = grace
+    }
+
+    /// The lag limit as the feed applies it (`SubscriberFeed.health`).
+    var lagLimit: SubscriberFeed.LagLimit? {
+      maxLag.map { SubscriberFeed.LagLimit(maxLagUS: $0.nanoseconds / 1000, grace: grace) }
     }
   }
 

@@ -71,8 +71,7 @@ public final class SubscribeServer: Sendable {
   {
     let metrics = SubscribeMetrics(factory: configuration.metrics)
     let environment = SubscriberEnvironment(
-      configuration: configuration, ring: sources.ring, log: sources.log,
-      registry: SubscriberRegistry(),
+      configuration: configuration, registry: SubscriberRegistry(),
       limits: ConnectionLimits(configuration.limits), metrics: metrics,
       heartbeats: try HeartbeatEncoder(dictionary: sources.dictionary))
     let decompressors = DecompressorPool(dictionary: sources.dictionary)
@@ -127,11 +126,12 @@ public final class SubscribeServer: Sendable {
               try channel.pipeline.syncOperations.addHandler(writer, position: .first)
               let handler = SubscriberHandler(
                 options: options, address: address, environment: environment, writer: writer
-              ) { filter, start in
+              ) { filter in
                 SubscriberFeed(
                   ring: sources.ring, log: sources.log,
-                  start: start ?? options.cursor.map { .cursor($0) } ?? .live,
-                  filter: filter, decompressors: options.compress ? nil : decompressors)
+                  start: options.cursor.map { .cursor($0) } ?? .live, filter: filter,
+                  decompressors: options.compress ? nil : decompressors,
+                  lagLimit: configuration.slowConsumer.lagLimit)
               }
               try channel.pipeline.syncOperations.addHandlers(
                 NIOWebSocketFrameAggregator(

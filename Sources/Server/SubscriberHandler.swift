@@ -1,5 +1,4 @@
 import Broadcast
-import EventLog
 import Events
 import NIOCore
 import NIOPosix
@@ -14,29 +13,34 @@ import Synchronization
 /// shutdown closes.
 struct SubscriberEnvironment: Sendable {
   let configuration: SubscribeServer.Configuration
-  let ring: LiveRing
-  let log: EventLog
   let registry: SubscriberRegistry
   let limits: ConnectionLimits
   let metrics: SubscribeMetrics
   let heartbeats: HeartbeatEncoder
+  /// Where reads from the log (blocking file reads) run: the thread pool.
+  var offload = DiskReads.threadPool
 }
 
-/// One subscriber connection after the upgrade (ARCHITECTURE §5): pulls batches of events from
-/// its feed, writes them as pre-built frames in pieces of `writeChunkBytes`, and reads the next
-/// batch only while the channel is writable, so a subscriber that stops reading holds at most
-/// the channel's high-water mark, one piece and a small remainder. Disk reads and text replays
-/// run on the thread pool; the event loop only moves bytes.
+/// Runs a subscriber's disk reads off its event loop, completing on it.
+struct DiskReads: Sendable {
+  typealias Work = @Sendable () throws -> FeedBatch
+  let run: @Sendable (any EventLoop, @escaping Work) -> EventLoopFuture<FeedBatch>
+
+  static let threadPool = DiskReads { loop, work in
+    NIOThreadPool.singleton.runIfActive(eventLoop: loop, work)
+  }
+}
+
+/// One subscriber connection after the upgrade (ARCHITECTURE §5): a thin adapter that does what
+/// its `SubscriberState` decides. Reads from the in-memory ring run right here on the event
+/// loop; only reads from the log go to the thread pool. Events go out as slices of the frames
+/// built once at publish (`FramePlanner`), in pieces of about `writeChunkBytes`, and the next
+/// batch is read only while the channel is writable, so a subscriber that stops reading holds at
+/// most the channel's high-water mark and one piece, plus the unwritten rest of one batch, which
+/// it lets go of after two periodic checks if it is bigger than a piece (`SubscriberState.keep`).
 final class SubscriberHandler: ChannelInboundHandler {
   typealias InboundIn = WebSocketFrame
 
-  static let batchSize = 128
-  /// The batch size once the client's socket has filled: small, so that what a stalled
-  /// subscriber holds stays small.
-  static let stalledBatchSize = 8
-  /// Frames go to the channel in pieces of about this many bytes; writing stops after a piece
-  /// that leaves the channel unwritable.
-  static let writeChunkBytes = 64 << 10
   /// The child channels' write-buffer water marks: with `writeChunkBytes`, a subscriber that
   /// never reads holds about `high + writeChunkBytes` in its channel.
   static let writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(
@@ -50,69 +54,44 @@ final class SubscriberHandler: ChannelInboundHandler {
   private let environment: SubscriberEnvironment
   /// Every frame to the client goes out pre-encoded through this (`WebSocketWire`).
   private let writer: RawFrameWriter
-  /// Creates the feed for a filter, from the subscription's start (cursor or live, resolved
-  /// when it is called) or from a given one.
-  private let makeFeed: (EventFilter, SubscriberFeed.Start?) -> SubscriberFeed
+  /// Creates the feed for a filter, at the subscription's start (cursor or live, resolved when
+  /// it is called).
+  private let makeFeed: (EventFilter) -> SubscriberFeed
   /// nil until the subscription starts (at the upgrade, or at the hello with `requireHello`).
   private var feed: FeedBox?
-  private var maxMessageSizeBytes: Int64
-  /// An `options_update` to apply before the next batch is read.
-  private var pendingUpdate: (EventFilter, Int64)?
-  /// A read is in flight (or a paced pump is scheduled).
-  private var pumping = false
-  /// A batch read but not (entirely) written: the channel was not writable when it arrived, or
-  /// stopped being writable partway.
-  private var readyBatch: Batch?
-  /// The channel stopped being writable after a write: reads are `stalledBatchSize` until
-  /// `recoveryBatches` batches in a row go out with the channel staying writable.
-  private var stalled = false {
-    didSet { if stalled { cleanBatches = 0 } }
-  }
-  private var cleanBatches = 0
-  static let recoveryBatches = 16
-  /// A remainder too big to hold was dropped: the feed restarts at this `time_us`.
-  private var rewindTo: Int64?
-  private var waitingForWritable = false
-  private var closed = false
-  /// The metric label of a server-initiated close, for the disconnect log line.
-  private var closeReason: String?
-  /// The last batch came from disk (counted in `contrail_subscribers_replaying`).
-  private var replaying = false
-  /// Why the connection failed under us (a reset, a broken pipe): the client's doing, not a close.
-  private var lostReason: String?
-  private var ended = false
-  private var lastPong = NIODeadline.now()
+  private var state: SubscriberState
   private var timers: [RepeatedTask] = []
   private var registration: Int?
 
-  /// Everything at or before this `time_us` has been written or filtered out (heartbeat `T`).
-  private var deliveredThrough: Int64 = 0
-  private var lastMessage = NIODeadline.now()
-  /// Since when the subscriber has lagged more than the policy allows.
-  private var laggingSince: NIODeadline?
-
   init(
     options: SubscribeOptions, address: String, environment: SubscriberEnvironment,
-    writer: RawFrameWriter,
-    makeFeed: @escaping (EventFilter, SubscriberFeed.Start?) -> SubscriberFeed
+    writer: RawFrameWriter, makeFeed: @escaping (EventFilter) -> SubscriberFeed
   ) {
     self.writer = writer
     self.options = options
     self.address = address
     self.environment = environment
     self.makeFeed = makeFeed
-    self.maxMessageSizeBytes = options.maxMessageSizeBytes
+    state = SubscriberState(
+      settings: .init(
+        compressed: options.compress,
+        heartbeat: options.heartbeat.map { .seconds(Int64($0)) },
+        pongTimeout: environment.configuration.pongTimeout),
+      maxMessageSizeBytes: options.maxMessageSizeBytes, now: .now())
   }
 
   private var configuration: SubscribeServer.Configuration { environment.configuration }
 
   func handlerAdded(context: ChannelHandlerContext) {
-    lastPong = .now()
+    state.pong(now: context.eventLoop.now)
     environment.metrics.opened(compressed: options.compress)
     let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
     let loop = context.eventLoop
     let id = environment.registry.add(context.channel) {
-      loop.execute { bound.value.0.close(bound.value.1, .shutdown) }
+      loop.execute {
+        let (handler, context) = bound.value
+        handler.run(handler.state.close(.shutdown), context)
+      }
     }
     registration = id
     configuration.logger.info(
@@ -127,31 +106,25 @@ final class SubscriberHandler: ChannelInboundHandler {
     timers.append(
       loop.scheduleRepeatedTask(
         initialDelay: configuration.pingInterval, delay: configuration.pingInterval
-      ) { _ in bound.value.0.ping(bound.value.1) })
+      ) { _ in
+        let (handler, context) = bound.value
+        handler.run(handler.state.ping(now: context.eventLoop.now), context)
+      })
     let every = configuration.slowConsumer.checkInterval
     timers.append(
       loop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
         bound.value.0.check(bound.value.1)
       })
     guard !options.requireHello else { return }  // nothing but pings before the hello
-    start(filter: options.filter, context)
-  }
-
-  private func start(filter: EventFilter, _ context: ChannelHandlerContext) {
-    let feed = makeFeed(filter, nil)
-    self.feed = FeedBox(feed)
-    deliveredThrough = feed.position
-    lastMessage = .now()
-    if context.channel.isActive { pump(context) }
+    run(.subscribe(options.filter), context)
   }
 
   func handlerRemoved(context: ChannelHandlerContext) { end() }
 
   /// Runs once when the connection goes: timers, registry and the gauge.
   private func end() {
-    guard !ended else { return }
-    ended = true
-    closed = true
+    let replaying = state.replaying
+    guard state.end() else { return }
     for timer in timers { timer.cancel() }
     if let registration { environment.registry.remove(registration) }
     environment.metrics.ended(compressed: options.compress)
@@ -160,49 +133,16 @@ final class SubscriberHandler: ChannelInboundHandler {
       "subscriber disconnected",
       metadata: [
         "id": "\(registration.map(String.init) ?? "-")", "address": "\(address)",
-        "reason": "\(closeReason ?? lostReason ?? "client")",
+        "reason": "\(state.disconnectReason)",
       ])
   }
 
-  /// Sends a ping, or closes a client that has not answered for `pongTimeout`.
-  private func ping(_ context: ChannelHandlerContext) {
-    guard !closed else { return }
-    if NIODeadline.now() - lastPong >= configuration.pongTimeout {
-      return close(context, .pingTimeout)
-    }
-    writer.send(WebSocketWire.frame(WebSocketWire.ping, ByteBuffer()))
-  }
-
-  /// The periodic check: the slow-consumer policy (retention passed the position even while the
-  /// subscriber is not reading; the lag limit), then a heartbeat if one is due.
+  /// The periodic check: the feed's slow-consumer policy, then a heartbeat if one is due.
   private func check(_ context: ChannelHandlerContext) {
-    guard !closed, feed != nil else { return }
-    if let deleted = environment.log.deletedThroughTimeUS, deleted > deliveredThrough {
-      return close(context, .tooSlow)
-    }
-    let now = NIODeadline.now()
-    if let maxLag = configuration.slowConsumer.maxLag {
-      let lag = environment.ring.newestTimeUS - deliveredThrough
-      if lag > maxLag.nanoseconds / 1000 {
-        let since = laggingSince ?? now
-        laggingSince = since
-        if now - since >= configuration.slowConsumer.grace { return close(context, .lagging) }
-      } else {
-        laggingSince = nil
-      }
-    }
-    if let seconds = options.heartbeat, now - lastMessage >= .seconds(Int64(seconds)),
-      context.channel.isWritable
-    {
-      do {
-        let frame = try environment.heartbeats.frame(deliveredThrough, compressed: options.compress)
-        writer.send(frame)
-        environment.metrics.heartbeats.increment()
-        lastMessage = now
-      } catch {
-        close(context, .internalError)
-      }
-    }
+    guard state.isStreaming, let feed else { return }
+    let now = context.eventLoop.now
+    let health = feed.feed.health(delivered: state.deliveredThrough, now: now)
+    run(state.check(now: now, health: health, writable: context.channel.isWritable), context)
   }
 
   func channelActive(context: ChannelHandlerContext) {
@@ -215,15 +155,14 @@ final class SubscriberHandler: ChannelInboundHandler {
     case NIOWebSocketError.invalidFrameLength,
       NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
       environment.metrics.update("oversize")
-      close(context, .tooBig)
+      run(state.close(.tooBig), context)
     case is NIOWebSocketError, is NIOWebSocketFrameAggregator.Error:
-      close(context, CloseReason(code: 1002, text: "protocol error", metric: "protocol"))
+      run(
+        state.close(CloseReason(code: 1002, text: "protocol error", metric: "protocol")), context)
     default:
       // The socket failed (a reset, a broken pipe): the client went away without a close frame.
       // Nothing to send and no server close to count.
-      if lostReason == nil && closeReason == nil { lostReason = "connection lost: \(error)" }
-      closed = true
-      context.close(promise: nil)
+      run(state.connectionLost("connection lost: \(error)"), context)
     }
   }
 
@@ -233,10 +172,7 @@ final class SubscriberHandler: ChannelInboundHandler {
   }
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
-    if context.channel.isWritable && waitingForWritable {
-      waitingForWritable = false
-      pump(context)
-    }
+    if context.channel.isWritable && state.phase == .awaitingWritable { pump(context) }
     context.fireChannelWritabilityChanged()
   }
 
@@ -244,21 +180,23 @@ final class SubscriberHandler: ChannelInboundHandler {
     let frame = unwrapInboundIn(data)
     switch frame.opcode {
     case .pong:
-      lastPong = .now()
+      state.pong(now: context.eventLoop.now)
     case .ping:
       writer.send(WebSocketWire.frame(WebSocketWire.pong, frame.unmaskedData))
     case .connectionClose:
-      if closed {  // the client's answer to our close
+      switch state.clientClosed() {
+      case .echoClose:
+        // Echo the client's close code, then close the connection.
+        var data = frame.unmaskedData
+        let code = data.readSlice(length: 2) ?? ByteBuffer()
+        let channel = context.channel
+        writer.send(WebSocketWire.frame(WebSocketWire.close, code))?
+          .whenComplete { _ in channel.close(promise: nil) }
+      case .closeConnection:  // the client's answer to our close
         context.close(promise: nil)
-        return
+      default:
+        break
       }
-      // Echo the client's close, then close the connection.
-      var data = frame.unmaskedData
-      let code = data.readSlice(length: 2) ?? ByteBuffer()
-      closed = true
-      let channel = context.channel
-      writer.send(WebSocketWire.frame(WebSocketWire.close, code))?
-        .whenComplete { _ in channel.close(promise: nil) }
     case .text:
       var data = frame.unmaskedData
       switch ClientMessage.decode(data.readBytes(length: data.readableBytes) ?? []) {
@@ -266,216 +204,147 @@ final class SubscriberHandler: ChannelInboundHandler {
         environment.metrics.update("ignored")
       case .close(let reason):
         environment.metrics.update(reason.metric)
-        close(context, reason)
+        run(state.close(reason), context)
       case .update(let filter, let maxSize):
         environment.metrics.update("applied")
-        if feed == nil {
-          // The hello: the subscription starts now, with its filter.
-          maxMessageSizeBytes = maxSize
-          start(filter: filter, context)
-        } else {
-          pendingUpdate = (filter, maxSize)
-          pump(context)
-        }
+        let action = state.update(
+          filter: filter, maxMessageSizeBytes: maxSize, writable: context.channel.isWritable,
+          pacing: pacing)
+        run(action, context)
       }
     default:
       break  // binary messages from clients are ignored
     }
   }
 
-  /// What one pump step read, copied out of the feed on the thread pool.
-  private struct Batch {
-    var events: [BroadcastEvent]
-    var position: Int64
-    var fromDisk: Int
-    var fromMemory: Int
-    var filteredOut: Int
-    /// The first event not yet written.
-    var next = 0
-    /// Its reads are in the metrics.
-    var counted = false
+  // MARK: Doing what the state decides
+
+  /// How long this subscriber's address must wait before more is read (pacing), or nil.
+  private var pacing: () -> TimeAmount? {
+    { [environment, address] in environment.limits.delay(address) }
   }
 
-  /// Moves the subscription forward: writes what was read, then, if the channel is still
-  /// writable, starts reading the next batch off the event loop (so reading overlaps the
-  /// socket's sending). Nothing more is read while the channel is not writable.
-  private func pump(_ context: ChannelHandlerContext) {
-    guard !closed, !pumping, feed != nil else { return }
-    guard context.channel.isWritable else {
-      waitingForWritable = true
-      return
-    }
-    let loop = context.eventLoop
-    let bound = NIOLoopBound((self, context), eventLoop: loop)
-    if let wait = environment.limits.delay(address) {
-      pumping = true  // paced: nothing else may start a read meanwhile
-      loop.scheduleTask(in: wait) {
-        bound.value.0.pumping = false
-        bound.value.0.pump(bound.value.1)
-      }
-      return
-    }
-    if pendingUpdate != nil, let ready = readyBatch {
-      // Read under the old options but not written: read again under the new ones (PROTOCOL
-      // §7.2, no backlog filtered under the old options remains).
-      readyBatch = nil
-      rewindTo = ready.events[ready.next].timeUS
-    }
-    if var ready = readyBatch {
-      readyBatch = nil
-      if !write(&ready, context) {
-        keep(ready)
-        waitingForWritable = true
+  fileprivate func pump(_ context: ChannelHandlerContext) {
+    run(state.pump(writable: context.channel.isWritable, pacing: pacing), context)
+  }
+
+  /// Performs `action` and whatever the state answers to its outcome, until the state waits for
+  /// something (an event-loop tick, a disk read, writability, a publish, a timer).
+  private func run(_ action: SubscriberState.Action, _ context: ChannelHandlerContext) {
+    var action = action
+    while true {
+      switch action {
+      case .none:
+        return
+      case .subscribe(let filter):
+        let feed = makeFeed(filter)
+        feed.maxMessageSizeBytes = state.maxMessageSizeBytes
+        self.feed = FeedBox(feed)
+        state.subscribe(at: feed.position, now: context.eventLoop.now)
+        guard context.channel.isActive else { return }  // `channelActive` pumps
+        action = state.pump(writable: context.channel.isWritable, pacing: pacing)
+      case .read(let read):
+        guard let box = feed else { return }
+        if let update = read.update {
+          box.feed.filter = update.filter
+          box.feed.maxMessageSizeBytes = update.maxMessageSizeBytes
+        }
+        if let rewind = read.rewind { box.feed.rewind(to: rewind) }
+        guard let batch = box.feed.nextRunsFromMemory(limit: read.limit) else {
+          return readFromDisk(box, limit: read.limit, context)
+        }
+        action = received(batch, limit: read.limit, context)
+      case .write(let piece):
+        writer.send(piece.buffers)
+        let metrics = environment.metrics
+        metrics.sent(
+          events: piece.events, bytes: piece.bytes,
+          saved: options.compress ? piece.jsonBytes - piece.bytes : 0,
+          compressed: options.compress)
+        environment.limits.spend(piece.events, address)
+        action = state.wrote(
+          writable: context.channel.isWritable, now: context.eventLoop.now, pacing: pacing)
+      case .schedulePump(let delay):
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: delay) {
+          let (handler, context) = bound.value
+          let action = handler.state.pacedPumpFired(
+            writable: context.channel.isWritable, pacing: handler.pacing)
+          handler.run(action, context)
+        }
+        return
+      case .yield:
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute { bound.value.0.pump(bound.value.1) }
+        return
+      case .awaitEvents:
+        guard let feed else { return }
+        // The ring keeps the wake-up until its next publish: it must not keep the handler (and
+        // through its feed, the ring itself) alive after the connection is gone.
+        let loop = context.eventLoop
+        let wake = NIOLoopBound(Wake(self, context), eventLoop: loop)
+        feed.feed.notifyWhenReady {
+          loop.execute { wake.value.pump() }
+        }
+        return
+      case .heartbeat(let timeUS):
+        do {
+          writer.send(try environment.heartbeats.frame(timeUS, compressed: options.compress))
+          environment.metrics.heartbeats.increment()
+          return
+        } catch {
+          action = state.close(.internalError)
+        }
+      case .ping:
+        writer.send(WebSocketWire.frame(WebSocketWire.ping, ByteBuffer()))
+        return
+      case .close(let reason):
+        return sendClose(reason, context)
+      case .echoClose:
+        return  // answered in `channelRead`, which has the client's code
+      case .closeConnection:
+        context.close(promise: nil)
         return
       }
     }
-    guard context.channel.isWritable else {
-      stalled = true
-      waitingForWritable = true
-      return
-    }
-    read(context)
   }
 
-  /// Holds the unwritten rest of a batch until the channel is writable again, unless it is big:
-  /// then it is dropped and read again later, so a stalled subscriber never holds a whole
-  /// batch (a disk batch is one buffer, alive while any of its events is).
-  private func keep(_ batch: Batch) {
-    stalled = true
-    var remaining = 0
-    for event in batch.events[batch.next...] {
-      remaining +=
-        options.compress ? event.compressed.readableBytes : event.json?.readableBytes ?? 0
-      if remaining > Self.writeChunkBytes {
-        rewindTo = batch.events[batch.next].timeUS
-        return
-      }
-    }
-    readyBatch = batch
-  }
-
-  /// Reads the next batch on the thread pool; it comes back to `pump` (or, when there is nothing
-  /// new, the feed calls back once there is).
-  private func read(_ context: ChannelHandlerContext) {
-    guard var box = feed else { return }
-    if let (filter, maxSize) = pendingUpdate {
-      // No read is in flight, so the feed is ours to change: the new filter applies from the
-      // next event read.
-      box.feed.filter = filter
-      maxMessageSizeBytes = maxSize
-      pendingUpdate = nil
-    }
-    if let resume = rewindTo {
-      rewindTo = nil
-      if let deleted = environment.log.deletedThroughTimeUS, deleted > deliveredThrough {
-        return close(context, .tooSlow)
-      }
-      box = FeedBox(makeFeed(box.feed.filter, .cursor(resume)))
-      feed = box
-    }
-    pumping = true
-    let limit = stalled ? Self.stalledBatchSize : Self.batchSize
-    let loop = context.eventLoop
-    let bound = NIOLoopBound((self, context), eventLoop: loop)
-    let feedBox = box
-    NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> Batch in
-      let feed = feedBox.feed
-      let before = (feed.fromDisk, feed.fromMemory, feed.filteredOut)
-      let events = try feed.nextBatch(limit: limit)
-      return Batch(
-        events: events, position: feed.position, fromDisk: feed.fromDisk - before.0,
-        fromMemory: feed.fromMemory - before.1, filteredOut: feed.filteredOut - before.2)
+  /// Reads from the log on the thread pool; the batch comes back to the state on the loop.
+  private func readFromDisk(_ box: FeedBox, limit: Int, _ context: ChannelHandlerContext) {
+    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+    environment.offload.run(context.eventLoop) {
+      try box.feed.nextRuns(limit: limit)
     }.whenComplete { result in
       let (handler, context) = bound.value
-      handler.pumping = false
-      guard !handler.closed else { return }
       switch result {
-      case .success(var batch) where batch.events.isEmpty:
-        _ = handler.write(&batch, context)  // the position moved: heartbeats and metrics see it
-        feedBox.feed.notifyWhenReady {
-          loop.execute { bound.value.0.pump(bound.value.1) }
-        }
       case .success(let batch):
-        handler.readyBatch = batch
-        handler.pump(context)
+        handler.run(handler.received(batch, limit: limit, context), context)
       case .failure(let error):
-        handler.close(context, error is SubscriberFeed.TooSlow ? .tooSlow : .internalError)
+        handler.run(
+          handler.state.readFailed(tooSlow: error is SubscriberFeed.TooSlow), context)
       }
     }
   }
 
-  /// Writes the batch's frames from `batch.next` on, in pieces of about `writeChunkBytes`, each
-  /// one buffer and one flush; stops after a piece that leaves the channel unwritable. True
-  /// when the whole batch is written.
-  private func write(_ batch: inout Batch, _ context: ChannelHandlerContext) -> Bool {
+  /// Counts a batch's reads, then hands it to the state.
+  private func received(_ batch: FeedBatch, limit: Int, _ context: ChannelHandlerContext)
+    -> SubscriberState.Action
+  {
     let metrics = environment.metrics
-    if !batch.counted {
-      batch.counted = true
-      metrics.read(disk: batch.fromDisk, memory: batch.fromMemory)
-      // Replaying while reads come from disk; live again once they come from memory.
-      if batch.fromDisk > 0 || batch.fromMemory > 0, replaying != (batch.fromDisk > 0) {
-        replaying.toggle()
-        metrics.replaying(replaying)
-      }
-      if batch.filteredOut > 0 { metrics.filtered.increment(by: batch.filteredOut) }
-    }
-    let opcode = options.compress ? WebSocketWire.binary : WebSocketWire.text
-    let events = batch.events
-    func payload(_ event: BroadcastEvent) -> ByteBuffer? {
-      if maxMessageSizeBytes > 0 && Int64(event.jsonLength) > maxMessageSizeBytes { return nil }
-      return options.compress ? event.compressed : event.json ?? ByteBuffer()
-    }
-    while batch.next < events.count {
-      var end = batch.next
-      var size = 0
-      while end < events.count && size < Self.writeChunkBytes {
-        if let data = payload(events[end]) {
-          size += WebSocketWire.headerSize(data.readableBytes) + data.readableBytes
-        }
-        end += 1
-      }
-      var frames = ByteBuffer()
-      frames.reserveCapacity(size)
-      var sent = 0
-      var bytes = 0
-      var jsonBytes = 0
-      for event in events[batch.next..<end] {
-        guard let data = payload(event) else {
-          metrics.oversize.increment()
-          continue
-        }
-        WebSocketWire.append(opcode, data, to: &frames)
-        sent += 1
-        bytes += data.readableBytes
-        jsonBytes += event.jsonLength
-      }
-      batch.next = end
-      if sent > 0 {
-        writer.send(frames)
-        lastMessage = .now()
-      }
-      // Everything up to here is written or skipped.
-      deliveredThrough = max(deliveredThrough, events[end - 1].timeUS)
-      metrics.sent(
-        events: sent, bytes: bytes, saved: options.compress ? jsonBytes - bytes : 0,
-        compressed: options.compress)
-      environment.limits.spend(sent, address)
-      if !context.channel.isWritable && batch.next < events.count { return false }
-    }
-    deliveredThrough = max(deliveredThrough, batch.position)
-    if stalled && !events.isEmpty && context.channel.isWritable {
-      cleanBatches += 1
-      if cleanBatches >= Self.recoveryBatches { stalled = false }
-    }
-    return true
+    metrics.read(disk: batch.fromDisk ? batch.events : 0, memory: batch.fromDisk ? 0 : batch.events)
+    if batch.filteredOut > 0 { metrics.filtered.increment(by: batch.filteredOut) }
+    if batch.oversize > 0 { metrics.oversize.increment(by: batch.oversize) }
+    let replaying = state.replaying
+    let action = state.received(
+      SubscriberState.Batch(batch, limit: limit), writable: context.channel.isWritable,
+      pacing: pacing)
+    if state.replaying != replaying { metrics.replaying(state.replaying) }
+    return action
   }
 
   /// Sends a close frame with the reason, counts it, and drops the connection once the frame is
   /// out, or after 5 s if the client is not reading (PROTOCOL §9).
-  private func close(_ context: ChannelHandlerContext, _ reason: CloseReason) {
-    guard !closed else { return }
-    closed = true
-    closeReason = reason.metric
+  private func sendClose(_ reason: CloseReason, _ context: ChannelHandlerContext) {
     environment.metrics.closed(reason.metric)
     var data = ByteBuffer()
     data.writeInteger(reason.code)
@@ -484,6 +353,23 @@ final class SubscriberHandler: ChannelInboundHandler {
     writer.send(WebSocketWire.frame(WebSocketWire.close, data))?
       .whenComplete { _ in channel.close(promise: nil) }
     context.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+  }
+}
+
+/// A subscriber's wake-up as the ring holds it: weak, so that a departed subscriber's pending
+/// wake-up keeps nothing alive.
+private final class Wake {
+  weak var handler: SubscriberHandler?
+  weak var context: ChannelHandlerContext?
+
+  init(_ handler: SubscriberHandler, _ context: ChannelHandlerContext) {
+    self.handler = handler
+    self.context = context
+  }
+
+  func pump() {
+    guard let handler, let context else { return }
+    handler.pump(context)
   }
 }
 
@@ -515,8 +401,9 @@ final class SubscriberRegistry: Sendable {
   }
 }
 
-/// Hands the feed to the thread pool and back. Safe because a handler has at most one pump step
-/// in flight, so the feed is never used by two threads at once.
+/// Hands the feed to the thread pool and back. Safe because a handler has at most one read in
+/// flight, so the feed is never read by two threads at once (`health`, which the periodic check
+/// calls meanwhile, touches nothing a read does).
 final class FeedBox: @unchecked Sendable {
   let feed: SubscriberFeed
   init(_ feed: SubscriberFeed) { self.feed = feed }

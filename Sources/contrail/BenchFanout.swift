@@ -17,7 +17,10 @@ struct BenchFanout: AsyncParsableCommand {
     discussion: """
       Live: the events are published to the ring as fast as possible while every subscriber \
       reads them all. Replay: one subscriber reads a log from its first event. Idle: RSS with \
-      --idle subscribers connected and nothing to send.
+      --idle subscribers connected and nothing to send. --compare: live runs only, each one \
+      twice, interleaved: with frames built once at publish and sent as slices (the server's \
+      way), and with every subscriber copying each payload into a buffer of its own (the way \
+      before it); medians and spreads over --rounds.
       """)
 
   @Option(help: "Subscriber counts for the live runs (comma-separated).")
@@ -38,6 +41,12 @@ struct BenchFanout: AsyncParsableCommand {
   @Option(help: "The dictionary the events are compressed with.")
   var dictionary = "Dictionaries/contrail-default.zdict"
 
+  @Flag(help: "Live runs only: shared frames sent as slices vs per-subscriber copies, interleaved.")
+  var compare = false
+
+  @Option(help: "Rounds of --compare (each runs every count and form both ways).")
+  var rounds = 5
+
   func run() async throws {
     let counts = try subscribers.split(separator: ",").map {
       guard let count = Int($0), count > 0 else { throw CLIError("bad subscriber count: \($0)") }
@@ -47,6 +56,9 @@ struct BenchFanout: AsyncParsableCommand {
     let scratch = FileManager.default.temporaryDirectory.path + "/contrail-bench-fanout-\(getpid())"
     try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: scratch) }
+    if compare {
+      return try await comparison(counts, dictionary: dictionary, scratch: scratch)
+    }
 
     let idleLog = try EventLog(Self.logConfiguration(scratch + "/idle"))
     let server = try await SubscribeServer.start(
@@ -71,30 +83,12 @@ struct BenchFanout: AsyncParsableCommand {
 
     for compressed in [false, true] {
       for count in counts {
-        let events = max(2_000, deliveries / count)
-        let log = try EventLog(Self.logConfiguration(scratch + "/live-\(count)-\(compressed)"))
-        let ring = LiveRing(capacity: events + 1, maxBytes: 8 << 30)
-        let server = try await SubscribeServer.start(
-          sources: .init(ring: ring, log: log, dictionary: dictionary))
-        let client = try await LoadProcess.start(
-          port: server.port, connections: count,
-          target: compressed ? "/subscribe?compress=true" : "/subscribe", expect: events)
-        try await Self.waitFor(server, subscribers: count)
-        let cpu = CPUTime.now()
-        var time: Int64 = 0
-        for start in stride(from: 0, to: events, by: 256) {
-          ring.publish(
-            (start..<min(start + 256, events)).map { index in
-              time += 1
-              return Self.restamped(pool[index % pool.count], time)
-            })
-        }
-        let result = try await client.result()
-        let used = CPUTime.now() - cpu
+        let run = try await live(
+          count, compressed: compressed, framing: true, pool: pool, dictionary: dictionary,
+          scratch: scratch)
         report(
-          "live \(compressed ? "zstd" : "json") × \(count)", result, cpu: used,
-          delivered: count * events)
-        try await server.stop()
+          "live \(compressed ? "zstd" : "json") × \(count)", run.result, cpu: run.cpu,
+          delivered: run.delivered, publish: run.publish)
       }
     }
 
@@ -131,16 +125,139 @@ struct BenchFanout: AsyncParsableCommand {
 
   }
 
-  private func report(_ name: String, _ result: LoadProcess.Result, cpu: Double, delivered: Int) {
+  /// One live run: `count` subscribers read every event published as fast as possible. With
+  /// `framing` off the ring does not build frames, so every subscriber copies each payload.
+  /// `publish`: the CPU time of the publishing loop (restamping, framing, publishing) alone.
+  private func live(
+    _ count: Int, compressed: Bool, framing: Bool, fresh: Bool = false, pool: [BroadcastEvent],
+    dictionary: ZstdDictionary, scratch: String
+  ) async throws -> (result: LoadProcess.Result, cpu: Double, publish: Double, delivered: Int) {
+    let events = max(2_000, deliveries / count)
+    let directory = scratch + "/live-\(count)-\(compressed)-\(framing)"
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let log = try EventLog(Self.logConfiguration(directory))
+    let ring = LiveRing(capacity: events + 1, maxBytes: 8 << 30, framing: framing)
+    let server = try await SubscribeServer.start(
+      sources: .init(ring: ring, log: log, dictionary: dictionary))
+    let client = try await LoadProcess.start(
+      port: server.port, connections: count,
+      target: compressed ? "/subscribe?compress=true" : "/subscribe", expect: events)
+    try await Self.waitFor(server, subscribers: count)
+    let cpu = CPUTime.now()
+    // The publishing loop never suspends, so it runs on this one thread throughout.
+    let publishing = CPUTime.thread()
+    var time: Int64 = 0
+    for start in stride(from: 0, to: events, by: 256) {
+      ring.publish(
+        (start..<min(start + 256, events)).map { index in
+          time += 1
+          return Self.restamped(pool[index % pool.count], time, fresh: fresh)
+        })
+    }
+    let published = CPUTime.thread() - publishing
+    let result = try await client.result()
+    let used = CPUTime.now() - cpu
+    try await server.stop()
+    return (result, used, published, count * events)
+  }
+
+  /// `--compare`: every count and form with shared slices and with per-subscriber copies, the
+  /// two interleaved (their order alternating by round), then the median and range of each.
+  private func comparison(_ counts: [Int], dictionary: ZstdDictionary, scratch: String)
+    async throws
+  {
+    let pool = try Self.events(frames: frames, dictionary: dictionary)
+    print(
+      "compare: \(pool.count) distinct events, \(deliveries) deliveries per run, \(rounds) rounds; "
+        + "every event published with payload buffers of its own, as ingest makes them; "
+        + "slices = frames built once at publish, sent as slices of shared blocks; "
+        + "copies = every subscriber copies each payload into its own buffer")
+    struct Key: Hashable {
+      var compressed: Bool
+      var count: Int
+      var framing: Bool
+    }
+    var cpu: [Key: [Double]] = [:]
+    var rates: [Key: [Double]] = [:]
+    /// Server CPU per message without the publishing loop, and the loop's CPU per event.
+    var rest: [Key: [Double]] = [:]
+    var publishing: [Key: [Double]] = [:]
+    for round in 0..<rounds {
+      for compressed in [false, true] {
+        for count in counts {
+          let order = (round + count) % 2 == 0 ? [false, true] : [true, false]
+          for framing in order {
+            let run = try await live(
+              count, compressed: compressed, framing: framing, fresh: true, pool: pool,
+              dictionary: dictionary, scratch: scratch)
+            let name =
+              "round \(round + 1) live \(compressed ? "zstd" : "json") × \(count) "
+              + (framing ? "slices" : "copies")
+            report(name, run.result, cpu: run.cpu, delivered: run.delivered, publish: run.publish)
+            guard run.result.complete, run.result.messages == run.delivered else { continue }
+            let key = Key(compressed: compressed, count: count, framing: framing)
+            cpu[key, default: []].append(run.cpu / Double(run.delivered) * 1e6)
+            rest[key, default: []].append(
+              (run.cpu - run.publish) / Double(run.delivered) * 1e6)
+            publishing[key, default: []].append(
+              run.publish / Double(run.delivered / count) * 1e6)
+            rates[key, default: []].append(Double(run.result.messages) / run.result.seconds)
+          }
+        }
+      }
+    }
+    func median(_ values: [Double]) -> Double {
+      let sorted = values.sorted()
+      guard !sorted.isEmpty else { return .nan }
+      return sorted.count % 2 == 1
+        ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+    print("")
+    print(
+      "| run | server CPU µs/message, copies: median (min–max) | slices: median (min–max) "
+        + "| slices / copies | without publishing, copies → slices | publishing µs/event, "
+        + "copies → slices | events/s, copies → slices |")
+    print("|---|---|---|---|---|---|---|")
+    for compressed in [false, true] {
+      for count in counts {
+        let old = Key(compressed: compressed, count: count, framing: false)
+        let new = Key(compressed: compressed, count: count, framing: true)
+        func spread(_ values: [Double]) -> String {
+          "\(format3(median(values))) (\(format3(values.min() ?? .nan))–"
+            + "\(format3(values.max() ?? .nan)))"
+        }
+        func rate(_ key: Key) -> Int {
+          let value = median(rates[key] ?? [])
+          return value.isNaN ? 0 : Int(value)
+        }
+        print(
+          "| live \(compressed ? "zstd" : "json") × \(count) | \(spread(cpu[old] ?? [])) "
+            + "| \(spread(cpu[new] ?? [])) "
+            + "| \(format3(median(cpu[new] ?? []) / median(cpu[old] ?? []))) "
+            + "| \(format3(median(rest[old] ?? []))) → \(format3(median(rest[new] ?? []))) "
+            + "| \(format3(median(publishing[old] ?? []))) → "
+            + "\(format3(median(publishing[new] ?? []))) "
+            + "| \(rate(old)) → \(rate(new)) |")
+      }
+    }
+  }
+
+  private func report(
+    _ name: String, _ result: LoadProcess.Result, cpu: Double, delivered: Int,
+    publish: Double? = nil
+  ) {
     guard result.complete, result.messages == delivered else {
       print("\(name): INCOMPLETE, \(result.messages) of \(delivered) messages")
       return
+    }
+    let split = publish.map {
+      "; without publishing \(format3((cpu - $0) / Double(delivered) * 1e6)) µs/message"
     }
     print(
       "\(name): \(Int(Double(result.messages) / result.seconds)) events/s delivered, "
         + "\(format1(Double(result.bytes) / result.seconds / 1e6)) MB/s, server CPU "
         + "\(format3(cpu / Double(delivered) * 1e6)) µs/message "
-        + "(\(Int(cpu / Double(delivered) * 1e8)) ms per 100k)")
+        + "(\(Int(cpu / Double(delivered) * 1e8)) ms per 100k\(split ?? ""))")
   }
 
   static func logConfiguration(_ directory: String) -> EventLog.Configuration {
@@ -169,20 +286,37 @@ struct BenchFanout: AsyncParsableCommand {
     return try events.map { BroadcastEvent($0, compressed: try compressor.compress($0.json)) }
   }
 
-  static func restamped(_ event: BroadcastEvent, _ time: Int64) -> BroadcastEvent {
+  /// `event` at `time`: sharing its payload buffers, or (`fresh`) with copies of its own, as
+  /// ingest makes each event (`BroadcastEvent(_:compressed:)`), so that every event in the ring
+  /// is in memory of its own, as in a server.
+  static func restamped(_ event: BroadcastEvent, _ time: Int64, fresh: Bool = false)
+    -> BroadcastEvent
+  {
     BroadcastEvent(
       timeUS: time, kind: event.kind, did: event.did, collection: event.collection,
-      json: event.json, compressed: event.compressed, jsonLength: event.jsonLength)
+      json: fresh ? event.json.map { ByteBuffer(bytes: $0.readableBytesView) } : event.json,
+      compressed: fresh ? ByteBuffer(bytes: event.compressed.readableBytesView) : event.compressed,
+      jsonLength: event.jsonLength)
   }
 
   static func residentBytes() -> Int { BenchIngest.resident(getpid(), "VmRSS:") }
 }
 
-/// This process's user + system CPU seconds.
+/// User + system CPU seconds of this process, or of the calling thread.
 enum CPUTime {
-  static func now() -> Double {
+  static func now() -> Double { seconds(RUSAGE_SELF.rawValue) }
+
+  static func thread() -> Double {
+    #if os(Linux)
+      return seconds(1)  // RUSAGE_THREAD (glibc declares it only with _GNU_SOURCE)
+    #else
+      return 0  // not measured: the split is reported as if publishing were free
+    #endif
+  }
+
+  private static func seconds(_ who: Int32) -> Double {
     var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
+    getrusage(who, &usage)
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
       + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
   }

@@ -157,7 +157,8 @@ final class SubscriberMemoryTests: XCTestCase {
 }
 
 /// A reader that keeps stalling (its socket fills, it pauses, it drains) still gets exactly the
-/// log's sequence, whether the rest of a batch waits or is dropped and read again.
+/// log's sequence, whether the rest of a batch waits (short pauses) or is dropped and read again
+/// (pauses over two periodic checks).
 final class StallingReaderTests: XCTestCase {
   private var directories: [String] = []
 
@@ -189,8 +190,8 @@ final class StallingReaderTests: XCTestCase {
   }
 
   func testAStallingReaderGetsExactlyTheLogSequence() async throws {
-    // 1.5 KB events: a disk batch (512) is ~800 KB, so a stall leaves a remainder too big to
-    // keep, which is dropped and read again.
+    // 1.5 KB events: a disk batch (512) is ~800 KB, so a stall leaves a rest bigger than a
+    // piece: held through a short pause, dropped and read again after a long one.
     let dictionary = try ZstdDictionary(path: SharedData.defaultDictionaryPath)
     let log = try TemporaryLog.open("stalling", directories: &directories)
     let ring = LiveRing(capacity: 500, startAfter: 0)  // the replay comes from disk
@@ -212,7 +213,7 @@ final class StallingReaderTests: XCTestCase {
       // Let the socket fill and the server stall every ~200 KB.
       if bytes.count > 200_000 * (pauses + 1) {
         pauses += 1
-        try await Task.sleep(for: .milliseconds(30))
+        try await Task.sleep(for: .milliseconds(pauses % 4 == 0 ? 1_200 : 30))
       }
       let n = recv(fd, &chunk, chunk.count, 0)
       guard n > 0 else { break }
