@@ -18,7 +18,7 @@ let package = Package(
     .library(name: "ContrailFirehose", targets: ["Firehose"]),
     .library(name: "ContrailEvents", targets: ["Events"]),
     .library(name: "ContrailEventLog", targets: ["EventLog"]),
-    .library(name: "ContrailServer", targets: ["Server"]),
+    .library(name: "ContrailSubscribe", targets: ["Subscribe"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -57,7 +57,7 @@ let package = Package(
         "Firehose", "SyntheticFirehose", .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ] + websocket),
     .target(
-      name: "Server",
+      name: "Subscribe",
       dependencies: [
         "Events", "Broadcast", "EventLog", "Compression",
         .product(name: "Metrics", package: "swift-metrics"),
@@ -76,9 +76,10 @@ let package = Package(
         .product(name: "Metrics", package: "swift-metrics"),
       ] + websocket),
     .target(
-      name: "Serve",
+      name: "App",
       dependencies: [
-        "Ingest", "Server", "Broadcast", "EventLog", "Events", "Compression", "SyntheticFirehose",
+        "Ingest", "Subscribe", "Broadcast", "EventLog", "Events", "Compression",
+        "SyntheticFirehose",
         "RelayFixture",
         "DefaultDictionary",
         .product(name: "Logging", package: "swift-log"),
@@ -90,7 +91,7 @@ let package = Package(
       dependencies: [
         "Firehose", "Events", "Compression", "EventLog", "SyntheticFirehose", "RelayFixture",
         "Broadcast",
-        "Server", "Ingest", "Serve", "DefaultDictionary", "WebSocketClient",
+        "Subscribe", "Ingest", "App", "DefaultDictionary", "WebSocketClient",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
@@ -110,16 +111,16 @@ let package = Package(
     .testTarget(
       name: "CompressionTests", dependencies: ["Compression", "CZstd", "TestSupport"]),
     .testTarget(
-      name: "ServerTests",
+      name: "SubscribeTests",
       dependencies: [
-        "Server", "Events", "Broadcast", "EventLog", "Compression", "SyntheticFirehose",
+        "Subscribe", "Events", "Broadcast", "EventLog", "Compression", "SyntheticFirehose",
         "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
       ]),
     .testTarget(
       name: "IngestTests",
       dependencies: [
-        "Ingest", "Serve", "Server", "Events", "Broadcast", "EventLog", "Compression",
+        "Ingest", "App", "Subscribe", "Events", "Broadcast", "EventLog", "Compression",
         "SyntheticFirehose", "RelayFixture", "TestSupport", "DefaultDictionary",
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),

@@ -23,10 +23,10 @@ let package = Package(
       dependencies: ["FuzzSupport", .product(name: "ContrailFirehose", package: "Contrail")]),
     .executableTarget(
       name: "FuzzQuery",
-      dependencies: ["FuzzSupport", .product(name: "ContrailServer", package: "Contrail")]),
+      dependencies: ["FuzzSupport", .product(name: "ContrailSubscribe", package: "Contrail")]),
     .executableTarget(
       name: "FuzzClientMessage",
-      dependencies: ["FuzzSupport", .product(name: "ContrailServer", package: "Contrail")]),
+      dependencies: ["FuzzSupport", .product(name: "ContrailSubscribe", package: "Contrail")]),
     .executableTarget(
       name: "FuzzLogRecord",
       dependencies: ["FuzzSupport", .product(name: "ContrailEventLog", package: "Contrail")]),

@@ -5,7 +5,7 @@ import EventLog
 import Events
 import Foundation
 import NIOCore
-import Server
+import Subscribe
 import SyntheticFirehose
 
 /// `contrail bench fanout`: the subscribe server in this process, `contrail load-client` in

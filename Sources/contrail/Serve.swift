@@ -1,3 +1,4 @@
+import App
 import ArgumentParser
 import Compression
 import Foundation
@@ -5,9 +6,8 @@ import Ingest
 import Logging
 import NIOCore
 import Prometheus
-import Serve
-import Server
 import ServiceLifecycle
+import Subscribe
 
 /// `contrail serve`: the main job. Every flag can also be given as the `CONTRAIL_*` environment
 /// variable named in its help; a flag wins over the variable.

@@ -1,7 +1,7 @@
+import App
 import ArgumentParser
 import Events
 import Firehose
-import Serve
 import SyntheticFirehose
 
 /// `contrail translate`: relay frames file → Jetstream events as JSONL.

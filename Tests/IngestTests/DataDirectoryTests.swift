@@ -1,7 +1,7 @@
+import App
 import EventLog
 import Foundation
 import Prometheus
-import Serve
 import TestSupport
 import XCTest
 

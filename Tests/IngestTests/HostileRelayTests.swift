@@ -1,10 +1,10 @@
+import App
 import Compression
 import EventLog
 import Events
 import Foundation
 import Prometheus
 import RelayFixture
-import Serve
 import SyntheticFirehose
 import TestSupport
 import XCTest

@@ -1,3 +1,4 @@
+import App
 import Broadcast
 import Compression
 import EventLog
@@ -8,8 +9,7 @@ import Logging
 import NIOCore
 import Prometheus
 import RelayFixture
-import Serve
-import Server
+import Subscribe
 import SyntheticFirehose
 import TestSupport
 import XCTest

@@ -1,3 +1,4 @@
+import App
 import Broadcast
 import Compression
 import EventLog
@@ -5,7 +6,6 @@ import Events
 import Foundation
 import Prometheus
 import RelayFixture
-import Serve
 import SyntheticFirehose
 import TestSupport
 import XCTest

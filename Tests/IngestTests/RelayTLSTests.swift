@@ -1,9 +1,9 @@
+import App
 import Foundation
 import Ingest
 import NIOSSL
 import Prometheus
 import RelayFixture
-import Serve
 import SyntheticFirehose
 import TestSupport
 import XCTest

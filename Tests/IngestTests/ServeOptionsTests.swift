@@ -1,7 +1,7 @@
+import App
 import Ingest
 import NIOCore
-import Serve
-import Server
+import Subscribe
 import XCTest
 
 /// `serve`'s settings resolution, without a subprocess: a flag beats its variable, which beats

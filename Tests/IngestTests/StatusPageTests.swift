@@ -3,7 +3,7 @@ import Prometheus
 import TestSupport
 import XCTest
 
-@testable import Serve
+@testable import App
 
 /// `/status` in a real browser: `serve --offline` in-process, one zstd subscriber, and Debian's
 /// headless `chromium` loading the page (JavaScript on, so the live updates run too).

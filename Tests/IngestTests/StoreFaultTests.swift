@@ -6,7 +6,7 @@ import Foundation
 import Ingest
 import Prometheus
 import RelayFixture
-import Server
+import Subscribe
 import Synchronization
 import SyntheticFirehose
 import TestSupport

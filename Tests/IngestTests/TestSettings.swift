@@ -1,6 +1,6 @@
+import App
 import Ingest
 import Logging
-import Serve
 import TestSupport
 
 extension ServeSettings {

@@ -1,6 +1,6 @@
 import FuzzSupport
 
-@testable import Server
+@testable import Subscribe
 
 /// Target (e): a subscriber's text message (`options_update`, PROTOCOL §7) and the JSON parser
 /// under it.

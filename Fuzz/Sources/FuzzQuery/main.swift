@@ -1,5 +1,5 @@
 import FuzzSupport
-import Server
+import Subscribe
 
 /// Target (d): a `/subscribe` query string, and optionally a `Socket-Encoding` header: the bytes
 /// after the first newline (none: no header).

@@ -1,6 +1,6 @@
 import Firehose
 import Foundation
-import Server
+import Subscribe
 
 /// A JSON value: what `/status.json` serves and what the HTML page renders from, so the page's
 /// server-rendered numbers and its live updates name the same fields.

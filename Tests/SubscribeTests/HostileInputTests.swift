@@ -4,7 +4,7 @@ import Events
 import Foundation
 import NIOCore
 import Prometheus
-import Server
+import Subscribe
 import Synchronization
 import TestSupport
 import XCTest

@@ -3,7 +3,7 @@ import NIOCore
 import XCTest
 
 @testable import Broadcast
-@testable import Server
+@testable import Subscribe
 
 /// `SubscriberState` alone: each transition's phase and the action it answers with, no socket.
 final class SubscriberStateTests: XCTestCase {

@@ -3,7 +3,7 @@ import NIOEmbedded
 import NIOWebSocket
 import XCTest
 
-@testable import Server
+@testable import Subscribe
 
 /// Frames written by `WebSocketWire` decode with NIO's websocket decoder, at every length form
 /// (7-bit, 16-bit and 64-bit), several to a buffer as subscriber batches are written.

@@ -1,7 +1,7 @@
 import Broadcast
 import EventLog
 import Foundation
-import Server
+import Subscribe
 import TestSupport
 import XCTest
 

@@ -2,7 +2,7 @@ import Broadcast
 import EventLog
 import Foundation
 import Prometheus
-import Server
+import Subscribe
 import TestSupport
 import XCTest
 

@@ -4,7 +4,7 @@ import EventLog
 import Events
 import Foundation
 import NIOCore
-import Server
+import Subscribe
 import SyntheticFirehose
 import TestSupport
 import XCTest

@@ -4,7 +4,7 @@ import Events
 import Foundation
 import Ingest
 import Prometheus
-import Server
+import Subscribe
 import Synchronization
 
 /// What the status page (`/status`, `/status.json`) shows, gathered once a second: the live

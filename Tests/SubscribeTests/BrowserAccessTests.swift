@@ -1,6 +1,6 @@
 import Broadcast
 import Compression
-import Server
+import Subscribe
 import TestSupport
 import XCTest
 

@@ -1,7 +1,7 @@
 import Events
 import XCTest
 
-@testable import Server
+@testable import Subscribe
 
 /// PROTOCOL §7.1–7.2 and the reason truncation of §9.
 final class ClientMessageTests: XCTestCase {

@@ -10,7 +10,7 @@ import Logging
 import NIOCore
 import Prometheus
 import RelayFixture
-import Server
+import Subscribe
 import Synchronization
 import SyntheticFirehose
 

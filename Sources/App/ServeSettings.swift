@@ -1,7 +1,7 @@
 import Compression
 import Ingest
 import NIOCore
-import Server
+import Subscribe
 
 /// Everything `contrail serve` can be told (flags and `CONTRAIL_*` variables resolve to this).
 public struct ServeSettings: Sendable {

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-@testable import Server
+@testable import Subscribe
 
 /// The strict client-message JSON reader: escapes, surrogates, limits, and a differential check
 /// against Foundation's parser on many generated and mutated texts.

@@ -2,7 +2,7 @@ import Compression
 import Ingest
 import Logging
 import NIOCore
-import Server
+import Subscribe
 
 /// Every `contrail serve` option in one table: its flag, its `CONTRAIL_*` variable, its help (the
 /// default shown there is read from `ServeSettings`), and how its text sets the settings. `resolve`

@@ -1,5 +1,5 @@
 import Events
-import Server
+import Subscribe
 import XCTest
 
 /// PROTOCOL §2.1 and §2.5: query decoding, defaults and the exact rejection bodies.

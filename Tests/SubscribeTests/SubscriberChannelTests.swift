@@ -11,7 +11,7 @@ import Synchronization
 import TestSupport
 import XCTest
 
-@testable import Server
+@testable import Subscribe
 
 /// `SubscriberHandler` and its state machine on an `EmbeddedChannel`: the bytes it writes, what
 /// it reads where (the ring on the event loop, the log through the offload), backpressure, and
