@@ -198,11 +198,12 @@ struct SubscriberState {
       return .none
     }
     phase = .idle
-    if pendingUpdate != nil, let held = ready {
-      // Read under the old options but not written: read again under the new ones (PROTOCOL
-      // §7.2: no backlog filtered under the old options remains).
+    if pendingUpdate != nil, ready != nil {
+      // Read under the old options but not written: read again under the new ones from just
+      // after what was delivered, events the old filter rejected included (PROTOCOL §7.2: no
+      // backlog filtered under the old options remains).
       ready = nil
-      rewind = held.runs[held.next].firstTimeUS
+      rewind = deliveredThrough + 1
     }
     if ready != nil { return writeNext() }
     return read(pacing: pacing)
@@ -237,9 +238,13 @@ struct SubscriberState {
     // Replaying while reads come from disk; live again once they come from memory.
     if batch.events > 0, replaying != batch.fromDisk { replaying = batch.fromDisk }
     guard !batch.runs.isEmpty else {
+      if pendingUpdate != nil {
+        // Everything in it was rejected under the old options: read it again under the new.
+        rewind = deliveredThrough + 1
+        return read(pacing: pacing)
+      }
       // The position moved: heartbeats see it.
       deliveredThrough = max(deliveredThrough, batch.position)
-      if pendingUpdate != nil { return read(pacing: pacing) }
       phase = .awaitingEvents
       return .awaitEvents
     }

@@ -194,7 +194,24 @@ final class SubscriberStateTests: XCTestCase {
     XCTAssertEqual(
       state.received(batch([]), writable: true, pacing: noPacing),
       .read(
-        .init(limit: 8, update: .init(filter: other, maxMessageSizeBytes: 0), rewind: nil)))
+        .init(
+          limit: 8, update: .init(filter: other, maxMessageSizeBytes: 0),
+          rewind: Int64(first.events) + 1)),
+      "what the old filter rejected is read again under the new one")
+  }
+
+  /// The events the old filter rejected before a held batch's first run are read again too: the
+  /// rewind goes to just after what was delivered, not to the held run.
+  func testAnUpdateRereadsEventsTheOldFilterRejected() throws {
+    var state = subscribed()
+    _ = state.pump(writable: true, pacing: noPacing)
+    // Events 1 and 2 were rejected by the old filter: the batch's only run starts at 3.
+    _ = state.received(batch(events(3, first: 3)), writable: false, pacing: noPacing)
+    let filter = try EventFilter(wantedCollections: ["app.bsky.feed.like"], wantedDIDs: [])
+    _ = state.update(filter: filter, maxMessageSizeBytes: 0, writable: false, pacing: noPacing)
+    XCTAssertEqual(
+      state.pump(writable: true, pacing: noPacing),
+      .read(.init(limit: 128, update: .init(filter: filter, maxMessageSizeBytes: 0), rewind: 1)))
   }
 
   func testMessagesOverTheSizeLimitAreSkippedButPassed() {
