@@ -123,7 +123,7 @@ public final class EventLog: Sendable {
     var scheduled = false
     /// A timer will check the interval (`.interval` only): set while one is pending.
     var timerArmed = false
-    /// Why the last sync failed; nil once one succeeds.
+    /// Why the first failed sync failed; final for this process (see `syncNow`).
     var failure: String? = nil
     var closed = false
   }
@@ -446,8 +446,10 @@ public final class EventLog: Sendable {
   }
 
   /// One sync: fdatasyncs every file written since the previous sync started (and the directory
-  /// after a roll), then publishes as durable the seq written when it started. On failure
-  /// nothing becomes durable and the files stay due for the next sync. Returns the failure.
+  /// after a roll), then publishes as durable the seq written when it started. A failure is
+  /// final for this process: Linux may drop the pages a failed fsync could not write and report
+  /// success on a retry, so after one nothing becomes durable any more and `syncFailure` stays
+  /// set until a restart rescans the log. Returns the failure.
   @discardableResult
   private func syncNow() -> String? {
     syncRound.withLock { _ in
@@ -474,22 +476,21 @@ public final class EventLog: Sendable {
       if failure == nil && directory { failure = Self.syncDirectory(segmentsDirectory) }
       syncState.withLock { sync in
         if let failure {
-          sync.failure = failure
+          sync.failure = sync.failure ?? failure
           sync.unsynced = files + sync.unsynced.filter { file in !files.contains { $0 === file } }
           sync.unsyncedBytes += bytes
           sync.directoryUnsynced = sync.directoryUnsynced || directory
-        } else {
-          sync.failure = nil
+        } else if sync.failure == nil {
           durableSeq.store(seq, ordering: .releasing)
         }
       }
-      return failure
+      return failure ?? syncState.withLock { $0.failure }
     }
   }
 
   /// Asks for a sync if the policy says it is time, without waiting for it (also called by the
-  /// maintenance task). Throws while the last sync failed (`syncFailure`): what was written is
-  /// readable but not known to be durable. The failed files stay due, so a later sync retries.
+  /// maintenance task). Throws once a sync has failed (`syncFailure`, final for this process):
+  /// what was written is readable but not known to be durable.
   public func syncIfDue() throws {
     requestSync(force: false)
     if let failure = syncFailure { throw Failure(description: failure) }
@@ -501,7 +502,8 @@ public final class EventLog: Sendable {
     if let failure = syncNow() { throw Failure(description: failure) }
   }
 
-  /// Why the last sync failed (an I/O error, a full disk); nil once a sync succeeds.
+  /// Why an fsync failed (an I/O error, a full disk); once set it stays set until the process
+  /// restarts: the durable seq no longer moves, and `/readyz` says so.
   public var syncFailure: String? { syncState.withLock { $0.failure } }
 
   /// Why the last append failed, else why the last sync failed (a full disk, an I/O error): nil

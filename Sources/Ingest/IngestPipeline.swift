@@ -43,6 +43,8 @@ public final class IngestPipeline: @unchecked Sendable {
   /// Set when an append fails: later batches are dropped too (storing them would leave a gap)
   /// until `settle` before the next connection.
   private var storeFailed = false
+  /// A failed fsync has been logged (once: it is final for the process).
+  private var syncFailureReported = false
   /// Frames submitted but not stored yet; and who waits for that to drop.
   private let backlog = Mutex<(frames: Int, drained: [@Sendable () -> Void])>((0, []))
 
@@ -268,15 +270,20 @@ public final class IngestPipeline: @unchecked Sendable {
       logger.error("cannot store events; reconnecting", metadata: ["error": "\(error)"])
       return "log append failed"
     }
-    // The batch is stored and published: a failing fsync must not publish it again (it is
-    // written; only its durability is in doubt). Ingest reconnects and resumes after it.
+    // The batch is stored and published; a failing fsync must not publish it again (it is
+    // written; only its durability is in doubt). A failed fsync is final for the process (the
+    // log says why), and reconnecting cannot mend a disk: ingest carries on, serving what it
+    // writes, and says so once — `/readyz` stays 503 until a restart.
     do {
       try store.log.syncIfDue()
     } catch {
-      storeFailed = true
-      metrics.appendErrors.increment()
-      logger.error("cannot fsync the event log; reconnecting", metadata: ["error": "\(error)"])
-      return "log sync failed"
+      if !syncFailureReported {
+        syncFailureReported = true
+        metrics.appendErrors.increment()
+        logger.critical(
+          "the event log cannot fsync: events are still stored and served, but may not survive a power loss; fix the disk and restart",
+          metadata: ["error": "\(error)"])
+      }
     }
     return nil
   }

@@ -66,7 +66,7 @@ final class StoreFaultTests: XCTestCase {
     }
   }
 
-  private func run(_ faults: Faults, frames count: Int = 800) async throws {
+  private func run(_ faults: Faults, reconnects: Bool, frames count: Int = 800) async throws {
     let (frames, expected) = IngestEndToEndTests.frames(count, seed: 17)
     let relay = FixtureRelay(source: FileRelaySource(frames: frames, loop: false))
     let (port, relayTask) = try await relay.start()
@@ -101,7 +101,12 @@ final class StoreFaultTests: XCTestCase {
     XCTAssertGreaterThan(faults.failures.load(ordering: .relaxed), 0, "the fault happened")
     XCTAssertGreaterThanOrEqual(
       registry.value("contrail_log_append_errors_total"), 1, "ingest saw it")
-    XCTAssertGreaterThanOrEqual(ingest.connections, 2, "and reconnected")
+    if reconnects {
+      XCTAssertGreaterThanOrEqual(ingest.connections, 2, "and reconnected")
+    } else {
+      XCTAssertEqual(ingest.connections, 1, "a failed fsync is no reason to reconnect")
+      XCTAssertNotNil(log.syncFailure, "it is final for the process")
+    }
 
     // The log: every event once, in relay order.
     let stored = try IngestEndToEndTests.stored(log, dictionary)
@@ -130,19 +135,19 @@ final class StoreFaultTests: XCTestCase {
           as: UTF8.self))
     }
     XCTAssertEqual(publishedJSON, expected.map(\.1), "the ring matches the relay's events")
-    try log.close()
+    if reconnects { try log.close() } else { XCTAssertThrowsError(try log.close()) }
   }
 
   /// An fsync fails after its batch was appended and published: the batch is not published
-  /// again, ingest reconnects and goes on after it.
+  /// again, and ingest goes on (the failure is final; reconnecting cannot mend the disk).
   func testAFailingSyncNeverPublishesTwice() async throws {
-    try await run(Faults(failSyncAt: 3, times: 10))
+    try await run(Faults(failSyncAt: 3), reconnects: false)
   }
 
   /// A write fails part-way through (a full disk): the records the log kept are published, the
   /// rest is fetched again after the reconnect, so nothing is lost or repeated.
   func testAFailingWriteLeavesNoGap() async throws {
-    try await run(Faults(failWritesAt: 6, times: 3))
+    try await run(Faults(failWritesAt: 6, times: 3), reconnects: true)
   }
   /// A sync that takes 500 ms never holds up the live path: while it is in progress a new
   /// subscriber connects, the next batch is stored and published, and the subscriber receives
