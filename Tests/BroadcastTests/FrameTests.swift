@@ -270,18 +270,23 @@ final class FrameTests: XCTestCase {
       SubscriberFeed(ring: ring, log: log, start: .live, filter: .all, decompressors: nil)
     }
     let boxes = readers.map { FeedBox($0) }
-    let results = try await withThrowingTaskGroup(of: [Int64].self) { group in
+    let results = try await withThrowingTaskGroup(of: ([Int64], Int).self) { group in
       for box in boxes {
         group.addTask {
           var times: [Int64] = []
           var seen = 0
+          var previousLast: Int64? = nil
           let deadline = ContinuousClock.now + .seconds(60)
           while seen < events.count && ContinuousClock.now < deadline {
             guard let batch = box.feed.nextRunsFromMemory(limit: 128) else {
               XCTFail("fell behind the ring")
-              return times
+              return (times, seen)
             }
             for run in batch.runs {
+              if let previousLast {
+                XCTAssertEqual(run.firstTimeUS, previousLast + 1, "nothing skipped between runs")
+              }
+              previousLast = run.lastTimeUS
               seen += run.events
               times.append(run.firstTimeUS)
               if run.events > 1 { times.append(run.lastTimeUS) }
@@ -289,7 +294,7 @@ final class FrameTests: XCTestCase {
             }
             if batch.runs.isEmpty { await Task.yield() }
           }
-          return times
+          return (times, seen)
         }
       }
       group.addTask {
@@ -297,15 +302,16 @@ final class FrameTests: XCTestCase {
           ring.publish(Array(events[start..<min(start + 50, events.count)]))
           if start % 500 == 0 { try await Task.sleep(for: .milliseconds(1)) }
         }
-        return []
+        return ([], -1)
       }
-      var all: [[Int64]] = []
-      for try await times in group where !times.isEmpty { all.append(times) }
+      var all: [([Int64], Int)] = []
+      for try await result in group where result.1 >= 0 { all.append(result) }
       return all
     }
     XCTAssertEqual(results.count, 3)
     let total = events.count
-    for times in results {
+    for (times, seen) in results {
+      XCTAssertEqual(seen, total, "every event seen exactly once")
       XCTAssertLessThanOrEqual(times.count, total)
       XCTAssertEqual(times.first, events.first?.timeUS)
       XCTAssertEqual(times.last, events.last?.timeUS)
