@@ -174,6 +174,9 @@ public final class LiveRing: Sendable {
     return true
   }
 
+  /// Wake-ups registered and not yet called (at most one per waiting subscriber).
+  public var waiting: Int { state.withLock { $0.waiters.count } }
+
   /// Calls `wake` once, after the next publish (or now, if something newer than `position` is
   /// already there).
   public func notify(after position: Int64, _ wake: @escaping @Sendable () -> Void) {

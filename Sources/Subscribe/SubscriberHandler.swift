@@ -58,6 +58,8 @@ final class SubscriberHandler: ChannelInboundHandler {
   /// it is called).
   private let makeFeed: (EventFilter) -> SubscriberFeed
   /// nil until the subscription starts (at the upgrade, or at the hello with `requireHello`).
+  /// A wake-up is registered with the ring (it fires once, at the next publish).
+  fileprivate var wakeRegistered = false
   private var feed: FeedBox?
   private var state: SubscriberState
   private var timers: [RepeatedTask] = []
@@ -278,7 +280,9 @@ final class SubscriberHandler: ChannelInboundHandler {
         context.eventLoop.execute { bound.value.0.pump(bound.value.1) }
         return
       case .awaitEvents:
-        guard let feed else { return }
+        // One wake-up at a time: an update that finds nothing new must not add another.
+        guard let feed, !wakeRegistered else { return }
+        wakeRegistered = true
         // The ring keeps the wake-up until its next publish: it must not keep the handler (and
         // through its feed, the ring itself) alive after the connection is gone.
         let loop = context.eventLoop
@@ -369,6 +373,7 @@ private final class Wake {
 
   func pump() {
     guard let handler, let context else { return }
+    handler.wakeRegistered = false
     handler.pump(context)
   }
 }

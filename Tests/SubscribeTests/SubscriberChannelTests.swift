@@ -327,6 +327,27 @@ final class SubscriberChannelTests: XCTestCase {
     XCTAssertGreaterThan(harness.registry.value("contrail_events_oversize_total"), 0)
   }
 
+  /// A caught-up subscriber holds one wake-up in the ring, however many updates it sends while
+  /// it waits (each one reads, finds nothing new and waits again).
+  func testUpdatesWhileWaitingRegisterOneWakeUp() throws {
+    let stream = try SyntheticStream(frames: 50, seed: 26)
+    let log = try log("wake-ups")
+    let ring = LiveRing(capacity: 100_000, startAfter: 0)
+    let harness = try Harness(query: "", ring: ring, log: log, dictionary: stream.dictionary)
+    try harness.run()
+    XCTAssertEqual(ring.waiting, 1)
+    for _ in 0..<50 {
+      try harness.send(
+        #"{"type":"options_update","payload":{"wantedCollections":["app.bsky.feed.post"]}}"#)
+      try harness.run()
+    }
+    XCTAssertEqual(ring.waiting, 1, "one wake-up, not one per update")
+    try log.append(stream.records)
+    ring.publish(stream.broadcast)
+    try harness.run()
+    XCTAssertGreaterThan(harness.frames.count, 0, "the wake-up still delivers")
+  }
+
   /// The feed's policy, on the loop's clock: retention passing what a stalled subscriber was
   /// sent closes it with 1008; so does lagging past the limit for longer than the grace.
   func testTheSlowConsumerPolicyCloses() throws {
