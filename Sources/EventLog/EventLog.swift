@@ -368,8 +368,10 @@ public final class EventLog: Sendable {
       try SegmentFile.writeAll(file.fd, pending, segment.path, configuration.storage)
     } catch {
       // A short write (a full disk) must not leave half a record before the next append's
-      // bytes: cut the file back to its last committed record.
-      _ = ftruncate(file.fd, off_t(notes.first!.offset))
+      // bytes: cut the file back to its last committed record. If even that fails, seal the
+      // segment so nothing is appended after the half record (the next append starts a new
+      // segment; the next open reports the damaged tail).
+      if configuration.storage.truncate(file.fd, notes.first!.offset) != 0 { seal(&writer) }
       throw error
     }
     segment.state.withLock { segmentState in

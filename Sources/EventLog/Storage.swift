@@ -16,13 +16,19 @@ extension EventLog {
     /// `fdatasync(2)` of `fd` (a segment file, or the segments directory after a roll): 0, or the
     /// `errno` of the failure (`EINTR` is retried).
     public var sync: @Sendable (_ fd: Int32) -> Int32
+    /// `ftruncate(2)` of `fd` to `length` after a failed write: 0, or the `errno` of the failure.
+    public var truncate: @Sendable (_ fd: Int32, _ length: Int) -> Int32
 
     public init(
       write: @escaping @Sendable (_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int,
-      sync: @escaping @Sendable (_ fd: Int32) -> Int32
+      sync: @escaping @Sendable (_ fd: Int32) -> Int32,
+      truncate: @escaping @Sendable (_ fd: Int32, _ length: Int) -> Int32 = { fd, length in
+        ftruncate(fd, off_t(length)) == 0 ? 0 : errno
+      }
     ) {
       self.write = write
       self.sync = sync
+      self.truncate = truncate
     }
 
     /// The real `write(2)` and `fdatasync(2)`.

@@ -159,6 +159,44 @@ final class DurabilityTests: XCTestCase {
     try reopened.close()
   }
 
+  /// A write fails half-way and cutting the half record off fails too: the segment is sealed, so
+  /// the next records go to a new segment instead of after the junk; everything whole stays
+  /// readable, and the next open reports the damaged tail.
+  func testAFailedCutSealsTheSegment() throws {
+    let records = try LogFixtures.records(frames: 60)
+    let armed = Flag()
+    let calls = Locked(0)
+    var configuration = configuration()
+    configuration.sync = .never
+    configuration.storage = EventLog.Storage(
+      write: { fd, bytes, count in
+        guard armed.isSet else { return EventLog.Storage.system.write(fd, bytes, count) }
+        let call = calls.withLock { value -> Int in
+          value += 1
+          return value
+        }
+        // Half of the first write lands, then the disk is full.
+        return call == 1
+          ? EventLog.Storage.system.write(fd, bytes, max(count / 2, 1)) : -Int(ENOSPC)
+      },
+      sync: EventLog.Storage.system.sync,
+      truncate: { _, _ in EIO })
+    let log = try EventLog(configuration)
+    let half = records.count / 2
+    try log.append(Array(records[..<half]))
+    armed.set(true)
+    XCTAssertThrowsError(try log.append([records[half]]))
+    armed.set(false)
+    try log.append(Array(records[half...]))
+    XCTAssertEqual(log.stats.segments, 2, "the damaged segment was sealed")
+    XCTAssertTrue(LogFixtures.readAll(log.reader(from: nil)) == records, "every whole record, once")
+    try log.close()
+    let reopened = try EventLog(configuration)
+    XCTAssertEqual(reopened.recoveryReport.map(\.kind), [.damagedTail])
+    XCTAssertTrue(LogFixtures.readAll(reopened.reader(from: nil)) == records, "after a reopen")
+    try reopened.close()
+  }
+
   /// A disk that fills up mid-write (ENOSPC after a partial write, and at a segment roll): the
   /// append throws, only whole records stay (no half record in the file, none readable), the
   /// facts say exactly what was kept, and once there is room appends carry on seamlessly.
