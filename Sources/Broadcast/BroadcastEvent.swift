@@ -21,6 +21,8 @@ public struct BroadcastEvent: Sendable {
 
   enum Payloads: Sendable {
     case buffers(json: ByteBuffer?, compressed: ByteBuffer)
+    /// Ingest's own arrays, held (not copied) until publish copies them into the frames.
+    case arrays(json: [UInt8], compressed: [UInt8])
     case framed(FrameBlock)
   }
 
@@ -33,12 +35,13 @@ public struct BroadcastEvent: Sendable {
       payloads: .buffers(json: json, compressed: compressed), frameRanges: FrameRanges())
   }
 
-  /// The live form of a freshly translated event and its zstd frame.
+  /// The live form of a freshly translated event and its zstd frame. The arrays are held as
+  /// they are: publishing copies each payload once, into its frame.
   public init(_ event: Event, compressed: [UInt8]) {
     self.init(
       timeUS: event.timeUS, kind: event.kind, did: event.did, collection: event.collection,
-      json: ByteBuffer(bytes: event.json), compressed: ByteBuffer(bytes: compressed),
-      jsonLength: event.json.count)
+      jsonLength: event.json.count, payloads: .arrays(json: event.json, compressed: compressed),
+      frameRanges: FrameRanges())
   }
 
   private init(
@@ -63,6 +66,7 @@ public struct BroadcastEvent: Sendable {
   public var json: ByteBuffer? {
     switch payloads {
     case .buffers(let json, _): return json
+    case .arrays(let json, _): return ByteBuffer(bytes: json)
     case .framed(let block):
       return WireFrames(block: block, ranges: frameRanges).payload(binary: false)
     }
@@ -73,6 +77,7 @@ public struct BroadcastEvent: Sendable {
   public var compressed: ByteBuffer {
     switch payloads {
     case .buffers(_, let compressed): return compressed
+    case .arrays(_, let compressed): return ByteBuffer(bytes: compressed)
     case .framed(let block):
       return WireFrames(block: block, ranges: frameRanges).payload(binary: true) ?? ByteBuffer()
     }
@@ -96,6 +101,8 @@ public struct BroadcastEvent: Sendable {
     switch payloads {
     case .buffers(let json, let compressed):
       return binary ? compressed.readableBytes : json?.readableBytes ?? 0
+    case .arrays(let json, let compressed):
+      return binary ? compressed.count : json.count
     case .framed:
       return frameRanges.range(binary: binary).map {
         WireFrames.payloadLength(frameLength: $0.count)
@@ -248,19 +255,19 @@ extension BroadcastEvent {
       storage.reserveCapacity(textBytes + binaryBytes)
       var ranges = [FrameRanges](repeating: FrameRanges(), count: end - start)
       for index in start..<end {
-        guard case .buffers(let json?, _) = events[index].payloads else { continue }
+        let length = events[index].payloadLength(binary: false)
+        guard length > 0 || events[index].hasJSON else { continue }
         ranges[index - start].textStart = UInt32(storage.writerIndex)
-        FrameHeader.write(FrameHeader.text, length: json.readableBytes, to: &storage)
-        storage.writeImmutableBuffer(json)
+        FrameHeader.write(FrameHeader.text, length: length, to: &storage)
+        events[index].writePayload(binary: false, to: &storage)
         ranges[index - start].textEnd = UInt32(storage.writerIndex)
       }
       for index in start..<end {
-        guard case .buffers(_, let compressed) = events[index].payloads,
-          compressed.readableBytes > 0
-        else { continue }
+        let length = events[index].payloadLength(binary: true)
+        guard length > 0 else { continue }
         ranges[index - start].binaryStart = UInt32(storage.writerIndex - textBytes)
-        FrameHeader.write(FrameHeader.binary, length: compressed.readableBytes, to: &storage)
-        storage.writeImmutableBuffer(compressed)
+        FrameHeader.write(FrameHeader.binary, length: length, to: &storage)
+        events[index].writePayload(binary: true, to: &storage)
         ranges[index - start].binaryEnd = UInt32(storage.writerIndex - textBytes)
       }
       // Slices only once the storage is complete: a slice shares it, so a later write would
@@ -277,11 +284,36 @@ extension BroadcastEvent {
     return blocks
   }
 
+  /// Whether an event without frames has a JSON form (events replayed to zstd subscribers may
+  /// have none).
+  private var hasJSON: Bool {
+    switch payloads {
+    case .buffers(let json, _): return json != nil
+    case .arrays: return true
+    case .framed: return false
+    }
+  }
+
+  /// Appends the payload of one form of an event without frames.
+  private func writePayload(binary: Bool, to storage: inout ByteBuffer) {
+    switch payloads {
+    case .buffers(let json, let compressed):
+      if binary {
+        storage.writeImmutableBuffer(compressed)
+      } else if let json {
+        storage.writeImmutableBuffer(json)
+      }
+    case .arrays(let json, let compressed): storage.writeBytes(binary ? compressed : json)
+    case .framed: break
+    }
+  }
+
   /// The sizes of the frames an event without frames gets (0: no frame of that form).
   private var frameSizes: (text: Int, binary: Int) {
-    guard case .buffers(let json, let compressed) = payloads else { return (0, 0) }
-    let text = json.map { FrameHeader.size($0.readableBytes) + $0.readableBytes } ?? 0
-    let zstd = compressed.readableBytes
+    if case .framed = payloads { return (0, 0) }
+    let json = payloadLength(binary: false)
+    let text = hasJSON ? FrameHeader.size(json) + json : 0
+    let zstd = payloadLength(binary: true)
     return (text, zstd > 0 ? FrameHeader.size(zstd) + zstd : 0)
   }
 
