@@ -169,10 +169,10 @@ final class RelaySeqPolicyTests: XCTestCase {
     await contrail.shutdown()
   }
 
-  /// The operator points serve at another relay whose seqs are far below ours: it answers
-  /// `FutureCursor`, ingest follows it from its live tip as a new epoch.
-  func testSwitchingToARelayWithLowerSeqs() async throws {
-    let first = frames(150, firstSeq: 90_000, seed: 9)
+  /// Serves `first` until stored, then replaces the relay on the same port with one serving
+  /// `second` (whose seqs are all below ours: it answers `FutureCursor`); checks that both are
+  /// stored in full, the second as one new epoch.
+  private func switchRelays(_ first: [[UInt8]], then second: [[UInt8]]) async throws {
     let (firstRelay, port, task) = try await relay(first)
     let (contrail, registry) = try await serve(relayPort: port)
     let log = contrail.log
@@ -183,33 +183,6 @@ final class RelaySeqPolicyTests: XCTestCase {
     task.cancel()
     firstRelay.dropConnections()
     await task.value
-    let second = frames(150, firstSeq: 10, seed: 10)
-    _ = try await relay(second, port: port)
-    let wanted = firstExpected + expected(second)
-    try await waitUntil("the second relay stored", timeout: .seconds(20)) {
-      log.lastWrittenSeq == wanted.last!.0
-    }
-    assertSame(try stored(contrail), wanted)
-    XCTAssertEqual(registry.value(#"contrail_relay_error_frames_total{code="FutureCursor"}"#), 1)
-    XCTAssertEqual(registry.value("contrail_relay_seq_epochs_total"), 1)
-    await contrail.shutdown()
-  }
-
-  /// As above, but the new relay's seqs sit just below ours (within the resume-overlap window):
-  /// after its `FutureCursor` they are still a new epoch, not an overlap to drop.
-  func testARelayJustBelowOurSeqIsANewEpochNotAnOverlap() async throws {
-    let first = frames(150, firstSeq: 1_000, seed: 12)
-    let (firstRelay, port, task) = try await relay(first)
-    let (contrail, registry) = try await serve(relayPort: port)
-    let log = contrail.log
-    let firstExpected = expected(first)
-    try await waitUntil("the first relay stored", timeout: .seconds(20)) {
-      log.lastWrittenSeq == firstExpected.last!.0
-    }
-    task.cancel()
-    firstRelay.dropConnections()
-    await task.value
-    let second = frames(100, firstSeq: 1_000, seed: 13)  // newest 1,099 < 1,149 stored
     _ = try await relay(second, port: port)
     let wanted = firstExpected + expected(second)
     try await waitUntil("the second relay stored", timeout: .seconds(20)) {
@@ -220,6 +193,21 @@ final class RelaySeqPolicyTests: XCTestCase {
     XCTAssertEqual(registry.value("contrail_relay_seq_epochs_total"), 1)
     XCTAssertEqual(registry.value("contrail_relay_duplicate_frames_total"), 0)
     await contrail.shutdown()
+  }
+
+  /// The operator points serve at another relay whose seqs are far below ours: it answers
+  /// `FutureCursor`, ingest follows it from its live tip as a new epoch.
+  func testSwitchingToARelayWithLowerSeqs() async throws {
+    try await switchRelays(
+      frames(150, firstSeq: 90_000, seed: 9), then: frames(150, firstSeq: 10, seed: 10))
+  }
+
+  /// As above, but the new relay's seqs sit just below ours (within the resume-overlap window):
+  /// after its `FutureCursor` they are still a new epoch, not an overlap to drop.
+  func testARelayJustBelowOurSeqIsANewEpochNotAnOverlap() async throws {
+    // The second relay's newest seq, 1,099, is below the 1,149 stored.
+    try await switchRelays(
+      frames(150, firstSeq: 1_000, seed: 12), then: frames(100, firstSeq: 1_000, seed: 13))
   }
 
   /// One frame claiming seq 2^63−1 is dropped; ingest carries on and resumes normally.
