@@ -177,12 +177,16 @@ public final class SubscriberFeed {
   }
 
   private func readLog(limit: Int) throws -> [BroadcastEvent] {
-    if let deleted = log.deletedThroughTimeUS, deleted > position { throw TooSlow() }
+    let start = position
+    if let deleted = log.deletedThroughTimeUS, deleted > start { throw TooSlow() }
     if reader == nil { reader = log.reader(from: position + 1, filter: filter) }
     let reader = reader!
     let skippedBefore = reader.skipped
     var records: [LogRecord] = []
     while records.count < limit, let record = reader.next() { records.append(record) }
+    // Retention may have deleted segments during the read; the reader then goes on with the
+    // next segment it can open, which would be a gap. Too slow, rather than a gap.
+    if let deleted = log.deletedThroughTimeUS, deleted > start { throw TooSlow() }
     let batch =
       try decompressors?.with { try Self.events(records, decompressor: $0) }
       ?? Self.events(records, decompressor: nil)
