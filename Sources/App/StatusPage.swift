@@ -95,8 +95,9 @@ extension StatusCollector {
 /// assets). Elements carrying `data-k` (a JSON path) and `data-f` (a format) are rendered by the
 /// server and refreshed by the script every 1.5 s from `status.json` with the same formats.
 enum StatusPage {
-  /// `text` as a JSON string literal, escaped as Jetstream's events are (`JSONString`): `<`,
-  /// `>`, `&` and U+2028/9 too, so it is also safe inside `<script>`.
+  /// `text` for HTML text and attribute values: `&`, `<`, `>` and both quotes as entities.
+  /// (JSON for the page's script is `JSONString.quoted`, which escapes `<`, `>`, `&` and
+  /// U+2028/9 too, so it is safe inside `<script>`.)
   static func escape(_ text: String) -> String {
     var out = ""
     out.reserveCapacity(text.utf8.count)
