@@ -1,12 +1,14 @@
-/// The Jetstream event kinds (PROTOCOL §3.1).
+/// The Jetstream event kinds (PROTOCOL §3.1). `sync` events are stored and sent on the v2 wire
+/// only: v1 subscribers never see them.
 public enum EventKind: UInt8, Sendable, CaseIterable {
-  case commit, identity, account
+  case commit, identity, account, sync
 
   public var label: String {
     switch self {
     case .commit: "commit"
     case .identity: "identity"
     case .account: "account"
+    case .sync: "sync"
     }
   }
 }

@@ -5,6 +5,11 @@ public struct EventFilter: Sendable, Equatable {
   public static let maxDIDs = 10_000
   public static let maxCollections = 100
 
+  /// The kinds that pass. A v1 filter passes every kind but `sync`, which only the v2 wire
+  /// sends.
+  public let kinds: Set<EventKind>
+  /// `kinds` as bits (1 << rawValue), for the per-event check.
+  private let kindMask: UInt8
   public let dids: Set<String>
   public let collections: Set<String>
   /// Prefixes kept with their final dot (`app.bsky.graph.*` → `app.bsky.graph.`).
@@ -27,10 +32,19 @@ public struct EventFilter: Sendable, Equatable {
     }
   }
 
-  /// Everything passes.
-  public static let all = EventFilter(dids: [], collections: [], prefixes: [])
+  /// The kinds the v1 wire sends.
+  public static let v1Kinds: Set<EventKind> = [.commit, .identity, .account]
 
-  private init(dids: Set<String>, collections: Set<String>, prefixes: Set<String>) {
+  /// Everything the v1 wire sends passes.
+  public static let all = EventFilter(kinds: v1Kinds, dids: [], collections: [], prefixes: [])
+
+  /// Every kind of both wires passes.
+  public static let everything = EventFilter(
+    kinds: Set(EventKind.allCases), dids: [], collections: [], prefixes: [])
+
+  init(kinds: Set<EventKind>, dids: Set<String>, collections: Set<String>, prefixes: Set<String>) {
+    self.kinds = kinds
+    kindMask = kinds.reduce(0) { $0 | 1 << $1.rawValue }
     self.dids = dids
     self.collections = collections
     self.prefixes = prefixes
@@ -54,17 +68,22 @@ public struct EventFilter: Sendable, Equatable {
     let dids = Set(wantedDIDs)
     if dids.count > Self.maxDIDs { throw .tooManyDIDs }
     if collections.count + prefixes.count > Self.maxCollections { throw .tooManyCollections }
-    self.init(dids: dids, collections: collections, prefixes: prefixes)
+    self.init(kinds: Self.v1Kinds, dids: dids, collections: collections, prefixes: prefixes)
   }
 
-  public var isEmpty: Bool { dids.isEmpty && collections.isEmpty && prefixes.isEmpty }
+  /// Nothing is filtered out (every kind passes, and no DID or collection is asked for).
+  public var isEmpty: Bool {
+    kinds.count == EventKind.allCases.count && dids.isEmpty && collections.isEmpty
+      && prefixes.isEmpty
+  }
 
   public func matches(kind: EventKind, did: String, collection: String) -> Bool {
     (dids.isEmpty || dids.contains(did)) && matches(kind: kind, collection: collection)
   }
 
-  /// The collection half alone (for readers that look up the DID only when they must).
+  /// The kind and collection alone (for readers that look up the DID only when they must).
   public func matches(kind: EventKind, collection: String) -> Bool {
+    guard kindMask & 1 << kind.rawValue != 0 else { return false }
     guard kind == .commit, !collection.isEmpty, !(collections.isEmpty && prefixes.isEmpty) else {
       return true
     }
