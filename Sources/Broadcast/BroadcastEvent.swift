@@ -5,6 +5,8 @@ import NIOCore
 /// ingest. `ByteBuffer`s are shared, so handing one to many sockets copies no payload bytes.
 public struct BroadcastEvent: Sendable {
   public let timeUS: Int64
+  /// The event's v2 `seq` (the log's event sequence number; 0 where no wire needs it).
+  public let eventSeq: Int64
   public let kind: EventKind
   public let did: String
   public let collection: String
@@ -27,28 +29,30 @@ public struct BroadcastEvent: Sendable {
   }
 
   public init(
-    timeUS: Int64, kind: EventKind, did: String, collection: String, json: ByteBuffer?,
-    compressed: ByteBuffer, jsonLength: Int
+    timeUS: Int64, eventSeq: Int64 = 0, kind: EventKind, did: String, collection: String,
+    json: ByteBuffer?, compressed: ByteBuffer, jsonLength: Int
   ) {
     self.init(
-      timeUS: timeUS, kind: kind, did: did, collection: collection, jsonLength: jsonLength,
-      payloads: .buffers(json: json, compressed: compressed), frameRanges: FrameRanges())
+      timeUS: timeUS, eventSeq: eventSeq, kind: kind, did: did, collection: collection,
+      jsonLength: jsonLength, payloads: .buffers(json: json, compressed: compressed),
+      frameRanges: FrameRanges())
   }
 
   /// The live form of a freshly translated event and its zstd frame. The arrays are held as
   /// they are: publishing copies each payload once, into its frame.
-  public init(_ event: Event, compressed: [UInt8]) {
+  public init(_ event: Event, eventSeq: Int64, compressed: [UInt8]) {
     self.init(
-      timeUS: event.timeUS, kind: event.kind, did: event.did, collection: event.collection,
-      jsonLength: event.json.count, payloads: .arrays(json: event.json, compressed: compressed),
-      frameRanges: FrameRanges())
+      timeUS: event.timeUS, eventSeq: eventSeq, kind: event.kind, did: event.did,
+      collection: event.collection, jsonLength: event.json.count,
+      payloads: .arrays(json: event.json, compressed: compressed), frameRanges: FrameRanges())
   }
 
   private init(
-    timeUS: Int64, kind: EventKind, did: String, collection: String, jsonLength: Int,
-    payloads: Payloads, frameRanges: FrameRanges
+    timeUS: Int64, eventSeq: Int64, kind: EventKind, did: String, collection: String,
+    jsonLength: Int, payloads: Payloads, frameRanges: FrameRanges
   ) {
     self.timeUS = timeUS
+    self.eventSeq = eventSeq
     self.kind = kind
     self.did = did
     self.collection = collection
@@ -321,7 +325,7 @@ extension BroadcastEvent {
   /// its own buffers.
   func framed(in block: FrameBlock, _ ranges: FrameRanges) -> BroadcastEvent {
     BroadcastEvent(
-      timeUS: timeUS, kind: kind, did: did, collection: collection, jsonLength: jsonLength,
-      payloads: .framed(block), frameRanges: ranges)
+      timeUS: timeUS, eventSeq: eventSeq, kind: kind, did: did, collection: collection,
+      jsonLength: jsonLength, payloads: .framed(block), frameRanges: ranges)
   }
 }

@@ -62,7 +62,7 @@ public final class EventStore: @unchecked Sendable {
     }
     if kept > 0 {
       ring.publish(
-        (0..<kept).map { BroadcastEvent(events[$0], compressed: frames[$0]) })
+        (0..<kept).map { BroadcastEvent(events[$0], eventSeq: 0, compressed: frames[$0]) })
     }
     return Outcome(
       stored: kept, lastSeq: kept > 0 ? events[kept - 1].seq : nil, error: failure)

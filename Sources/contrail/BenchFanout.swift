@@ -283,7 +283,9 @@ struct BenchFanout: AsyncParsableCommand {
     let translator = Translator(sequencer: Sequencer(last: 0, clock: { 0 }))
     var events: [Event] = []
     for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
-    return try events.map { BroadcastEvent($0, compressed: try compressor.compress($0.json)) }
+    return try events.map {
+      BroadcastEvent($0, eventSeq: 0, compressed: try compressor.compress($0.json))
+    }
   }
 
   /// `event` at `time`: sharing its payload buffers, or (`fresh`) with copies of its own, as

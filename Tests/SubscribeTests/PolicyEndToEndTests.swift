@@ -171,7 +171,7 @@ final class PolicyEndToEndTests: XCTestCase {
     for event in stream.events {
       let frame = try compressor.compress(event.json)
       records.append(LogRecord(event, payload: frame))
-      broadcast.append(BroadcastEvent(event, compressed: frame))
+      broadcast.append(BroadcastEvent(event, eventSeq: 0, compressed: frame))
     }
     try log.append(records)
     ring.publish(broadcast)

@@ -30,7 +30,7 @@ public struct SyntheticStream: Sendable {
     for event in events {
       let frame = try compressor.compress(event.json)
       records.append(LogRecord(event, payload: frame))
-      broadcast.append(BroadcastEvent(event, compressed: frame))
+      broadcast.append(BroadcastEvent(event, eventSeq: 0, compressed: frame))
     }
     self.events = events
     self.records = records
