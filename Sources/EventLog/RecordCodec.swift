@@ -18,7 +18,6 @@ enum RecordCodec {
     uniqueKeysWithValues: collections.enumerated().map { ($1, UInt8($0 + 2)) })
 
   private static let plcPrefix = Array("did:plc:".utf8)
-  private static let base32 = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
 
   /// Appends the record straight into `out` (no intermediate buffer: the body is written in
   /// place, then its checksum in front of it); false (nothing appended) when its time or seq
@@ -150,29 +149,13 @@ enum RecordCodec {
   private static func packablePLC(_ did: String) -> Bool {
     let utf8 = did.utf8
     return utf8.count == 32 && utf8.starts(with: plcPrefix)
-      && utf8.dropFirst(8).allSatisfy { base32Values[Int($0)] != 0xFF }
+      && Base32.lowercase.isEncoded(utf8.dropFirst(8))
   }
 
   /// Appends the 15 bytes of a packable `did:plc` (24 × 5 bits = 120 bits exactly).
   private static func packPLC(_ did: String, _ out: inout [UInt8]) {
-    var buffer: UInt64 = 0
-    var bits = 0
-    for c in did.utf8.dropFirst(8) {
-      buffer = buffer << 5 | UInt64(base32Values[Int(c)])
-      bits += 5
-      if bits >= 8 {
-        bits -= 8
-        out.append(UInt8(truncatingIfNeeded: buffer >> UInt64(bits)))
-      }
-    }
+    _ = Base32.lowercase.decode(did.utf8.dropFirst(8), into: &out)
   }
-
-  /// Each byte's base32 value, 0xFF when it is not a base32 character.
-  private static let base32Values: [UInt8] = {
-    var values = [UInt8](repeating: 0xFF, count: 256)
-    for (value, character) in base32.enumerated() { values[Int(character)] = UInt8(value) }
-    return values
-  }()
 
   /// The range of the DID field's content (after the tag) and moves `position` past it.
   private static func didField(_ body: UnsafeRawBufferPointer, _ position: inout Int) -> Range<Int>?
@@ -199,16 +182,7 @@ enum RecordCodec {
   private static func decodeDID(_ field: UnsafeRawBufferPointer) -> String {
     if field[0] & 0x04 != 0 {
       var chars = plcPrefix
-      var buffer: UInt64 = 0
-      var bits = 0
-      for byte in field[1...] {
-        buffer = buffer << 8 | UInt64(byte)
-        bits += 8
-        while bits >= 5 {
-          bits -= 5
-          chars.append(base32[Int((buffer >> UInt64(bits)) & 31)])
-        }
-      }
+      Base32.lowercase.encode(UnsafeRawBufferPointer(rebasing: field[1...])) { chars.append($0) }
       return String(decoding: chars, as: UTF8.self)
     }
     let (n, used) = Varint.read(field, at: 1)!

@@ -34,7 +34,7 @@ public enum CID {
       Multibase.appendBase58(bytes, to: &out)
     } else {
       out.append(UInt8(ascii: "b"))
-      Multibase.appendBase32(bytes, to: &out)
+      Base32.lowercase.encode(bytes, to: &out)
     }
   }
 
@@ -44,7 +44,7 @@ public enum CID {
     if text.count == 46 && text[0] == UInt8(ascii: "Q") && text[1] == UInt8(ascii: "m") {
       decoded = Multibase.decodeBase58(text)
     } else if text.first == UInt8(ascii: "b") {
-      decoded = Multibase.decodeBase32(text.dropFirst())
+      decoded = Base32.lowercase.decode(text.dropFirst())
     } else {
       decoded = nil
     }

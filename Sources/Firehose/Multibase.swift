@@ -1,13 +1,8 @@
-/// The byte-to-text encodings atproto JSON uses: base32-lower (CIDv1), base58btc (CIDv0) and
-/// standard base64 without padding (`$bytes`).
+/// The byte-to-text encodings atproto JSON uses besides base32 (`Base32.lowercase`, for CIDv1):
+/// base58btc (CIDv0) and standard base64 without padding (`$bytes`).
 public enum Multibase {
   private static let base58Alphabet = Array(
     "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz".utf8)
-
-  @inline(__always)
-  private static func base32Digit(_ v: UInt64) -> UInt8 {
-    v < 26 ? UInt8(truncatingIfNeeded: v) &+ UInt8(ascii: "a") : UInt8(truncatingIfNeeded: v) &+ 24
-  }
 
   @inline(__always)
   private static func base64Digit(_ v: UInt32) -> UInt8 {
@@ -19,54 +14,6 @@ public enum Multibase {
     case 62: return UInt8(ascii: "+")
     default: return UInt8(ascii: "/")
     }
-  }
-
-  /// Appends RFC 4648 base32, lowercase, unpadded.
-  public static func appendBase32(_ data: UnsafeRawBufferPointer, to out: inout ByteSink) {
-    out.reserve((data.count * 8 + 4) / 5)
-    var i = 0
-    // Whole groups: 5 bytes → 8 characters.
-    while i + 5 <= data.count {
-      var group: UInt64 = 0
-      for k in 0..<5 { group = group << 8 | UInt64(data[i + k]) }
-      for k in (0..<8).reversed() { out.append(base32Digit((group >> UInt64(5 * k)) & 31)) }
-      i += 5
-    }
-    var buffer: UInt64 = 0
-    var bits = 0
-    while i < data.count {
-      buffer = (buffer << 8) | UInt64(data[i])
-      bits += 8
-      i += 1
-      while bits >= 5 {
-        bits -= 5
-        out.append(base32Digit((buffer >> UInt64(bits)) & 31))
-      }
-    }
-    if bits > 0 { out.append(base32Digit((buffer << UInt64(5 - bits)) & 31)) }
-  }
-
-  /// Decodes base32-lower without padding; nil on any other character or a bad length.
-  public static func decodeBase32(_ text: some Sequence<UInt8>) -> [UInt8]? {
-    var out: [UInt8] = []
-    var buffer: UInt64 = 0
-    var bits = 0
-    for c in text {
-      let v: UInt8
-      switch c {
-      case UInt8(ascii: "a")...UInt8(ascii: "z"): v = c - UInt8(ascii: "a")
-      case UInt8(ascii: "2")...UInt8(ascii: "7"): v = c - UInt8(ascii: "2") + 26
-      default: return nil
-      }
-      buffer = (buffer << 5) | UInt64(v)
-      bits += 5
-      if bits >= 8 {
-        bits -= 8
-        out.append(UInt8(truncatingIfNeeded: buffer >> UInt64(bits)))
-      }
-    }
-    // Leftover bits must be fewer than 5 (a whole extra character would be a bad length).
-    return bits < 5 ? out : nil
   }
 
   /// Appends base58btc (Bitcoin alphabet).

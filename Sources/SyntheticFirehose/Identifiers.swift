@@ -1,15 +1,14 @@
+import Firehose
+
 /// atproto identifiers for generated data: TIDs (record keys and revisions), DIDs and
 /// RFC 3339 timestamps, all from integers.
 public enum Identifiers {
-  private static let sortableBase32 = Array("234567abcdefghijklmnopqrstuvwxyz".utf8)
-  private static let base32Lower = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
-
   /// A TID: 53 bits of microseconds and a 10-bit clock id, as 13 sortable base32 characters.
   public static func tid(microseconds: Int64, clockID: Int) -> String {
     let value = (UInt64(microseconds) << 10 | UInt64(clockID & 0x3FF)) & 0x7FFF_FFFF_FFFF_FFFF
     var chars = [UInt8](repeating: 0, count: 13)
     for i in 0..<13 {
-      chars[12 - i] = sortableBase32[Int((value >> UInt64(5 * i)) & 31)]
+      chars[12 - i] = Base32.sortable.digit(value >> UInt64(5 * i))
     }
     return String(decoding: chars, as: UTF8.self)
   }
@@ -20,7 +19,7 @@ public enum Identifiers {
     var bits = value
     for i in 0..<24 {
       if i == 12 { bits = extra }
-      chars.append(base32Lower[Int(bits & 31)])
+      chars.append(Base32.lowercase.digit(bits))
       bits >>= 5
     }
     return "did:plc:" + String(decoding: chars, as: UTF8.self)

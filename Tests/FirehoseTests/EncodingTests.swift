@@ -53,6 +53,46 @@ final class EncodingTests: XCTestCase {
     }
   }
 
+  func testBase32MatchesRFC4648InBothAlphabetsAndRejectsOtherText() {
+    let vectors = [
+      ("", ""), ("f", "my"), ("fo", "mzxq"), ("foo", "mzxw6"), ("foob", "mzxw6yq"),
+      ("fooba", "mzxw6ytb"), ("foobar", "mzxw6ytboi"),
+    ]
+    let rfc4648 = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
+    for (plain, encoded) in vectors {
+      let bytes = Array(plain.utf8)
+      XCTAssertEqual(
+        string { sink in bytes.withUnsafeBytes { Base32.lowercase.encode($0, to: &sink) } }, encoded
+      )
+      XCTAssertEqual(Base32.lowercase.decode(encoded.utf8), bytes, encoded)
+      // The sortable alphabet is the same five-bit groups with other characters.
+      let sortable = string { sink in
+        bytes.withUnsafeBytes { Base32.sortable.encode($0, to: &sink) }
+      }
+      XCTAssertEqual(
+        Array(sortable.utf8),
+        encoded.utf8.map { Base32.sortable.digit(UInt64(rfc4648.firstIndex(of: $0)!)) })
+      XCTAssertEqual(Base32.sortable.decode(sortable.utf8), bytes, sortable)
+    }
+    for length in 0..<20 {
+      let data = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+      var text: [UInt8] = []
+      data.withUnsafeBytes { Base32.lowercase.encode($0) { text.append($0) } }
+      XCTAssertEqual(Base32.lowercase.decode(text), data)
+    }
+    for bad in ["a", "aaa", "aaaaaa", "my=", "MY", "m1", "m8"] {
+      XCTAssertNil(Base32.lowercase.decode(bad.utf8), bad)
+    }
+    XCTAssertNil(Base32.sortable.decode("1a".utf8))
+    XCTAssertTrue(Base32.lowercase.isEncoded("abcxyz234567".utf8))
+    XCTAssertFalse(Base32.lowercase.isEncoded("abc1".utf8))
+    // TIDs sort as their values, from "2222222222222".
+    XCTAssertEqual(Identifiers.tid(microseconds: 0, clockID: 0), "2222222222222")
+    XCTAssertLessThan(
+      Identifiers.tid(microseconds: 1_700_000_000_000_000, clockID: 5),
+      Identifiers.tid(microseconds: 1_700_000_000_000_001, clockID: 0))
+  }
+
   func testCIDStringsMatchTheProtocolVectors() {
     let v0 = [0x12, 0x20] + sha256Empty()
     let v1raw = [0x01, 0x55, 0x12, 0x20] + sha256Empty()
