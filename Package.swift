@@ -19,6 +19,7 @@ let package = Package(
     .library(name: "ContrailEvents", targets: ["Events"]),
     .library(name: "ContrailEventLog", targets: ["EventLog"]),
     .library(name: "ContrailSubscribe", targets: ["Subscribe"]),
+    .library(name: "ContrailURLQuery", targets: ["URLQuery"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -51,15 +52,17 @@ let package = Package(
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
     .target(name: "SyntheticFirehose", dependencies: ["Firehose"]),
+    .target(name: "URLQuery"),
     .target(
       name: "RelayFixture",
       dependencies: [
-        "Firehose", "SyntheticFirehose", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        "Firehose", "SyntheticFirehose", "URLQuery",
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ] + websocket),
     .target(
       name: "Subscribe",
       dependencies: [
-        "Events", "Broadcast", "EventLog", "Compression",
+        "Events", "Broadcast", "EventLog", "Compression", "URLQuery",
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -114,7 +117,7 @@ let package = Package(
       name: "SubscribeTests",
       dependencies: [
         "Subscribe", "Events", "Broadcast", "EventLog", "Compression", "SyntheticFirehose",
-        "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
+        "URLQuery", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
       ]),
     .testTarget(
@@ -141,6 +144,7 @@ let package = Package(
     .testTarget(
       name: "RelayFixtureTests",
       dependencies: ["RelayFixture", "SyntheticFirehose", "Firehose", "TestSupport"]),
+    .testTarget(name: "URLQueryTests", dependencies: ["URLQuery"]),
     .testTarget(
       name: "EventsTests",
       dependencies: ["Events", "Firehose", "SyntheticFirehose", "TestSupport"]),

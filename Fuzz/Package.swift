@@ -23,7 +23,10 @@ let package = Package(
       dependencies: ["FuzzSupport", .product(name: "ContrailFirehose", package: "Contrail")]),
     .executableTarget(
       name: "FuzzQuery",
-      dependencies: ["FuzzSupport", .product(name: "ContrailSubscribe", package: "Contrail")]),
+      dependencies: [
+        "FuzzSupport", .product(name: "ContrailSubscribe", package: "Contrail"),
+        .product(name: "ContrailURLQuery", package: "Contrail"),
+      ]),
     .executableTarget(
       name: "FuzzClientMessage",
       dependencies: ["FuzzSupport", .product(name: "ContrailSubscribe", package: "Contrail")]),

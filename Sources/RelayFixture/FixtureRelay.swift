@@ -5,6 +5,7 @@ import NIOSSL
 import NIOWebSocket
 import Synchronization
 import SyntheticFirehose
+import URLQuery
 
 /// A relay stand-in that serves `/xrpc/com.atproto.sync.subscribeRepos` over websocket from a
 /// `RelaySource`, to any number of clients, with `?cursor=` resume, optional pacing, and error
@@ -121,7 +122,7 @@ public final class FixtureRelay: Sendable {
     let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
       maxFrameSize: 1 << 20,
       shouldUpgrade: { channel, head in
-        let (path, _) = split(head.uri)
+        let path = QueryString.split(head.uri).path
         return channel.eventLoop.makeSucceededFuture(
           path == FixtureRelay.path ? HTTPHeaders() : nil)
       },
@@ -146,18 +147,11 @@ public final class FixtureRelay: Sendable {
       configuration: .init(upgradeConfiguration: configuration))
   }
 
-  private static func split(_ uri: String) -> (Substring, Substring) {
-    let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-    return (parts[0], parts.count > 1 ? parts[1] : "")
-  }
-
-  /// The `cursor` query value; an unparseable one is ignored (served from the start).
+  /// The first `cursor` query value (as Go's `Query().Get` finds it); an unparseable one is
+  /// ignored (served from the start).
   static func cursor(in uri: String) -> Int64? {
-    for pair in split(uri).1.split(separator: "&") {
-      let kv = pair.split(separator: "=", maxSplits: 1)
-      if kv.count == 2 && kv[0] == "cursor" { return Int64(kv[1]) }
-    }
-    return nil
+    QueryString.parse(QueryString.split(uri).query).first { $0.key == "cursor" }
+      .flatMap { Int64($0.value) }
   }
 
   private func serve(_ upgrade: EventLoopFuture<Upgrade>) async {

@@ -1,19 +1,15 @@
 import Compression
 import NIOCore
 import NIOHTTP1
+import URLQuery
 
 /// Request routing shared by the upgrader and the plain HTTP handler.
 enum Route {
-  static func split(_ uri: String) -> (path: Substring, query: Substring) {
-    let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-    return (parts[0], parts.count > 1 ? parts[1] : "")
-  }
-
   /// The parsed options of a `GET /subscribe`, or nil for anything else.
   static func subscribeOptions(_ head: HTTPRequestHead) -> Result<
     SubscribeOptions, SubscribeOptions.Rejection
   >? {
-    let (path, query) = split(head.uri)
+    let (path, query) = QueryString.split(head.uri)
     guard head.method == .GET, path == "/subscribe" else { return nil }
     return SubscribeOptions.parse(
       query: query, socketEncoding: head.headers.first(name: "Socket-Encoding"))
@@ -96,7 +92,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         ])
       return send(context, Answer(refusal.status, refusal.body), head: head, keepAlive: false)
     }
-    let path = Route.split(head.uri).path
+    let path = QueryString.split(head.uri).path
     guard exists(path) else {
       return send(context, Answer(.notFound, "not found"), head: head)
     }

@@ -1,4 +1,5 @@
 import Events
+import URLQuery
 
 /// A validated `/subscribe` request (PROTOCOL §2): filter, start, wire form and extensions.
 public struct SubscribeOptions: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import Events
 import Subscribe
+import URLQuery
 import XCTest
 
 /// PROTOCOL §2.1 and §2.5: query decoding, defaults and the exact rejection bodies.
