@@ -62,7 +62,7 @@ let package = Package(
     .target(
       name: "Subscribe",
       dependencies: [
-        "Events", "Broadcast", "EventLog", "Compression", "URLQuery",
+        "Events", "Broadcast", "EventLog", "Compression", "URLQuery", "LabelledMetrics",
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -71,9 +71,12 @@ let package = Package(
       name: "WebSocketClient",
       dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")] + websocket),
     .target(
+      name: "LabelledMetrics",
+      dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")]),
+    .target(
       name: "Ingest",
       dependencies: [
-        "Events", "Compression", "EventLog", "Broadcast", "WebSocketClient",
+        "Events", "Compression", "EventLog", "Broadcast", "WebSocketClient", "LabelledMetrics",
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
@@ -145,6 +148,11 @@ let package = Package(
       name: "RelayFixtureTests",
       dependencies: ["RelayFixture", "SyntheticFirehose", "Firehose", "TestSupport"]),
     .testTarget(name: "URLQueryTests", dependencies: ["URLQuery"]),
+    .testTarget(
+      name: "LabelledMetricsTests",
+      dependencies: [
+        "LabelledMetrics", .product(name: "MetricsTestKit", package: "swift-metrics"),
+      ]),
     .testTarget(
       name: "EventsTests",
       dependencies: ["Events", "Firehose", "SyntheticFirehose", "TestSupport"]),

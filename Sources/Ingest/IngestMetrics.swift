@@ -1,12 +1,11 @@
 import CoreMetrics
 import Events
 import Firehose
-import Synchronization
+import LabelledMetrics
 
 /// Ingest's metrics (PROTOCOL §10.3 plus freshness): updated once per processed batch from the
 /// translator's counters, never per event.
 final class IngestMetrics: Sendable {
-  private let factory: any MetricsFactory
   private let frames: [Counter]  // by FrameType
   private let events: [Counter]  // by EventKind
   let reconnects: Counter
@@ -18,10 +17,10 @@ final class IngestMetrics: Sendable {
   let upstreamSeq: Gauge
   let lastFrameTime: Gauge
   let connected: Gauge
-  private let labelled = Mutex<[String: Counter]>([:])
+  private let labelled: LabelledCounters
 
   init(factory: any MetricsFactory) {
-    self.factory = factory
+    labelled = LabelledCounters(factory: factory)
     frames = FrameType.allCases.map {
       Counter(
         label: "contrail_relay_frames_total", dimensions: [("type", $0.label)], factory: factory)
@@ -49,7 +48,7 @@ final class IngestMetrics: Sendable {
     for (key, count) in counters.drops {
       let delta = count - (previous.drops[key] ?? 0)
       if delta > 0 {
-        counter(
+        labelled.counter(
           "contrail_translate_dropped_total",
           [("scope", key.scope.rawValue), ("reason", key.reason.rawValue)]
         ).increment(by: delta)
@@ -67,16 +66,6 @@ final class IngestMetrics: Sendable {
 
   /// `contrail_relay_error_frames_total{code}`.
   func errorFrame(_ code: String) {
-    counter("contrail_relay_error_frames_total", [("code", code)]).increment()
-  }
-
-  private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
-    let key = label + dimensions.map { "\u{0}" + $0.1 }.joined()
-    return labelled.withLock { cache in
-      if let counter = cache[key] { return counter }
-      let counter = Counter(label: label, dimensions: dimensions, factory: factory)
-      cache[key] = counter
-      return counter
-    }
+    labelled.counter("contrail_relay_error_frames_total", [("code", code)]).increment()
   }
 }

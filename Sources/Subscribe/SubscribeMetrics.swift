@@ -1,10 +1,9 @@
 import CoreMetrics
-import Synchronization
+import LabelledMetrics
 
 /// The subscribe side's metrics (PROTOCOL §10.3, plus reads by source, filtered events, cursor
 /// requests and refusals), created once per server and updated once per batch, not per event.
 final class SubscribeMetrics: Sendable {
-  private let factory: any MetricsFactory
   private let subscribers: [Meter]  // index: compressed ? 1 : 0
   private let eventsSent: [Counter]
   private let bytesSent: [Counter]
@@ -15,10 +14,10 @@ final class SubscribeMetrics: Sendable {
   let filtered: Counter
   let oversize: Counter
   let heartbeats: Counter
-  private let labelled = Mutex<[String: Counter]>([:])
+  private let labelled: LabelledCounters
 
   init(factory: any MetricsFactory) {
-    self.factory = factory
+    labelled = LabelledCounters(factory: factory)
     let modes = ["none", "zstd"]
     subscribers = modes.map {
       Meter(label: "contrail_subscribers", dimensions: [("compression", $0)], factory: factory)
@@ -80,13 +79,6 @@ final class SubscribeMetrics: Sendable {
   func started(_ start: String) { count("contrail_subscriptions_total", "start", start) }
 
   private func count(_ label: String, _ dimension: String, _ value: String) {
-    let key = label + "\u{0}" + value
-    let counter = labelled.withLock { cache in
-      if let counter = cache[key] { return counter }
-      let counter = Counter(label: label, dimensions: [(dimension, value)], factory: factory)
-      cache[key] = counter
-      return counter
-    }
-    counter.increment()
+    labelled.counter(label, [(dimension, value)]).increment()
   }
 }
