@@ -23,7 +23,7 @@ public final class ChunkedFileReader {
   /// `readSize` bounds each read from the file (tests make it tiny to split data everywhere).
   public init(path: String, readSize: Int = 256 << 10) throws {
     let descriptor = open(path, O_RDONLY)
-    guard descriptor >= 0 else { throw Self.failure(path, errno) }
+    guard descriptor >= 0 else { throw FileBytes.Failure.system(path, errno) }
     let readSize = max(readSize, 1)
     let pending = UnsafeMutableRawBufferPointer.allocate(
       byteCount: max(readSize, 4), alignment: 16)
@@ -116,12 +116,8 @@ public final class ChunkedFileReader {
     while true {
       let n = systemRead(descriptor, destination, count)
       if n >= 0 { return n }
-      if errno != EINTR { throw failure(path, errno) }
+      if errno != EINTR { throw FileBytes.Failure.system(path, errno) }
     }
-  }
-
-  private static func failure(_ path: String, _ code: Int32) -> FileBytes.Failure {
-    FileBytes.Failure(description: "cannot read \(path): \(String(cString: strerror(code)))")
   }
 
   private func fill(_ destination: UnsafeMutableRawPointer, _ count: Int) throws -> Int {

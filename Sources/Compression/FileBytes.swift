@@ -8,12 +8,15 @@
 public enum FileBytes {
   public struct Failure: Error, CustomStringConvertible {
     public let description: String
+
+    /// `cannot read PATH: ` and the system's text for the error number `code`.
+    static func system(_ path: String, _ code: Int32) -> Failure {
+      Failure(description: "cannot read \(path): \(String(cString: strerror(code)))")
+    }
   }
 
   public static func read(_ path: String) throws -> [UInt8] {
-    guard let file = fopen(path, "rb") else {
-      throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))")
-    }
+    guard let file = fopen(path, "rb") else { throw Failure.system(path, errno) }
     defer { fclose(file) }
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -22,9 +25,7 @@ public enum FileBytes {
       bytes.append(contentsOf: chunk[..<n])
       if n < chunk.count { break }
     }
-    if ferror(file) != 0 {
-      throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))")
-    }
+    if ferror(file) != 0 { throw Failure.system(path, errno) }
     return bytes
   }
 }
