@@ -107,8 +107,9 @@ let package = Package(
     .target(
       name: "TestSupport",
       dependencies: [
-        "Firehose", "Events", "Compression", "EventLog", "Broadcast", "Ingest", "SyntheticFirehose",
-        "WebSocketClient", .product(name: "Prometheus", package: "swift-prometheus"),
+        "Firehose", "Events", "Compression", "EventLog", "Broadcast", "Ingest", "Subscribe",
+        "SyntheticFirehose", "WebSocketClient",
+        .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),
       ] + websocket,
       path: "Tests/TestSupport"),

@@ -3,7 +3,6 @@ import EventLog
 import Events
 import Foundation
 import NIOCore
-import Synchronization
 import TestSupport
 import XCTest
 
@@ -334,13 +333,9 @@ final class FrameTests: XCTestCase {
   /// lagging more than the limit is `lagging` only after the grace, and catching up forgives.
   func testHealthAppliesRetentionAndTheLagLimit() throws {
     let stream = try SyntheticStream(frames: 300, seed: 7, start: 1_000_000_000, spacing: 1_000)
-    let path = TemporaryLog.directory("health")
-    directories.append(path)
-    var configuration = TemporaryLog.configuration(path, segmentBytes: 16 << 10)
-    configuration.retentionMicroseconds = 1_000_000
-    let now = Atomic<Int64>(stream.broadcast.first!.timeUS)
-    configuration.clock = { now.load(ordering: .relaxed) }
-    let log = try EventLog(configuration)
+    let clock = TestClock(stream.broadcast.first!.timeUS)
+    let log = try TemporaryLog.open(
+      "health", retentionMicroseconds: 1_000_000, clock: clock, directories: &directories)
     try log.append(stream.records)
     let ring = LiveRing(capacity: 10_000, startAfter: 0)
     ring.publish(stream.broadcast)
@@ -357,7 +352,7 @@ final class FrameTests: XCTestCase {
     XCTAssertEqual(feed.health(delivered: newest - 10_000, now: t0 + .seconds(2)), .ok, "caught up")
     XCTAssertEqual(feed.health(delivered: first, now: t0 + .seconds(2)), .ok, "a new grace")
     // Retention: move the clock so that the older segments expire.
-    now.store(newest + 1_000_000 - 100_000, ordering: .relaxed)
+    clock.set(newest + 1_000_000 - 100_000)
     XCTAssertGreaterThan(log.enforceRetention(), 0)
     let deleted = try XCTUnwrap(log.deletedThroughTimeUS)
     XCTAssertEqual(feed.health(delivered: deleted - 1, now: t0 + .seconds(3)), .tooSlow)

@@ -171,8 +171,7 @@ final class StoreFaultTests: XCTestCase {
     let ring = LiveRing(capacity: 10_000)
     let stream = try SyntheticStream(frames: 60, seed: 5, start: 9_000_000)
     let store = try EventStore(log: log, ring: ring, dictionary: stream.dictionary)
-    let server = try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: stream.dictionary))
+    let server = try await TestServer.start(ring: ring, log: log, dictionary: stream.dictionary)
 
     XCTAssertNil(store.store(Array(stream.events[0..<20])).error)
     try await waitUntil("a sync is in progress", timeout: .seconds(10)) {

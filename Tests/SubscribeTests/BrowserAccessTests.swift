@@ -40,8 +40,7 @@ final class BrowserAccessTests: XCTestCase {
   func testCrossOriginGetHeadAndPreflight() async throws {
     let log = try TemporaryLog.open("browser", directories: &directories)
     let dictionary = try ZstdDictionary(path: SharedData.defaultDictionaryPath)
-    let server = try await SubscribeServer.start(
-      sources: .init(ring: LiveRing(), log: log, dictionary: dictionary))
+    let server = try await TestServer.start(log: log, dictionary: dictionary)
     defer { Task { try? await server.stop() } }
 
     let get = try request(server.port, "GET", "/dictionary")

@@ -29,8 +29,7 @@ final class ClientMessagesEndToEndTests: XCTestCase {
     log = try TemporaryLog.open("messages", directories: &directories)
     ring = LiveRing(capacity: 100_000, startAfter: 0)
     try ingest(0..<(preload ?? events.count))
-    return try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: stream.dictionary))
+    return try await TestServer.start(ring: ring, log: log, dictionary: stream.dictionary).server
   }
 
   private func ingest(_ range: Range<Int>) throws {
@@ -149,12 +148,10 @@ final class KeepaliveEndToEndTests: XCTestCase {
     let configuration = TemporaryLog.configuration(directory)
     let dictionary = try ZstdDictionary(
       path: SharedData.defaultDictionaryPath)
-    var settings = SubscribeServer.Configuration()
-    settings.pingInterval = pingInterval
-    settings.pongTimeout = pongTimeout
-    return try await SubscribeServer.start(
-      sources: .init(ring: LiveRing(), log: try EventLog(configuration), dictionary: dictionary),
-      configuration: settings)
+    return try await TestServer.start(log: try EventLog(configuration), dictionary: dictionary) {
+      $0.pingInterval = pingInterval
+      $0.pongTimeout = pongTimeout
+    }.server
   }
 
   func testSilentClientsAreClosedAndAnsweringOnesStay() async throws {

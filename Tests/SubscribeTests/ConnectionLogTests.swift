@@ -26,14 +26,9 @@ final class ConnectionLogTests: XCTestCase {
   ) async throws -> SubscribeServer {
     let stream = try SyntheticStream(frames: 400, seed: 21, start: 2_000_000)
     let log = try TemporaryLog.open("connection-log", directories: &directories)
-    let ring = LiveRing(capacity: 100_000, startAfter: 0)
-    try stream.ingest(0..<stream.events.count, log: log, ring: ring)
-    var settings = SubscribeServer.Configuration()
-    settings.metrics = PrometheusMetricsFactory(registry: registry)
-    settings.logger = captured.logger
-    configure(&settings)
-    return try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: stream.dictionary), configuration: settings)
+    return try await TestServer.start(
+      stream, log: log, metrics: registry, logger: captured.logger, configure
+    ).server
   }
 
   func testRefusalsAreLoggedWithTheirReason() async throws {

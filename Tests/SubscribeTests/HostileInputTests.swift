@@ -37,11 +37,9 @@ final class HostileInputTests: XCTestCase {
     ring = LiveRing(capacity: 100_000, startAfter: 0)
     ingested = 0
     try ingest(preload)
-    var settings = SubscribeServer.Configuration()
-    settings.metrics = PrometheusMetricsFactory(registry: registry)
-    configure(&settings)
-    return try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: stream.dictionary), configuration: settings)
+    return try await TestServer.start(
+      ring: ring, log: log, dictionary: stream.dictionary, metrics: registry, configure
+    ).server
   }
 
   private func ingest(_ count: Int) throws {

@@ -29,12 +29,9 @@ final class PolicyEndToEndTests: XCTestCase {
     let log = try log ?? TemporaryLog.open("policy", directories: &directories)
     let ring = ring ?? LiveRing(capacity: 100_000, startAfter: 0)
     try stream.ingest(0..<preload, log: log, ring: ring)
-    var settings = SubscribeServer.Configuration()
-    settings.metrics = PrometheusMetricsFactory(registry: registry)
-    configure(&settings)
-    let server = try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: stream.dictionary), configuration: settings)
-    return (server, ring, log)
+    let server = try await TestServer.start(
+      ring: ring, log: log, dictionary: stream.dictionary, metrics: registry, configure)
+    return (server.server, ring, log)
   }
 
   private func heartbeatTime(_ message: TestWebSocketClient.Message?) -> Int64? {

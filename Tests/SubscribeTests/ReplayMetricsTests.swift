@@ -22,13 +22,9 @@ final class ReplayMetricsTests: XCTestCase {
   func testReplayingSubscribersAndBytesSaved() async throws {
     let stream = try SyntheticStream(frames: 400, seed: 31, start: 4_000_000)
     let log = try TemporaryLog.open("replay-metrics", directories: &directories)
-    let ring = LiveRing(capacity: 64, startAfter: 0)
-    try stream.ingest(0..<stream.events.count, log: log, ring: ring)
-    var settings = SubscribeServer.Configuration()
-    settings.metrics = PrometheusMetricsFactory(registry: registry)
-    settings.limits.maxEventsPerSecondPerIP = 50
-    let server = try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: stream.dictionary), configuration: settings)
+    let server = try await TestServer.start(stream, log: log, ringCapacity: 64, metrics: registry) {
+      $0.limits.maxEventsPerSecondPerIP = 50
+    }
     let replaying = "contrail_subscribers_replaying"
 
     let behind = try await TestWebSocketClient.connect(

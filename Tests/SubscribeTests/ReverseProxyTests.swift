@@ -45,13 +45,11 @@ final class ReverseProxyTests: XCTestCase {
   func testPerAddressLimitsThroughHAProxy() async throws {
     let stream = try SyntheticStream(frames: 40, seed: 5, start: 1_000_000)
     let log = try TemporaryLog.open("haproxy", directories: &directories)
-    let ring = LiveRing(capacity: 10_000, startAfter: 0)
-    try stream.ingest(0..<stream.events.count, log: log, ring: ring)
-    var settings = SubscribeServer.Configuration()
-    settings.trustedProxies = try XCTUnwrap(TrustedProxies("127.0.0.1/32"))
-    settings.limits.maxConnectionsPerIP = 1
-    let server = try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: stream.dictionary), configuration: settings)
+    let proxies = try XCTUnwrap(TrustedProxies("127.0.0.1/32"))
+    let server = try await TestServer.start(stream, log: log, ringCapacity: 10_000) {
+      $0.trustedProxies = proxies
+      $0.limits.maxConnectionsPerIP = 1
+    }
     let scratch = TemporaryLog.directory("haproxy")
     directories.append(scratch)
     let proxy = try await HAProxy.start(backendPort: server.port, scratch: scratch)

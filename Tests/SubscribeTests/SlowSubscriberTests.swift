@@ -6,7 +6,6 @@ import Foundation
 import NIOCore
 import Prometheus
 import Subscribe
-import Synchronization
 import SyntheticFirehose
 import TestSupport
 import XCTest
@@ -18,15 +17,14 @@ import XCTest
 /// ARCHITECTURE §4: a subscriber that never reads only hurts itself, its server-side memory stays
 /// bounded, and the slow-consumer policy closes it with a reason.
 final class SlowSubscriberTests: XCTestCase {
-  private var directory = ""
+  private var directories: [String] = []
   private let registry = PrometheusCollectorRegistry()
   /// The log's clock (µs), moved by the retention test.
-  private final class Clock: Sendable {
-    let now = Atomic<Int64>(0)
-  }
-  private let clock = Clock()
+  private let clock = TestClock(0)
 
-  override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+  override func tearDown() {
+    for directory in directories { try? FileManager.default.removeItem(atPath: directory) }
+  }
 
   /// 1 ms apart from this `time_us`, like a busy relay.
   private static let base: Int64 = 1_700_000_000_000_000
@@ -64,26 +62,18 @@ final class SlowSubscriberTests: XCTestCase {
     preload count: Int, retention: Int64 = 24 * 3_600_000_000,
     _ configure: (inout SubscribeServer.Configuration) -> Void = { _ in }
   ) async throws -> (SubscribeServer, LiveRing, EventLog) {
-    directory = TemporaryLog.directory("slow")
-    var configuration = TemporaryLog.configuration(directory, segmentBytes: 1 << 20)
-    configuration.retentionMicroseconds = retention
-    let clock = self.clock
-    clock.now.store(Self.base + Int64(count) * 1_000, ordering: .relaxed)
-    configuration.clock = { clock.now.load(ordering: .relaxed) }
-    let log = try EventLog(configuration)
+    clock.set(Self.base + Int64(count) * 1_000)
+    let log = try TemporaryLog.open(
+      "slow", retentionMicroseconds: retention, clock: clock, segmentBytes: 1 << 20,
+      directories: &directories)
     let ring = LiveRing(capacity: 2_000, maxBytes: 1 << 30, startAfter: 0)
     let (broadcast, records) = try Self.events(count)
     try log.append(records)  // ingest writes the log first, then publishes
     ring.publish(broadcast)
-    var settings = SubscribeServer.Configuration()
-    settings.metrics = PrometheusMetricsFactory(registry: registry)
-    configure(&settings)
-    let server = try await SubscribeServer.start(
-      sources: .init(
-        ring: ring, log: log, dictionary: try ZstdDictionary(path: SharedData.defaultDictionaryPath)
-      ),
-      configuration: settings)
-    return (server, ring, log)
+    let server = try await TestServer.start(
+      ring: ring, log: log, dictionary: try ZstdDictionary(path: SharedData.defaultDictionaryPath),
+      metrics: registry, configure)
+    return (server.server, ring, log)
   }
 
   /// Waits until the server holds more than the socket can take for some subscriber: the silent
@@ -219,7 +209,7 @@ final class SlowSubscriberTests: XCTestCase {
     defer { close(silent) }
     try await waitForStall(server)
     // 20 s of events, 10 s retention: move the clock so the older half expires.
-    clock.now.store(Self.base + 20_000 * 1_000 + 10_000_000 - 8_000_000, ordering: .relaxed)
+    clock.set(Self.base + 20_000 * 1_000 + 10_000_000 - 8_000_000)
     XCTAssertGreaterThan(log.enforceRetention(), 0)
     try await waitUntil("the stalled subscriber is closed") {
       registry.value(#"contrail_subscriber_closes_total{reason="too_slow"}"#) == 1

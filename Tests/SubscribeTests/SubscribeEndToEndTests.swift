@@ -42,9 +42,8 @@ final class SubscribeEndToEndTests: XCTestCase {
     let ring = LiveRing(capacity: ringCapacity, startAfter: 0)
     try log.append(Array(stream.records.prefix(count)))
     ring.publish(Array(stream.broadcast.prefix(count)))
-    let server = try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: try dictionary()))
-    return (server, ring, log)
+    let server = try await TestServer.start(ring: ring, log: log, dictionary: try dictionary())
+    return (server.server, ring, log)
   }
 
   private func receive(_ client: TestWebSocketClient, _ count: Int) async throws

@@ -353,13 +353,9 @@ final class SubscriberChannelTests: XCTestCase {
   func testTheSlowConsumerPolicyCloses() throws {
     let stream = try SyntheticStream(frames: 1_000, seed: 25, start: 1_000_000_000, spacing: 1_000)
     // Retention.
-    let path = TemporaryLog.directory("policy")
-    directories.append(path)
-    var configuration = TemporaryLog.configuration(path, segmentBytes: 16 << 10)
-    configuration.retentionMicroseconds = 1_000_000
-    let now = Atomic<Int64>(stream.broadcast.first!.timeUS)
-    configuration.clock = { now.load(ordering: .relaxed) }
-    let log = try EventLog(configuration)
+    let clock = TestClock(stream.broadcast.first!.timeUS)
+    let log = try TemporaryLog.open(
+      "policy", retentionMicroseconds: 1_000_000, clock: clock, directories: &directories)
     try log.append(stream.records)
     let ring = LiveRing(capacity: 100, startAfter: 0)
     ring.publish(stream.broadcast)
@@ -369,7 +365,7 @@ final class SubscriberChannelTests: XCTestCase {
     try stalled.run()
     XCTAssertEqual(
       stalled.registry.value(#"contrail_subscriber_closes_total{reason="too_slow"}"#), 0)
-    now.store(stream.broadcast.last!.timeUS + 1_000_000 - 200_000, ordering: .relaxed)
+    clock.set(stream.broadcast.last!.timeUS + 1_000_000 - 200_000)
     XCTAssertGreaterThan(log.enforceRetention(), 0)
     try stalled.advance(.milliseconds(500))
     XCTAssertEqual(stalled.frames.last?.opcode, 0x8)

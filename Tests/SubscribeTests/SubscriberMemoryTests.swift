@@ -75,10 +75,9 @@ final class SubscriberMemoryTests: XCTestCase {
     let ring = LiveRing(capacity: 10_000, startAfter: 0)
     let publisher = try Publisher(log: log, ring: ring, dictionary: dictionary)
     try publisher.publish(10_000)  // the ring is full from the start: its size stays put
-    var settings = SubscribeServer.Configuration()
-    settings.metrics = PrometheusMetricsFactory(registry: registry)
-    let server = try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: dictionary), configuration: settings)
+    let server = try await TestServer.start(
+      ring: ring, log: log, dictionary: dictionary, metrics: registry
+    ).server
     // 2,000 events/s (3 MB/s) for the whole test.
     let publishing = Task {
       while !Task.isCancelled {
@@ -198,8 +197,7 @@ final class StallingReaderTests: XCTestCase {
     let publisher = try Publisher(log: log, ring: ring, dictionary: dictionary, realFrames: true)
     let total = 4_000
     for _ in 0..<(total / 500) { try publisher.publish(500) }
-    let server = try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: dictionary))
+    let server = try await TestServer.start(ring: ring, log: log, dictionary: dictionary)
     let fd = try RawSocket.silentWebSocket(
       port: server.port, target: "/subscribe?cursor=0", receiveBuffer: 4_096)
     defer { close(fd) }

@@ -17,10 +17,7 @@ final class TailCommandTests: XCTestCase {
   func testPrintsExactlyTheSubscribedEvents() async throws {
     let stream = try SyntheticStream(frames: 300, seed: 19, start: 8_000_000)
     let log = try TemporaryLog.open("tail", directories: &directories)
-    let ring = LiveRing(capacity: 100_000, startAfter: 0)
-    try stream.ingest(0..<stream.events.count, log: log, ring: ring)
-    let server = try await SubscribeServer.start(
-      sources: .init(ring: ring, log: log, dictionary: stream.dictionary))
+    let server = try await TestServer.start(stream, log: log)
     let likes = stream.events.filter { $0.kind != .commit || $0.collection == "app.bsky.feed.like" }
     let expected = likes.prefix(100).map { String(decoding: $0.json, as: UTF8.self) + "\n" }
       .joined()
