@@ -150,17 +150,14 @@ final class CompressionTests: XCTestCase {
     for (path, dictionary, events) in checks {
       let compressor = try EventCompressor(dictionary: dictionary)
       let frames = try events.prefix(300).map { try compressor.compress($0) }
-      let file = FileManager.default.temporaryDirectory.appendingPathComponent(
-        "contrail-\(UUID()).zst")
-      defer { try? FileManager.default.removeItem(at: file) }
       // Concatenated frames decode to the concatenated events.
-      try Data(frames.flatMap { $0 }).write(to: file)
-      let decoded = try run(zstd, ["-d", "-q", "-c", "-D", path, file.path])
+      let file = try temporaryFile(holding: frames.flatMap { $0 }, suffix: ".zst")
+      let decoded = try run(zstd, ["-d", "-q", "-c", "-D", path, file])
       XCTAssertEqual(decoded.status, 0)
       XCTAssertTrue(
         decoded.output == Data(events.prefix(300).flatMap { $0 }),
         "\(path): zstd -d -D decodes every frame")
-      let withoutDictionary = try run(zstd, ["-d", "-q", "-c", file.path])
+      let withoutDictionary = try run(zstd, ["-d", "-q", "-c", file])
       XCTAssertNotEqual(withoutDictionary.status, 0, "decoding without the dictionary must fail")
     }
   }

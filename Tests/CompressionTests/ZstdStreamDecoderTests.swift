@@ -1,25 +1,14 @@
 import CZstd
 import Compression
 import Foundation
+import TestSupport
 import XCTest
 
 /// Streaming zstd decoding of files in bounded chunks: round trips at any chunk size, frames
 /// back to back, truncation at every cut, corrupt data, and the window limit.
 final class ZstdStreamDecoderTests: XCTestCase {
-  private var paths: [String] = []
-
-  override func tearDown() {
-    for path in paths { try? FileManager.default.removeItem(atPath: path) }
-    paths = []
-  }
-
   private func file(_ bytes: [UInt8]) throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "contrail-zstd-\(UUID()).zst"
-    ).path
-    try Data(bytes).write(to: URL(fileURLWithPath: path))
-    paths.append(path)
-    return path
+    try temporaryFile(holding: bytes, suffix: ".zst")
   }
 
   private func compress(_ bytes: [UInt8], level: Int32 = 3) throws -> [UInt8] {
@@ -82,7 +71,6 @@ final class ZstdStreamDecoderTests: XCTestCase {
         XCTAssertTrue("\(error)".contains("truncated stream"), "\(error)")
       }
       try FileManager.default.removeItem(atPath: path)
-      paths.removeLast()
     }
   }
 

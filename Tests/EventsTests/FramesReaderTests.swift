@@ -7,20 +7,8 @@ import XCTest
 /// `FramesReader` streams frames files in bounded chunks: frames split across reads at every
 /// offset, hostile declared lengths, damaged zstd, empty files.
 final class FramesReaderTests: XCTestCase {
-  private var paths: [String] = []
-
-  override func tearDown() {
-    for path in paths { try? FileManager.default.removeItem(atPath: path) }
-    paths = []
-  }
-
   private func file(_ bytes: [UInt8]) throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "contrail-frames-\(UUID()).frames"
-    ).path
-    try Data(bytes).write(to: URL(fileURLWithPath: path))
-    paths.append(path)
-    return path
+    try temporaryFile(holding: bytes, suffix: ".frames")
   }
 
   private struct Read: Equatable {
@@ -77,7 +65,6 @@ final class FramesReaderTests: XCTestCase {
           "cut at \(cut), buffer \(bufferSize)")
       }
       try FileManager.default.removeItem(atPath: path)
-      paths.removeLast()
     }
   }
 

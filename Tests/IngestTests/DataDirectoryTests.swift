@@ -30,8 +30,7 @@ final class DataDirectoryTests: XCTestCase {
     bytes[bytes.count / 2] ^= 0x40
     try Data(bytes).write(to: URL(fileURLWithPath: damaged))
 
-    var settings = try ServeSettings.forTests(relay: "ws://127.0.0.1:1", dataDirectory: directory)
-    settings.offline = true
+    let settings = try ServeSettings.offlineForTests(dataDirectory: directory)
     let captured = CapturedLog()
     let contrail = try await ContrailServer.start(settings, registry: nil, logger: captured.logger)
     let running = Task { await contrail.run() }
@@ -48,8 +47,7 @@ final class DataDirectoryTests: XCTestCase {
   func testTwoServersCannotShareADataDirectory() async throws {
     let directory = TemporaryLog.directory("lock")
     directories.append(directory)
-    var settings = try ServeSettings.forTests(relay: "ws://127.0.0.1:1", dataDirectory: directory)
-    settings.offline = true
+    let settings = try ServeSettings.offlineForTests(dataDirectory: directory)
     let first = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
     let running = Task { await first.run() }
     do {
@@ -75,8 +73,7 @@ final class DataDirectoryTests: XCTestCase {
     }
     let directory = TemporaryLog.directory("dictionary")
     directories.append(directory)
-    var settings = try ServeSettings.forTests(relay: "ws://127.0.0.1:1", dataDirectory: directory)
-    settings.offline = true
+    var settings = try ServeSettings.offlineForTests(dataDirectory: directory)
     let first = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
     let running = Task { await first.run() }
     try await waitUntil("some events stored", timeout: .seconds(20)) {

@@ -76,14 +76,7 @@ final class HostileRelayTests: XCTestCase {
     XCTAssertTrue(
       zip(stored, expected).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 },
       "stored events equal the valid frames' own, in relay order")
-    var received = 0
-    while received < expected.count {
-      guard case .text(let text)? = try await subscriber.next(timeout: .seconds(20)) else { break }
-      guard blankTime(text) == expected[received].1 else {
-        return XCTFail("subscriber event \(received) differs")
-      }
-      received += 1
-    }
+    let received = try await receivedInOrder(subscriber, expected)
     XCTAssertEqual(received, expected.count, "the subscriber got every valid event")
     try await waitUntil("hostile frames counted") {
       registry.value(#"contrail_relay_frames_total{type="oversize"}"#) == Double(oversize)

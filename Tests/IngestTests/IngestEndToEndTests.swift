@@ -115,14 +115,7 @@ final class IngestEndToEndTests: XCTestCase {
     XCTAssertEqual(
       registry.value(#"contrail_relay_error_frames_total{code="ConsumerTooSlow"}"#), 1)
     // The subscriber saw every event once, in order, across all the reconnects.
-    var received = 0
-    while received < expected.count {
-      guard case .text(let text)? = try await subscriber.next(timeout: .seconds(20)) else { break }
-      guard blankTime(text) == expected[received].1 else {
-        return XCTFail("subscriber event \(received) differs")
-      }
-      received += 1
-    }
+    let received = try await receivedInOrder(subscriber, expected)
     XCTAssertEqual(received, expected.count)
     await contrail.shutdown()
     let close = try await subscriber.next()

@@ -18,8 +18,7 @@ final class StatusPageTests: XCTestCase {
     let chromium = try Chromium.find()
     let directory = TemporaryLog.directory("status")
     directories.append(directory)
-    var settings = try ServeSettings.forTests(relay: "ws://127.0.0.1:1", dataDirectory: directory)
-    settings.offline = true
+    var settings = try ServeSettings.offlineForTests(dataDirectory: directory)
     settings.offlineRate = 300
     let registry = PrometheusCollectorRegistry()
     let contrail = try await ContrailServer.start(settings, registry: registry, logger: quietLogger)

@@ -190,21 +190,8 @@ final class JSONValueTests: XCTestCase {
     // JSONValue stops at 64 levels (client messages are 3 deep); Foundation allows 512.
     var depth = 0
     var deepest = 0
-    var inString = false
-    var escaped = false
-    for byte in bytes {
-      if inString {
-        if escaped {
-          escaped = false
-        } else if byte == UInt8(ascii: "\\") {
-          escaped = true
-        } else if byte == UInt8(ascii: "\"") {
-          inString = false
-        }
-        continue
-      }
+    scanOutsideStrings(bytes) { _, byte in
       switch byte {
-      case UInt8(ascii: "\""): inString = true
       case UInt8(ascii: "["), UInt8(ascii: "{"):
         depth += 1
         deepest = max(deepest, depth)
