@@ -14,12 +14,28 @@ enum Route {
     return SubscribeOptions.parse(
       query: query, socketEncoding: head.headers.first(name: "Socket-Encoding"))
   }
+
+  /// The parsed options of a `GET /xrpc/network.bsky.jetstream.subscribeEvents` (PROTOCOL-v2
+  /// §1.2 rows 2–18 and 20–21), or nil for anything else (HEAD included: it is validated, then
+  /// refused as no handshake, by the HTTP handler). `dictionaryID` is the server's current one.
+  static func v2Options(_ head: HTTPRequestHead, dictionaryID: UInt32) -> Result<
+    V2Options, XRPCError
+  >? {
+    let (path, query) = QueryString.split(head.uri)
+    guard head.method == .GET, path == V2Request.path else { return nil }
+    return V2Request.parse(query: query, headers: head.headers, dictionaryID: dictionaryID)
+  }
 }
 
 /// Answers requests that are not websocket upgrades: `/subscribe` without a handshake (400 with
 /// the reason), `/dictionary`, `/healthz`, `/readyz`, `/metrics` and the configured pages. Every
 /// resource answers GET and HEAD, and OPTIONS for browsers' preflights; every answer allows any
 /// origin (`Access-Control-Allow-Origin: *`: the data is public and no credentials are used).
+///
+/// The v2 wire's XRPC paths answer as PROTOCOL-v2 says: `getZstdDictionary` (§5), and
+/// `subscribeEvents` requests that were not upgraded — an XRPC JSON error for a request the
+/// server refuses (§1.2), else the websocket library's plain-text 426/405/400 for what is no
+/// handshake (§1.1), and 501 `MethodNotImplemented` for methods other than GET and HEAD.
 final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
   typealias InboundIn = HTTPServerRequestPart
   typealias OutboundOut = HTTPServerResponsePart
@@ -32,17 +48,25 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
   /// Set at accept when the connection is over its address's limit (every request gets it), or
   /// by the upgrader when the limits refused this request's subscription.
   var refusal: ConnectionLimits.Refusal?
+  /// Set by the upgrader when it refuses a v2 subscription that passed `V2Request.parse` on the
+  /// server's state (PROTOCOL-v2 §1.2 rows 1, 19, 22, 23); the next `subscribeEvents` request
+  /// gets it as its answer.
+  var xrpcRefusal: XRPCError?
+  /// `getZstdDictionary`: one per process and dictionary unless the server passes its own.
+  private lazy var dictionaryEndpoint = DictionaryEndpoint.shared(for: dictionary)
 
   static let allowedMethods = "GET, HEAD, OPTIONS"
 
   init(
     dictionary: ZstdDictionary, metrics: SubscribeMetrics,
-    configuration: SubscribeServer.Configuration, gate: ConnectionGuard
+    configuration: SubscribeServer.Configuration, gate: ConnectionGuard,
+    dictionaryEndpoint: DictionaryEndpoint? = nil
   ) {
     self.dictionary = dictionary
     self.metrics = metrics
     self.configuration = configuration
     self.gate = gate
+    if let dictionaryEndpoint { self.dictionaryEndpoint = dictionaryEndpoint }
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -74,6 +98,17 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
       headers.add(name: "Content-Type", value: contentType)
       self.body = body
     }
+
+    /// An XRPC error's JSON.
+    init(_ error: XRPCError) {
+      self.init(error.status, contentType: XRPCError.contentType, body: error.body)
+    }
+
+    init(_ response: DictionaryEndpoint.Response) {
+      status = response.status
+      headers = response.headers
+      body = response.body
+    }
   }
 
   private func respond(_ context: ChannelHandlerContext, to request: HTTPRequestHead) {
@@ -92,9 +127,20 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         ])
       return send(context, Answer(refusal.status, refusal.body), head: head, keepAlive: false)
     }
-    let path = QueryString.split(head.uri).path
+    let (path, query) = QueryString.split(head.uri)
     guard exists(path) else {
       return send(context, Answer(.notFound, "not found"), head: head)
+    }
+    switch (head.method, path) {
+    case (.OPTIONS, _): break
+    case (_, V2Request.path):
+      // Judged on the request as sent (`head` has had its Connection header rewritten).
+      return send(context, subscribeEvents(request, query: query, client: client), head: head)
+    case (_, DictionaryEndpoint.path):
+      let response = dictionaryEndpoint.respond(
+        method: head.method, query: query, headers: head.headers)
+      return send(context, Answer(response), head: head)
+    default: break
     }
     switch head.method {
     case .OPTIONS:
@@ -117,11 +163,57 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
   private func exists(_ path: Substring) -> Bool {
     switch path {
-    case "/subscribe", "/dictionary", "/healthz", "/readyz": true
+    case "/subscribe", "/dictionary", "/healthz", "/readyz", V2Request.path,
+      DictionaryEndpoint.path:
+      true
     case "/metrics": configuration.metricsText != nil
     case "/": configuration.pages["/status"] != nil
     default: configuration.pages[String(path)] != nil
     }
+  }
+
+  /// The answer to a `subscribeEvents` request that was not upgraded (PROTOCOL-v2 §1.1–1.2).
+  private func subscribeEvents(_ head: HTTPRequestHead, query: Substring, client: String)
+    -> Answer
+  {
+    guard head.method == .GET || head.method == .HEAD else {
+      return Answer(.methodNotImplemented)
+    }
+    if let refusal = xrpcRefusal {
+      xrpcRefusal = nil
+      return rejected(refusal, client: client)
+    }
+    // Row 1: Contrail has no bootstrap; it is not ready when `/readyz` says so.
+    if let why = configuration.readiness() {
+      return rejected(.notReady(why), client: client)
+    }
+    let options = V2Request.parse(query: query, headers: head.headers, dictionaryID: dictionary.id)
+    if case .failure(let error) = options {
+      return rejected(error, client: client)
+    }
+    guard let failure = V2Request.handshakeFailure(head) else {
+      // A valid handshake that the upgrader did not take, and no reason left for it.
+      return rejected(.notReady("the websocket upgrade was not taken"), client: client)
+    }
+    var answer = Answer(failure.status, failure.message)
+    for (name, value) in failure.headers { answer.headers.add(name: name, value: value) }
+    return answer
+  }
+
+  /// Logs and counts a refused v2 subscription: 503s as refusals, the rest as rejections.
+  private func rejected(_ error: XRPCError, client: String) -> Answer {
+    if error.status == .serviceUnavailable {
+      metrics.refused(error.reason)
+    } else {
+      metrics.rejected(error.reason)
+    }
+    configuration.logger.notice(
+      "subscribe request rejected",
+      metadata: [
+        "address": "\(client)", "status": "\(error.status.code)", "reason": "\(error.reason)",
+        "wire": "v2",
+      ])
+    return Answer(error)
   }
 
   /// The answer to a GET (or HEAD) of an existing resource.
@@ -173,9 +265,15 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     let keepAlive = keepAlive ?? head.isKeepAlive
     var headers = answer.headers
     headers.add(name: "Access-Control-Allow-Origin", value: "*")
-    headers.add(name: "Content-Length", value: String(answer.body.count))
+    // A 304 describes the 200 it stands for; a length of 0 would contradict it.
+    if answer.status != .notModified {
+      headers.add(name: "Content-Length", value: String(answer.body.count))
+    }
     gate.responded(keepAlive: keepAlive)
-    if !keepAlive { headers.add(name: "Connection", value: "close") }
+    if !keepAlive {
+      let connection = headers.first(name: "Connection")
+      headers.replaceOrAdd(name: "Connection", value: connection.map { "\($0), close" } ?? "close")
+    }
     context.write(
       wrapOutboundOut(
         .head(HTTPResponseHead(version: .http1_1, status: answer.status, headers: headers))),
