@@ -47,30 +47,40 @@ enum EventJSON {
   }
 
   /// `#identity`: `{"did","time_us","kind":"identity","identity":{"did","handle"?,"seq","time"}}`;
-  /// `#account`: `{…,"account":{"active","did","seq","status"?,"time"}}` (Go's field order).
+  /// `#account`: `{…,"account":{"active","did","seq","status"?,"time"}}` (Go's field order);
+  /// `#sync`: `{…,"sync":{"blocks":{"$bytes":…},"did","rev","seq","time"}}`, Contrail's stored
+  /// form (never sent on the v1 wire), its inner object in the v2 wire's key order.
   static func accountEvent(
     _ m: AccountEventMessage, time: UnsafeRawBufferPointer, timeUS: Int64, to out: inout ByteSink
   ) {
-    let identity = m.kind == .identity
+    out.reserve(m.blocks.count / 3 * 4 + 256)
     out.append("{\"did\":")
     string(m.did, &out)
     out.append(",\"time_us\":")
     out.append(decimal: timeUS)
-    out.append(
-      identity ? ",\"kind\":\"identity\",\"identity\":{" : ",\"kind\":\"account\",\"account\":{")
-    if !identity {
-      out.append("\"active\":")
+    switch m.kind {
+    case .identity: out.append(",\"kind\":\"identity\",\"identity\":{")
+    case .account:
+      out.append(",\"kind\":\"account\",\"account\":{\"active\":")
       out.append(m.active ? "true," : "false,")
+    case .sync:
+      out.append(",\"kind\":\"sync\",\"sync\":{\"blocks\":{\"$bytes\":\"")
+      Multibase.appendBase64(m.blocks, to: &out)
+      out.append("\"},")
     }
     out.append("\"did\":")
     string(m.did, &out)
-    if identity, let handle = m.handle {
+    if m.kind == .identity, let handle = m.handle {
       out.append(",\"handle\":")
       string(handle, &out)
     }
+    if m.kind == .sync {
+      out.append(",\"rev\":")
+      string(m.rev, &out)
+    }
     out.append(",\"seq\":")
     out.append(decimal: m.seq)
-    if !identity, let status = m.status {
+    if m.kind == .account, let status = m.status {
       out.append(",\"status\":")
       string(status, &out)
     }

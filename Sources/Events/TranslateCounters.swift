@@ -1,12 +1,14 @@
 import Firehose
 
-/// Where a drop happened: a whole commit, one op, or an identity/account event.
+/// Where a drop happened: a whole commit, one op, or an identity, account or sync event.
 public enum DropScope: String, Sendable, CaseIterable {
   case commit, op, event
 }
 
 /// Why something was dropped (PROTOCOL §10.3 `contrail_translate_dropped_total{reason}`).
 public enum DropReason: String, Sendable, CaseIterable {
+  /// A commit the relay marked `tooBig`, or a `#sync` whose `blocks` exceed the lexicon's
+  /// 10,000 bytes.
   case tooBig = "too_big"
   case badTime = "bad_time"
   case badCar = "bad_car"

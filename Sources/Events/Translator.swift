@@ -8,16 +8,18 @@ import Firehose
 
 /// What a frame turned out to be, for ingest to act on (reconnect on errors, log infos).
 public enum FrameOutcome: Sendable, Equatable {
-  /// A `#commit`, `#identity` or `#account` with its relay seq (it may have produced no events).
+  /// A `#commit`, `#identity`, `#account` or `#sync` with its relay seq (it may have produced no
+  /// events).
   case translated(FrameType, seq: Int64)
   case error(code: String, message: String?)
   case info(name: String, message: String?)
-  /// `#sync`, legacy, unknown or undecodable frames.
+  /// Legacy, unknown or undecodable frames.
   case ignored(FrameType)
 }
 
-/// Turns relay frames into Jetstream v1 events (PROTOCOL §5): decodes each frame, applies the
-/// drop rules, converts records, stamps `time_us` from one sequencer, and counts everything.
+/// Turns relay frames into Jetstream v1 events (PROTOCOL §5), plus `sync` events in Contrail's
+/// stored form for the v2 wire: decodes each frame, applies the drop rules, converts records,
+/// stamps `time_us` from one sequencer, and counts everything.
 ///
 /// Not thread-safe: one translator per ingest pipeline; it reuses its buffers across frames.
 public final class Translator {
@@ -116,12 +118,20 @@ private struct TranslatorState {
         counters.count(drop: .badTime, .event)
         return outcome
       }
+      if message.blocks.count > AccountEventMessage.maxSyncBlocksBytes {
+        counters.count(drop: .tooBig, .event)
+        return outcome
+      }
       let timeUS = sequencer.next()
       event.count = 0
       EventJSON.accountEvent(message, time: time, timeUS: timeUS, to: &event)
-      append(
-        message.kind == .identity ? .identity : .account, timeUS, message.seq, message.did, "",
-        into: &events)
+      let kind: EventKind =
+        switch message.kind {
+        case .identity: .identity
+        case .account: .account
+        case .sync: .sync
+        }
+      append(kind, timeUS, message.seq, message.did, "", into: &events)
       return outcome
     case .error(let code, let detail):
       counters.count(errorCode: code)

@@ -62,13 +62,23 @@ public struct CommitOps: Sequence {
   }
 }
 
-/// An `#identity` or `#account` body: an account-level event, passed on with its own fields.
+/// An `#identity`, `#account` or `#sync` body: an account-level event, passed on with its own
+/// fields (PROTOCOL §5.4). All three share `seq`, `did` and `time`; the rest belong to one kind.
 public struct AccountEventMessage {
   public enum Kind: Sendable {
-    case identity, account
+    case identity, account, sync
 
-    public var frameType: FrameType { self == .identity ? .identity : .account }
+    public var frameType: FrameType {
+      switch self {
+      case .identity: .identity
+      case .account: .account
+      case .sync: .sync
+      }
+    }
   }
+
+  /// The lexicon's `maxLength` of a `#sync`'s `blocks` (`com.atproto.sync.subscribeRepos#sync`).
+  public static let maxSyncBlocksBytes = 10_000
 
   public var kind: Kind
   public var seq: Int64
@@ -79,18 +89,22 @@ public struct AccountEventMessage {
   /// `#account`: whether the account is active, and why not.
   public var active = false
   public var status: UnsafeRawBufferPointer? = nil
+  /// `#sync`: the commit's rev and the CAR holding the commit block (both required there; empty
+  /// for the other kinds). The CAR is passed on as bytes, not read.
+  public var rev = UnsafeRawBufferPointer(start: nil, count: 0)
+  public var blocks = UnsafeRawBufferPointer(start: nil, count: 0)
 }
 
 /// A decoded relay frame. Byte ranges point into the frame, which must outlive the message.
 public enum FirehoseMessage {
   case commit(CommitMessage)
-  /// `#identity` or `#account`.
+  /// `#identity`, `#account` or `#sync`.
   case accountEvent(AccountEventMessage)
   /// An `op = -1` frame, e.g. `FutureCursor` or `ConsumerTooSlow`.
   case error(code: String, message: String?)
   /// `#info`, e.g. `OutdatedCursor`.
   case info(name: String, message: String?)
-  /// A frame that produces nothing: `#sync`, legacy types, unknown types or ops.
+  /// A frame that produces nothing: legacy types, unknown types or ops.
   case ignored(FrameType)
   case undecodable
 

@@ -29,7 +29,7 @@ public enum FrameDecoder {
     if type.matches("#identity") { return decodeAccountEvent(body, .identity) }
     if type.matches("#account") { return decodeAccountEvent(body, .account) }
     if type.matches("#info") { return decodeInfo(body) }
-    if type.matches("#sync") { return .ignored(.sync) }
+    if type.matches("#sync") { return decodeAccountEvent(body, .sync) }
     if type.matches("#handle") || type.matches("#tombstone") || type.matches("#migrate") {
       return .ignored(.legacy)
     }
@@ -144,8 +144,9 @@ public enum FrameDecoder {
     return CommitOp(action: action, path: path, cid: cid)
   }
 
-  /// `#identity` (seq, did, time, handle) and `#account` (seq, did, time, active, status); the
-  /// other kind's fields, like any unknown key, are skipped.
+  /// `#identity` (seq, did, time, handle), `#account` (seq, did, time, active, status) and
+  /// `#sync` (seq, did, time, rev, blocks; rev and blocks required); another kind's fields, like
+  /// any unknown key, are skipped.
   private static func decodeAccountEvent(
     _ body: UnsafeRawBufferPointer, _ kind: AccountEventMessage.Kind
   ) -> FirehoseMessage {
@@ -155,6 +156,8 @@ public enum FrameDecoder {
     var handle: UnsafeRawBufferPointer? = nil
     var active = false
     var status: UnsafeRawBufferPointer? = nil
+    var rev: UnsafeRawBufferPointer? = nil
+    var blocks: UnsafeRawBufferPointer? = nil
     let ok = forEachField(body) { key, reader in
       if key.matches("seq") {
         seq = readSeq(&reader)
@@ -174,16 +177,26 @@ public enum FrameDecoder {
       } else if kind == .account, key.matches("status") {
         guard let value = readOptionalText(&reader) else { return false }
         status = value
+      } else if kind == .sync, key.matches("rev") {
+        guard case .text(let t) = reader.next() else { return false }
+        rev = t
+      } else if kind == .sync, key.matches("blocks") {
+        guard case .bytes(let b) = reader.next() else { return false }
+        blocks = b
       } else {
         return nil
       }
       return true
     }
     guard ok, let seq, let did else { return .undecodable }
-    return .accountEvent(
-      AccountEventMessage(
-        kind: kind, seq: seq, did: did, time: time, handle: handle, active: active,
-        status: status))
+    var message = AccountEventMessage(
+      kind: kind, seq: seq, did: did, time: time, handle: handle, active: active, status: status)
+    if kind == .sync {
+      guard let rev, let blocks else { return .undecodable }
+      message.rev = rev
+      message.blocks = blocks
+    }
+    return .accountEvent(message)
   }
 
   private static func decodeError(_ body: UnsafeRawBufferPointer) -> FirehoseMessage {

@@ -1,11 +1,20 @@
 /// A deterministic source of realistic relay frames (`com.atproto.sync.subscribeRepos`): commits
-/// with real CIDs, CARs and MST proofs, identity and account events, and the odd `#sync` and
-/// `#info`, in roughly the live network's mix. The same seed gives the same bytes everywhere.
+/// with real CIDs, CARs and MST proofs, identity and account events, and the odd `#info`, in
+/// roughly the live network's mix, plus `#sync` frames when asked for (`syncEvery`). The same
+/// seed gives the same bytes everywhere.
 public struct FirehoseGenerator {
   /// The seq of the next frame.
   public private(set) var seq: Int64
   /// The synthetic clock (µs since the epoch); it advances ~500 µs per frame (~2k frames/s).
   public private(set) var clock: Int64
+  /// `#sync` frames, which become stored `sync` events (sent on the v2 wire only), are opt-in:
+  /// with `syncEvery` set, every `syncEvery`-th frame is a `#sync`, and so is the 0.15% of frames
+  /// the live network's mix gives them. Nil, the default, sends none: an `#info` takes the place
+  /// of each random one (after the same random draws), so the stream and its events are those
+  /// the generator always made.
+  public let syncEvery: Int?
+  /// Frames made so far.
+  private var made = 0
   private var random: SeededRandom
   private var records: RecordFactory
   private let accounts: Accounts
@@ -15,9 +24,13 @@ public struct FirehoseGenerator {
   /// 2026-07-04T14:38:00Z, a moment in the real capture's range.
   public static let defaultStart: Int64 = 1_783_175_880_000_000
 
+  /// `syncEvery`, when given, must be at least 1.
   public init(
-    seed: UInt64, firstSeq: Int64 = 1, start: Int64 = defaultStart, accounts: Int = 50_000
+    seed: UInt64, firstSeq: Int64 = 1, start: Int64 = defaultStart, accounts: Int = 50_000,
+    syncEvery: Int? = nil
   ) {
+    precondition(syncEvery.map { $0 >= 1 } ?? true, "syncEvery must be at least 1")
+    self.syncEvery = syncEvery
     self.seq = firstSeq
     self.clock = start
     self.random = SeededRandom(seed: seed)
@@ -35,6 +48,13 @@ public struct FirehoseGenerator {
   public mutating func next() -> [UInt8] {
     clock += Int64(random.int(in: 100...900))
     defer { seq += 1 }
+    made += 1
+    if let syncEvery, made % syncEvery == 0 {
+      let account = random.skewedIndex(accounts.count)
+      return sync(
+        did: accounts.did(account), account: account,
+        time: Identifiers.timestamp(microseconds: clock))
+    }
     let roll = random.below(10_000)
     let account = random.skewedIndex(accounts.count)
     let did = accounts.did(account)
@@ -48,18 +68,21 @@ public struct FirehoseGenerator {
       let status: String? = active ? nil : random.pick(["deactivated", "takendown", "deleted"])
       return FrameBuilder.account(seq: seq, did: did, time: time, active: active, status: status)
     case 110..<125:
-      return sync(did: did, account: account, time: time)
+      let frame = sync(did: did, account: account, time: time)
+      return syncEvery == nil ? Self.info : frame
     case 125..<128:
-      return FrameBuilder.frame(
-        type: "#info",
-        body: .map([
-          ("name", "OutdatedCursor"),
-          ("message", "Requested cursor exceeded limit. Possibly missing events"),
-        ]))
+      return Self.info
     default:
       return commit(did: did, account: account, time: time)
     }
   }
+
+  private static let info = FrameBuilder.frame(
+    type: "#info",
+    body: .map([
+      ("name", "OutdatedCursor"),
+      ("message", "Requested cursor exceeded limit. Possibly missing events"),
+    ]))
 
   private mutating func nextRevision(_ account: Int) -> String {
     let micros = max(clock, (revisions[account] ?? 0) + 1)
@@ -143,13 +166,7 @@ public struct FirehoseGenerator {
 
   private mutating func sync(did: String, account: Int, time: String) -> [UInt8] {
     let rev = nextRevision(account)
-    let commit = FrameBuilder.commitBlock(did: did, rev: rev, data: records.randomCID())
-    let cid = FrameBuilder.cid(of: commit)
-    return FrameBuilder.frame(
-      type: "#sync",
-      body: .map([
-        ("seq", .int(seq)), ("did", .text(did)), ("rev", .text(rev)), ("time", .text(time)),
-        ("blocks", .bytes(FrameBuilder.car(root: cid, blocks: [(cid, commit)]))),
-      ]))
+    let car = FrameBuilder.syncCAR(did: did, rev: rev, data: records.randomCID())
+    return FrameBuilder.sync(seq: seq, did: did, rev: rev, time: time, blocks: car)
   }
 }

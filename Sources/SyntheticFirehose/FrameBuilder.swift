@@ -133,6 +133,26 @@ public enum FrameBuilder {
     return frame(type: "#account", body: .map(body))
   }
 
+  /// A `#sync` frame (`com.atproto.sync.subscribeRepos#sync`): the repo's current commit, whose
+  /// CAR `blocks` usually holds just the commit block (`syncCAR`).
+  public static func sync(seq: Int64, did: String, rev: String, time: String, blocks: [UInt8])
+    -> [UInt8]
+  {
+    frame(
+      type: "#sync",
+      body: .map([
+        ("seq", .int(seq)), ("did", .text(did)), ("rev", .text(rev)), ("time", .text(time)),
+        ("blocks", .bytes(blocks)),
+      ]))
+  }
+
+  /// The CAR of a `#sync`: the commit block of `did` at `rev`, as its one block and root.
+  public static func syncCAR(did: String, rev: String, data: [UInt8]) -> [UInt8] {
+    let commit = commitBlock(did: did, rev: rev, data: data)
+    let cid = cid(of: commit)
+    return car(root: cid, blocks: [(cid, commit)])
+  }
+
   public static func error(_ code: String, message: String? = nil) -> [UInt8] {
     var body: [(String, CBORValue)] = [("error", .text(code))]
     if let message { body.append(("message", .text(message))) }

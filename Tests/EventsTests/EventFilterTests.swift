@@ -111,7 +111,7 @@ final class EventFilterTests: XCTestCase {
 
     let people = try EventFilter(
       wantedCollections: [], wantedDIDs: ["did:plc:a", "did:web:b.example"])
-    for kind in EventKind.allCases {
+    for kind in EventFilter.v1Kinds {
       XCTAssertTrue(people.matches(kind: kind, did: "did:plc:a", collection: "app.bsky.feed.like"))
       XCTAssertFalse(
         people.matches(kind: kind, did: "did:plc:c", collection: "app.bsky.feed.like"),
@@ -123,6 +123,9 @@ final class EventFilterTests: XCTestCase {
     XCTAssertFalse(both.matches(kind: .commit, did: "did:plc:b", collection: "app.bsky.feed.like"))
     XCTAssertTrue(
       EventFilter.all.matches(kind: .commit, did: "anything", collection: "any.thing.at.all"))
+    XCTAssertFalse(
+      people.matches(kind: .sync, did: "did:plc:a", collection: ""), "v1 filters never pass sync")
+    XCTAssertFalse(EventFilter.all.matches(kind: .sync, did: "did:plc:a", collection: ""))
   }
 
   /// Filtering the fixture's events equals filtering its expected JSONL by parsed fields.

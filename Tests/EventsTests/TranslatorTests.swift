@@ -209,10 +209,122 @@ final class TranslatorTests: XCTestCase {
     XCTAssertEqual(translator.counters.drops(.event, .badTime), 1)
   }
 
+  func testSyncFramesBecomeSyncEvents() {
+    let frames = [
+      FrameBuilder.sync(
+        seq: 444, did: "did:plc:test", rev: "rev-sync", time: "2026-05-25T00:00:00Z",
+        blocks: [1, 2, 3]),
+      // Strings escaped as in the other events (invalid UTF-8 in the envelope becomes \ufffd),
+      // unknown fields skipped, empty blocks.
+      FrameBuilder.frame(
+        type: "#sync",
+        body: .map([
+          ("did", "did:plc:<x>&"), ("seq", 2), ("blocks", .bytes([])),
+          ("time", "2026-07-04T14:38:07Z"),
+          ("rev", .raw([0x67] + Array("r\"\u{2028}\n".utf8) + [0xFF])), ("handle", "h.test"),
+          ("active", true), ("extra", .array([1, 2])),
+        ])),
+      // Blocks of 1 or 2 bytes past a multiple of 3: base64 without padding.
+      FrameBuilder.sync(
+        seq: 3, did: "did:plc:test", rev: "r", time: "2026-07-04T14:38:07.877Z",
+        blocks: [0xFB, 0xFF, 0xBF, 0x00]),
+    ]
+    let translator = Translator(sequencer: Sequencer(last: 1000, clock: { 1000 }))
+    var events: [Event] = []
+    let outcomes = frames.map { translator.translate($0, into: &events) }
+    XCTAssertEqual(
+      outcomes,
+      [.translated(.sync, seq: 444), .translated(.sync, seq: 2), .translated(.sync, seq: 3)])
+    XCTAssertEqual(
+      events.map { String(decoding: $0.json, as: UTF8.self) },
+      [
+        #"{"did":"did:plc:test","time_us":1001,"kind":"sync","sync":{"blocks":{"$bytes":"AQID"},"did":"did:plc:test","rev":"rev-sync","seq":444,"time":"2026-05-25T00:00:00Z"}}"#,
+        #"{"did":"did:plc:\u003cx\u003e\u0026","time_us":1002,"kind":"sync","sync":{"blocks":{"$bytes":""},"did":"did:plc:\u003cx\u003e\u0026","rev":"r\"\u2028\n\ufffd","seq":2,"time":"2026-07-04T14:38:07Z"}}"#,
+        #"{"did":"did:plc:test","time_us":1003,"kind":"sync","sync":{"blocks":{"$bytes":"+/+/AA"},"did":"did:plc:test","rev":"r","seq":3,"time":"2026-07-04T14:38:07.877Z"}}"#,
+      ])
+    let first = events[0]
+    XCTAssertEqual(first.kind, .sync)
+    XCTAssertEqual(first.did, "did:plc:test")
+    XCTAssertEqual(first.collection, "")
+    XCTAssertEqual(first.seq, 444)
+    XCTAssertEqual(first.timeUS, 1001)
+    XCTAssertFalse(EventFilter.all.matches(first), "v1 subscribers never see sync events")
+    XCTAssertTrue(EventFilter.everything.matches(first))
+    let c = translator.counters
+    XCTAssertEqual(c.frames(.sync), 3)
+    XCTAssertEqual(c.events(.sync), 3)
+    XCTAssertEqual(c.totalDrops, 0)
+  }
+
+  /// A bad time drops a `#sync` like an identity or account event; so do `blocks` over the
+  /// lexicon's 10,000 bytes. The frame's seq still counts as taken.
+  func testSyncDrops() {
+    let did = "did:plc:test"
+    let frames = [
+      FrameBuilder.sync(seq: 1, did: did, rev: "r", time: "yesterday", blocks: [1]),
+      FrameBuilder.frame(
+        type: "#sync",
+        body: .map([("seq", 2), ("did", .text(did)), ("rev", "r"), ("blocks", .bytes([1]))])),
+      FrameBuilder.sync(
+        seq: 3, did: did, rev: "r", time: "2026-07-04T14:38:07Z",
+        blocks: [UInt8](repeating: 7, count: AccountEventMessage.maxSyncBlocksBytes + 1)),
+      FrameBuilder.sync(
+        seq: 4, did: did, rev: "r", time: "2026-07-04T14:38:07Z",
+        blocks: [UInt8](repeating: 7, count: AccountEventMessage.maxSyncBlocksBytes)),
+    ]
+    let translator = Translator()
+    var events: [Event] = []
+    let outcomes = frames.map { translator.translate($0, into: &events) }
+    XCTAssertEqual(outcomes, (1...4).map { .translated(.sync, seq: Int64($0)) })
+    XCTAssertEqual(events.map(\.seq), [4])
+    let blocks = #""blocks":{"$bytes":""# + String(repeating: "BwcH", count: 3_333) + #"Bw"}"#
+    XCTAssertTrue(String(decoding: events.first?.json ?? [], as: UTF8.self).contains(blocks))
+    XCTAssertEqual(translator.counters.drops(.event, .badTime), 2)
+    XCTAssertEqual(translator.counters.drops(.event, .tooBig), 1)
+    XCTAssertEqual(translator.counters.events(.sync), 1)
+  }
+
+  /// `#sync` needs `seq`, `did`, `rev` and `blocks`, each of its type, like the other bodies.
+  func testMalformedSyncBodiesAreUndecodable() {
+    let fields: [(String, CBORValue)] = [
+      ("seq", 5), ("did", "did:plc:test"), ("rev", "r"), ("time", "2026-07-04T14:38:07Z"),
+      ("blocks", .bytes([1])),
+    ]
+    var cases: [[UInt8]] = []
+    for index in [0, 1, 2, 4] {  // each required field missing (time is a drop instead)
+      var body = fields
+      body.remove(at: index)
+      cases.append(FrameBuilder.frame(type: "#sync", body: .map(body)))
+    }
+    let wrongTypes: [(Int, CBORValue)] = [
+      (0, "5"), (0, -5), (1, 5), (1, .null), (2, .bytes([1])), (2, .null), (4, "AQID"), (4, .null),
+    ]
+    for (index, value) in wrongTypes {
+      var body = fields
+      body[index].1 = value
+      cases.append(FrameBuilder.frame(type: "#sync", body: .map(body)))
+    }
+    cases.append(FrameBuilder.frame(type: "#sync", body: .map(fields)) + [0x00])  // trailing byte
+    cases.append(FrameBuilder.frame(type: "#sync", body: .array([5])))
+    let header = CBORValue.map([("op", 1), ("t", "#sync")]).encoded
+    cases.append(
+      header + [0xA1, 0x66] + Array("blocks".utf8) + [0x5B, 0, 0, 0, 1, 0, 0, 0, 0])  // 4 GiB
+    let translator = Translator()
+    var events: [Event] = []
+    for frame in cases {
+      XCTAssertEqual(translator.translate(frame, into: &events), .ignored(.undecodable))
+    }
+    XCTAssertEqual(events.count, 0)
+    XCTAssertEqual(translator.counters.frames(.undecodable), cases.count)
+    XCTAssertEqual(
+      translator.translate(FrameBuilder.frame(type: "#sync", body: .map(fields)), into: &events),
+      .translated(.sync, seq: 5))
+    XCTAssertEqual(events.count, 1)
+  }
+
   func testIgnoredFrameTypesAreCountedByType() {
     let body = CBORValue.map([("seq", 1)])
     let frames = [
-      FrameBuilder.frame(type: "#sync", body: body),
       FrameBuilder.frame(type: "#info", body: .map([("name", "OutdatedCursor")])),
       FrameBuilder.frame(type: "#handle", body: body),
       FrameBuilder.frame(type: "#tombstone", body: body),
@@ -227,17 +339,13 @@ final class TranslatorTests: XCTestCase {
     XCTAssertEqual(
       outcomes,
       [
-        .ignored(.sync), .info(name: "OutdatedCursor", message: nil), .ignored(.legacy),
-        .ignored(.legacy),
+        .info(name: "OutdatedCursor", message: nil), .ignored(.legacy), .ignored(.legacy),
         .ignored(.unknown), .ignored(.unknown), .ignored(.undecodable),
       ])
     let c = translator.counters
     XCTAssertEqual(
-      [
-        c.frames(.sync), c.frames(.info), c.frames(.legacy), c.frames(.unknown),
-        c.frames(.undecodable),
-      ],
-      [1, 1, 2, 2, 1])
+      [c.frames(.info), c.frames(.legacy), c.frames(.unknown), c.frames(.undecodable)],
+      [1, 2, 2, 1])
   }
 
   func testErrorFrame() {

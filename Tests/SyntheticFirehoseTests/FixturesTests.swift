@@ -23,6 +23,7 @@ final class FixturesTests: XCTestCase {
     for event in events { jsonl += event.json + [UInt8(ascii: "\n")] }
     let expected = try XCTUnwrap(SharedData.read(directory + "synthetic-2000.expected.jsonl"))
     XCTAssertEqual(events.count, 2_084)
+    XCTAssertEqual(translator.counters.frames(.sync), 0, "no #sync without syncEvery")
     XCTAssertTrue(jsonl == expected, "expected events differ from the translator's output")
     XCTAssertEqual(translator.counters.totalDrops, 0)
   }

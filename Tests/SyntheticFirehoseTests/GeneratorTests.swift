@@ -68,6 +68,62 @@ final class GeneratorTests: XCTestCase {
     XCTAssertGreaterThan(events.count, 2_000)
   }
 
+  /// `syncEvery` makes every N-th frame a `#sync` of a generated account (besides the mix's
+  /// random 0.15%), which the translator stores as a `sync` event that the v2 wire can send.
+  func testSyncEveryAddsSyncEvents() throws {
+    var generator = FirehoseGenerator(seed: 6, syncEvery: 10)
+    let frames = (0..<2_000).map { _ in generator.next() }
+    let translator = Translator()
+    var events: [Event] = []
+    for (index, frame) in frames.enumerated() {
+      let outcome = translator.translate(frame, into: &events)
+      if index % 10 == 9 {
+        XCTAssertEqual(outcome, .translated(.sync, seq: Int64(index + 1)))
+        XCTAssertEqual(events.last?.kind, .sync)
+      }
+    }
+    XCTAssertEqual(translator.counters.totalDrops, 0)
+    XCTAssertEqual(translator.counters.frames(.undecodable), 0)
+    let syncs = events.filter { $0.kind == .sync }
+    XCTAssertGreaterThanOrEqual(syncs.count, 200)
+    XCTAssertEqual(translator.counters.events(.sync), syncs.count)
+    for event in syncs {
+      let json = String(decoding: event.json, as: UTF8.self)
+      XCTAssertTrue(json.hasPrefix(#"{"did":"\#(event.did)","time_us":"#), json)
+      XCTAssertTrue(json.contains(#","kind":"sync","sync":{"blocks":{"$bytes":""#), json)
+      XCTAssertTrue(json.contains(#""seq":\#(event.seq),"time":""#), json)
+      let frame = try XCTUnwrap(
+        event.json.withUnsafeBytes { V2Frame.message(fromV1: $0, eventSeq: 1, timeUS: 2) })
+      XCTAssertTrue(
+        String(decoding: frame, as: UTF8.self).hasPrefix(
+          #"{"$type":"message","payload":{"$type":"network.bsky.jetstream.subscribeEvents#sync","did":"\#(event.did)","seq":1,"sync":{"blocks":{"$bytes":""#
+        ))
+    }
+  }
+
+  /// Without `syncEvery` there is no `#sync` at all; an `#info` takes each random one's place
+  /// and every other frame is the one a `syncEvery: 1_000_000` stream holds.
+  func testNoSyncFramesByDefault() {
+    var plain = FirehoseGenerator(seed: 5)
+    var rare = FirehoseGenerator(seed: 5, syncEvery: 1_000_000)
+    let translator = Translator()
+    var events: [Event] = []
+    var replaced = 0
+    for _ in 0..<5_000 {
+      let frame = plain.next()
+      let other = rare.next()
+      translator.translate(frame, into: &events)
+      if frame != other {
+        replaced += 1
+        XCTAssertEqual(frame.withUnsafeBytes { FrameDecoder.decode($0).type }, .info)
+        XCTAssertEqual(other.withUnsafeBytes { FrameDecoder.decode($0).type }, .sync)
+      }
+    }
+    XCTAssertGreaterThan(replaced, 0)
+    XCTAssertEqual(translator.counters.frames(.sync), 0)
+    XCTAssertEqual(translator.counters.events(.sync), 0)
+  }
+
   /// The live network's shape (issue targets), each within ±20%.
   func testMixAndSizesAreNearTheLiveNetwork() throws {
     let all = frames(seed: 1, count: 5_000)
