@@ -16,6 +16,12 @@ let package = Package(
       name: "FuzzTranslator",
       dependencies: ["FuzzSupport", .product(name: "ContrailEvents", package: "Contrail")]),
     .executableTarget(
+      name: "FuzzV2Frame",
+      dependencies: [
+        "FuzzSupport", .product(name: "ContrailEvents", package: "Contrail"),
+        .product(name: "ContrailFirehose", package: "Contrail"),
+      ]),
+    .executableTarget(
       name: "FuzzCAR",
       dependencies: ["FuzzSupport", .product(name: "ContrailFirehose", package: "Contrail")]),
     .executableTarget(
