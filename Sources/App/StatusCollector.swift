@@ -66,7 +66,7 @@ public final class StatusCollector: Sendable {
   /// One tick's deltas.
   struct Sample {
     var seconds = 0.0
-    var kinds = [0, 0, 0]
+    var kinds = [Int](repeating: 0, count: EventKind.allCases.count)
     var metrics: [String: Double] = [:]
   }
 
@@ -79,7 +79,7 @@ public final class StatusCollector: Sendable {
     var historyNext = 0
     var historyCount = 0
     var window: [Sample] = []
-    var totals = [0, 0, 0]
+    var totals = [Int](repeating: 0, count: EventKind.allCases.count)
     var collections: [String: Collection] = [:]
     var jsonBytes = 0
     var zstdBytes = 0
@@ -122,7 +122,7 @@ public final class StatusCollector: Sendable {
   /// Reads what is new in the ring, the metrics and the log stats, and folds them in.
   func tick(now: Int64 = StatusCollector.nowUS()) {
     var position = state.withLock { $0.position }
-    var kinds = [0, 0, 0]
+    var kinds = [Int](repeating: 0, count: EventKind.allCases.count)
     var seen: [String: (count: Int, last: Int64)] = [:]
     var jsonBytes = 0
     var zstdBytes = 0
@@ -168,7 +168,7 @@ public final class StatusCollector: Sendable {
       if let newest { state.newestEventUS = newest }
       state.jsonBytes += jsonBytes
       state.zstdBytes += zstdBytes
-      for kind in 0..<3 { state.totals[kind] += kinds[kind] }
+      for kind in kinds.indices { state.totals[kind] += kinds[kind] }
       state.history[state.historyNext] = Double(kinds.reduce(0, +)) / seconds
       state.historyNext = (state.historyNext + 1) % Self.historySeconds
       state.historyCount = min(state.historyCount + 1, Self.historySeconds)
