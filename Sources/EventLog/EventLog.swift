@@ -9,10 +9,15 @@ import Synchronization
 #endif
 
 /// Contrail's 24-hour on-disk ring buffer (ARCHITECTURE §3, format in docs/FORMAT.md): append-only
-/// segment files of compressed events with their filter keys, exact cursor seeks, many
-/// concurrent readers, group commit, retention by age and size, and crash recovery on open.
+/// segment files of compressed events with their filter keys, exact cursor seeks (by `time_us`
+/// and by v2 event seq), many concurrent readers, group commit, retention by age and size, and
+/// crash recovery on open.
 ///
 /// One writer (the ingest pipeline) calls `append`; readers are created from any thread.
+///
+/// Every record carries two strictly increasing keys: its `time_us` and its event seq (the v2
+/// wire's `seq`, 1-based). The event seq is never reused: `lastEventSeq` survives restarts and
+/// retention, because the newest segment, which retention never deletes, records it.
 ///
 /// Durability (docs/FORMAT.md, "Durability"): `append` returns once its records are written to the
 /// file (readable, and safe from a process crash); it never waits for an fsync. fsync is a group
@@ -60,6 +65,9 @@ public final class EventLog: Sendable {
     public var bytes: Int
     public var oldestTimeUS: Int64?
     public var newestTimeUS: Int64?
+    /// The event seqs of the oldest and newest retained records.
+    public var oldestEventSeq: Int64?
+    public var newestEventSeq: Int64?
     /// Damaged ranges found when the log was opened: corrupt ranges in any segment and damaged
     /// tails of sealed ones (`recoveryReport` without the newest segment's cut tail).
     public var corruptions: Int
@@ -69,9 +77,28 @@ public final class EventLog: Sendable {
     public var unreadTail: Int
   }
 
+  /// One segment, for `inspect`.
+  public struct SegmentSummary: Sendable, Equatable {
+    /// The file name in `<data directory>/segments`.
+    public var name: String
+    public var bytes: Int
+    public var events: Int
+    /// The header's base event seq: the first record's event seq, or the one the segment was
+    /// created for when no record made it into the file.
+    public var baseEventSeq: Int64
+    public var firstEventSeq: Int64?
+    public var lastEventSeq: Int64?
+    public var firstTimeUS: Int64?
+    public var lastTimeUS: Int64?
+  }
+
   public struct Failure: Error, CustomStringConvertible {
     public let description: String
   }
+
+  /// Event seqs must stay below this: v2 cursors at or above 10^15 are timestamps
+  /// (PROTOCOL-v2 §1.3).
+  public static let eventSeqLimit: Int64 = 1_000_000_000_000_000
 
   let configuration: Configuration
   let segmentsDirectory: String
@@ -139,8 +166,11 @@ public final class EventLog: Sendable {
   private static let none = Int64.min
   private let lastTime: Atomic<Int64>
   private let deletedThrough: Atomic<Int64>
+  private let deletedThroughEventSeqValue: Atomic<Int64>
   private let writtenSeq: Atomic<Int64>
   private let durableSeq: Atomic<Int64>
+  /// The last event seq written, or recorded by the newest segment's header (0: none ever).
+  private let writtenEventSeq: Atomic<Int64>
 
   /// Opens (creating if needed) the log in `configuration.directory`, scanning every segment
   /// (`recoveryReport` says what was damaged) and cutting the newest one's torn tail, then
@@ -159,9 +189,11 @@ public final class EventLog: Sendable {
     var state = State()
     var names = try Self.segmentNames(segmentsDirectory)
     // A crash between creating the newest segment and writing its header leaves a file with no
-    // records in it: remove it rather than refuse to start.
+    // records in it: remove it rather than refuse to start. (A whole format-1 header is shorter
+    // than a format-2 one: that file is refused below with the others, not removed.)
     if !readOnly, let newest = names.last,
-      Self.fileSize(segmentsDirectory + "/" + newest) < SegmentFile.headerSize
+      Self.fileSize(segmentsDirectory + "/" + newest) < SegmentFile.headerSize,
+      SegmentFile.formatVersion(path: segmentsDirectory + "/" + newest) != 1
     {
       unlink(segmentsDirectory + "/" + newest)
       names.removeLast()
@@ -169,11 +201,17 @@ public final class EventLog: Sendable {
     var report: [RecoveryNote] = []
     for (index, name) in names.enumerated() {
       let newest = index == names.count - 1
-      let (segment, notes, unread) = try SegmentFile.load(
-        path: segmentsDirectory + "/" + name, tail: newest ? (readOnly ? .leave : .cut) : .report)
-      state.segments.append(segment)
-      report += notes
-      if newest { state.unreadTail = unread }
+      do {
+        let (segment, notes, unread) = try SegmentFile.load(
+          path: segmentsDirectory + "/" + name, tail: newest ? (readOnly ? .leave : .cut) : .report
+        )
+        state.segments.append(segment)
+        report += notes
+        if newest { state.unreadTail = unread }
+      } catch let old as SegmentFile.OldFormat {
+        throw Failure(
+          description: Self.oldFormatMessage(configuration.directory, name, version: old.version))
+      }
     }
     self.recoveryReport = report
     var writer = Writer()
@@ -195,13 +233,29 @@ public final class EventLog: Sendable {
     let newest = state.segments.reversed().lazy.compactMap { segment in
       segment.state.withLock { s in s.lastSeq.map { (seq: $0, time: s.lastTime!) } }
     }.first
+    // The last event seq ever assigned: the newest record's, or, when the newest segment holds
+    // no record (its only one was cut, or a write failed right after the header), one below
+    // the base its header recorded. Retention never deletes the newest segment.
+    let lastEventSeq = state.segments.reduce(Int64(0)) { last, segment in
+      max(last, segment.bases.eventSeq - 1, segment.state.withLock { $0.lastEventSeq } ?? 0)
+    }
     self.state = Mutex(state)
     self.writer = Mutex(writer)
     self.syncState = Mutex(SyncState())
     self.lastTime = Atomic(newest?.time ?? Self.none)
     self.deletedThrough = Atomic(Self.none)
+    self.deletedThroughEventSeqValue = Atomic(Self.none)
     self.writtenSeq = Atomic(newest?.seq ?? Self.none)
     self.durableSeq = Atomic(newest?.seq ?? Self.none)
+    self.writtenEventSeq = Atomic(lastEventSeq)
+  }
+
+  /// Why a data directory written by an older Contrail is refused, and what to do.
+  static func oldFormatMessage(_ directory: String, _ segment: String, version: UInt32) -> String {
+    "the data directory \(directory) holds segments written by an older Contrail (log format "
+      + "\(version), e.g. segments/\(segment)) without v2 event sequence numbers; this Contrail "
+      + "reads log format \(SegmentFile.version) only. Move the data directory aside or delete "
+      + "it: the log is a 24-hour buffer and refills from the relay"
   }
 
   /// fdatasyncs existing files (and the directory) on open: a previous process that crashed may
@@ -262,20 +316,24 @@ public final class EventLog: Sendable {
 
   // MARK: Writing
 
-  private typealias Note = (time: Int64, seq: Int64, offset: Int, end: Int)
+  private typealias Note = (time: Int64, seq: Int64, eventSeq: Int64, offset: Int, end: Int)
 
-  /// Appends events in order (time and seq must not decrease within a segment; a decrease starts
-  /// a new one). They are written (readable, and safe from a process crash) when this returns;
-  /// it never waits for an fsync, and only asks for one when the sync policy says it is due (or a
-  /// segment was sealed). A failure is kept in `writeFailure` until an append succeeds; an
-  /// append that fails part-way keeps the whole frames written before the failure (`lastTimeUS`
-  /// says up to where).
+  /// Appends events in order. Their `time_us` and their event seqs must each strictly increase,
+  /// from the last ones written (`lastTimeUS`, `lastEventSeq`) on, and event seqs stay below
+  /// `eventSeqLimit`: otherwise nothing is written and this throws. (Relay seqs need not
+  /// increase: a decrease, a new relay epoch, starts a new segment.) They are written (readable,
+  /// and safe from a process crash) when this returns; it never waits for an fsync, and only
+  /// asks for one when the sync policy says it is due (or a segment was sealed). A failure to
+  /// write is kept in `writeFailure` until an append succeeds; an append that fails part-way
+  /// keeps the whole frames written before the failure (`lastTimeUS` and `lastEventSeq` say up
+  /// to where).
   public func append(_ records: [LogRecord]) throws {
     guard !records.isEmpty else { return }
     var sealed = false
     defer { requestSync(force: sealed) }
     try writer.withLock { writer in
       if let closed = writer.closed { throw Failure(description: closed) }
+      try checkOrder(records)
       do {
         try append(records, &writer, sealed: &sealed)
         if writer.failed {
@@ -287,6 +345,28 @@ public final class EventLog: Sendable {
         state.withLock { $0.appendFailure = "\(error)" }
         throw error
       }
+    }
+  }
+
+  /// Throws unless `records` continue the log's `time_us` and event seq orders (called by the
+  /// writer, which alone moves them).
+  private func checkOrder(_ records: [LogRecord]) throws {
+    var lastTime = self.lastTime.load(ordering: .relaxed)
+    var lastEventSeq = writtenEventSeq.load(ordering: .relaxed)
+    for record in records {
+      guard record.timeUS > lastTime else {
+        throw Failure(
+          description:
+            "append: time_us \(record.timeUS) does not follow \(lastTime) (it must increase)")
+      }
+      guard record.eventSeq > lastEventSeq, record.eventSeq < Self.eventSeqLimit else {
+        throw Failure(
+          description:
+            "append: event seq \(record.eventSeq) does not follow \(lastEventSeq) (it must increase, "
+            + "below \(Self.eventSeqLimit))")
+      }
+      lastTime = record.timeUS
+      lastEventSeq = record.eventSeq
     }
   }
 
@@ -311,21 +391,17 @@ public final class EventLog: Sendable {
       }
       let segment = writer.segment!
       let offset = base + pending.count
-      guard
-        RecordCodec.encode(
-          record, baseTime: segment.baseTime, baseSeq: segment.baseSeq, into: &pending)
-      else {
-        // Unreachable: a fresh segment's bases are this record's own time and seq.
+      guard RecordCodec.encode(record, bases: segment.bases, into: &pending) else {
+        // Unreachable: a fresh segment's bases are this record's own time and seqs.
         throw Failure(description: "record does not fit a fresh segment")
       }
-      notes.append((record.timeUS, record.seq, offset, base + pending.count))
+      notes.append((record.timeUS, record.seq, record.eventSeq, offset, base + pending.count))
     }
     try flush(&writer, &pending, &notes)
   }
 
   private func fits(_ segment: SegmentFile, _ record: LogRecord) -> Bool {
-    (0...Int64(UInt32.max)).contains(record.timeUS - segment.baseTime)
-      && (0...Int64(UInt32.max)).contains(record.seq - segment.baseSeq)
+    segment.bases.offsets(record.timeUS, record.seq, record.eventSeq) != nil
   }
 
   private func shouldRoll(_ segment: SegmentFile, _ size: Int, _ record: LogRecord) -> Bool {
@@ -348,7 +424,8 @@ public final class EventLog: Sendable {
   private func startSegment(_ writer: inout Writer, _ record: LogRecord) throws {
     // time_us strictly increases, so the new segment's name sorts after every existing one.
     let (segment, fd) = try SegmentFile.create(
-      directory: segmentsDirectory, baseTime: record.timeUS, baseSeq: record.seq,
+      directory: segmentsDirectory,
+      bases: RecordCodec.Bases(time: record.timeUS, seq: record.seq, eventSeq: record.eventSeq),
       dictionaryID: configuration.dictionaryID, storage: configuration.storage)
     let file = OpenFile(fd: fd, path: segment.path)
     syncState.withLock { sync in
@@ -377,10 +454,12 @@ public final class EventLog: Sendable {
     segment.state.withLock { segmentState in
       for note in notes {
         segmentState.noteAppended(
-          time: note.time, seq: note.seq, offset: note.offset, end: note.end)
+          time: note.time, seq: note.seq, eventSeq: note.eventSeq, offset: note.offset,
+          end: note.end)
       }
     }
     lastTime.store(notes.last!.time, ordering: .releasing)
+    writtenEventSeq.store(notes.last!.eventSeq, ordering: .releasing)
     let bytes = pending.count
     let seq = notes.last!.seq
     // The file and the seq together: a sync that sees this seq also syncs this file.
@@ -526,6 +605,21 @@ public final class EventLog: Sendable {
   /// The largest stored `time_us` (start the sequencer above it).
   public var lastTimeUS: Int64? { Self.value(lastTime) }
 
+  /// The event seq of the last event written (readable now, maybe not yet fsynced); 0 on a log
+  /// that never held one. It never goes back: after a restart, and after retention deleted every
+  /// record, it is still the last one assigned (the newest segment records it). The store path
+  /// numbers the next events from `lastEventSeq + 1`.
+  public var lastEventSeq: Int64 { writtenEventSeq.load(ordering: .acquiring) }
+
+  /// The event seq of the oldest retained record (the v2 retention floor); nil when the log holds
+  /// none.
+  public var oldestEventSeq: Int64? {
+    for segment in segments {
+      if let first = segment.state.withLock({ $0.firstEventSeq }) { return first }
+    }
+    return nil
+  }
+
   private static func value(_ atomic: borrowing Atomic<Int64>) -> Int64? {
     let value = atomic.load(ordering: .acquiring)
     return value == none ? nil : value
@@ -547,6 +641,7 @@ public final class EventLog: Sendable {
     }
     var stats = Stats(
       segments: segments.count, events: 0, bytes: 0, oldestTimeUS: nil, newestTimeUS: nil,
+      oldestEventSeq: nil, newestEventSeq: nil,
       corruptions: recoveryReport.count { $0.kind != .cutTail },
       deletedSegments: deleted, unreadTail: unreadTail)
     for segment in segments {
@@ -555,9 +650,24 @@ public final class EventLog: Sendable {
         stats.bytes += s.committedEnd
         if stats.oldestTimeUS == nil { stats.oldestTimeUS = s.firstTime }
         if let last = s.lastTime { stats.newestTimeUS = last }
+        if stats.oldestEventSeq == nil { stats.oldestEventSeq = s.firstEventSeq }
+        if let last = s.lastEventSeq { stats.newestEventSeq = last }
       }
     }
     return stats
+  }
+
+  /// Each segment's file, size, record count and ranges, oldest first.
+  public var segmentSummaries: [SegmentSummary] {
+    segments.map { segment in
+      segment.state.withLock { s in
+        SegmentSummary(
+          name: String(segment.path.split(separator: "/").last ?? Substring(segment.path)),
+          bytes: s.committedEnd, events: s.count, baseEventSeq: segment.bases.eventSeq,
+          firstEventSeq: s.firstEventSeq, lastEventSeq: s.lastEventSeq, firstTimeUS: s.firstTime,
+          lastTimeUS: s.lastTime)
+      }
+    }
   }
 
   /// Stops appends, waits for the background syncs to finish, then syncs whatever is left and
@@ -593,8 +703,10 @@ public final class EventLog: Sendable {
         oldest.state.withLock { $0.deleted = true }
         doomed.append(state.segments.removeFirst())
         state.deletedSegments += 1
-        if let last = oldest.state.withLock({ $0.lastTime }) {
-          deletedThrough.store(last, ordering: .releasing)
+        let (lastTime, lastEventSeq) = oldest.state.withLock { ($0.lastTime, $0.lastEventSeq) }
+        if let lastTime { deletedThrough.store(lastTime, ordering: .releasing) }
+        if let lastEventSeq {
+          deletedThroughEventSeqValue.store(lastEventSeq, ordering: .releasing)
         }
       }
       return doomed
@@ -621,6 +733,83 @@ public final class EventLog: Sendable {
   /// The newest `time_us` that retention has deleted since the log was opened: a reader whose
   /// position is older has lost events it never read.
   public var deletedThroughTimeUS: Int64? { Self.value(deletedThrough) }
+
+  /// The newest event seq that retention has deleted since the log was opened (the same moment
+  /// as `deletedThroughTimeUS`, by event seq).
+  public var deletedThroughEventSeq: Int64? { Self.value(deletedThroughEventSeqValue) }
+
+  /// The `time_us` and event seq of the first retained record whose event seq is `≥ eventSeq`;
+  /// nil when there is none (every record is older: the target is in the future). Exact: the
+  /// segment headers' bases pick the segment, its sparse index the place to start, and a scan
+  /// of record headers (no payload is copied) the record. Safe from any thread, beside appends
+  /// and retention; it takes only brief locks and never the writer's.
+  public func locate(eventSeqAtLeast eventSeq: Int64) throws -> (timeUS: Int64, eventSeq: Int64)? {
+    try locate(
+      base: \.bases.eventSeq, last: \.lastEventSeq,
+      start: { $0.indexOffset(forEventSeq: eventSeq) },
+      reached: { _, seq in seq >= eventSeq }, target: eventSeq)
+  }
+
+  /// The `time_us` and event seq of the first retained record with `time_us ≥ timeUS`; nil when
+  /// there is none. Exact, like `locate(eventSeqAtLeast:)`.
+  public func locate(timeUSAtLeast timeUS: Int64) throws -> (timeUS: Int64, eventSeq: Int64)? {
+    try locate(
+      base: \.bases.time, last: \.lastTime, start: { $0.indexOffset(for: timeUS) },
+      reached: { time, _ in time >= timeUS }, target: timeUS)
+  }
+
+  /// The first retained record `reached` holds for, `target` being the value of a key that
+  /// strictly increases through the log (`base` and `last` are the key's segment header base and
+  /// newest value, `start` the index offset for it).
+  private func locate(
+    base: (SegmentFile) -> Int64, last: (SegmentFile.State) -> Int64?,
+    start: (SegmentFile) -> Int, reached: (Int64, Int64) -> Bool, target: Int64
+  ) throws -> (timeUS: Int64, eventSeq: Int64)? {
+    // A snapshot of the segment list; retention may delete a segment of it meanwhile. Then the
+    // scan finishes undisturbed on the descriptor already open, or the file is gone and the
+    // search starts again on a fresh list, where the target has moved to a later segment.
+    searching: while true {
+      let segments = self.segments
+      // The last segment whose header base is ≤ target holds it, unless all of its records are
+      // below it: then it is the first record of a later segment.
+      var low = 0
+      var high = segments.count
+      while low < high {
+        let mid = (low + high) / 2
+        if base(segments[mid]) <= target { low = mid + 1 } else { high = mid }
+      }
+      for segment in segments[max(0, low - 1)...] {
+        let (newest, end, deleted) = segment.state.withLock {
+          (last($0), $0.committedEnd, $0.deleted)
+        }
+        if deleted { continue searching }
+        guard let newest, newest >= target else { continue }
+        let fd = openFile(segment.path, O_RDONLY)
+        if fd < 0 {
+          guard errno == ENOENT else {
+            throw Failure(description: "cannot open \(segment.path): \(errorText())")
+          }
+          // Deleted by this log's retention (marked before the unlink): search again. Else by
+          // another process (a read-only log beside a server): its records are gone.
+          if segment.state.withLock({ $0.deleted }) { continue searching }
+          continue
+        }
+        defer { closeFile(fd) }
+        var scanner = SegmentScanner(segment: segment, fd: fd, from: start(segment), end: end)
+        scan: while true {
+          switch scanner.next(keep: { _, _, _, _ in false }) {
+          case .skipped(let timeUS, let eventSeq, _, _):
+            if reached(timeUS, eventSeq) { return (timeUS, eventSeq) }
+          case .record(let record, _, _):
+            if reached(record.timeUS, record.eventSeq) { return (record.timeUS, record.eventSeq) }
+          case .corrupt: continue
+          case .end: break scan
+          }
+        }
+      }
+      return nil
+    }
+  }
 
   /// A reader positioned at the first event with `time_us ≥ cursor` (PROTOCOL §6): nil or ≤ 0,
   /// or older than the oldest event, starts at the oldest; newer than the newest starts at the end.

@@ -22,6 +22,8 @@ public final class LogReader {
 
   /// The `time_us` of the last record read, delivered or skipped: everything up to it is done.
   public private(set) var scannedThrough: Int64? = nil
+  /// The event seq of that record.
+  public private(set) var scannedThroughEventSeq: Int64? = nil
   public private(set) var delivered = 0
   /// Valid records the filter (or the seek) rejected; their payloads were never copied.
   public private(set) var skipped = 0
@@ -83,11 +85,15 @@ public final class LogReader {
       case .record(let record, _, _):
         delivered += 1
         scannedThrough = record.timeUS
+        scannedThroughEventSeq = record.eventSeq
         self.minTime = Int64.min  // past the seek point, everything is in range
         return record
-      case .skipped(let timeUS, _, _):
+      case .skipped(let timeUS, let eventSeq, _, _):
         skipped += 1
-        if timeUS >= minTime { scannedThrough = timeUS }
+        if timeUS >= minTime {
+          scannedThrough = timeUS
+          scannedThroughEventSeq = eventSeq
+        }
       case .corrupt:
         corruptions += 1
       case .end:

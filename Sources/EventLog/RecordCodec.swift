@@ -3,7 +3,28 @@ import Firehose
 
 /// Encodes and decodes records of docs/FORMAT.md: `varint length, crc32c, body`.
 enum RecordCodec {
-  /// Collections stored as one byte. Frozen for format version 1: append only with a new version.
+  /// A segment's header values that every record's 32-bit offsets are added to.
+  struct Bases: Sendable, Equatable {
+    var time: Int64
+    var seq: Int64
+    var eventSeq: Int64
+
+    /// Bases a record's offsets cannot overflow (a damaged header must not make parsing trap).
+    static let range = 0...(Int64.max - Int64(UInt32.max))
+
+    /// The offsets of `record` from these bases, if each fits 32 bits.
+    func offsets(_ timeUS: Int64, _ seq: Int64, _ eventSeq: Int64) -> (UInt32, UInt32, UInt32)? {
+      let offsets = (timeUS - time, seq - self.seq, eventSeq - self.eventSeq)
+      let fits = 0...Int64(UInt32.max)
+      guard fits.contains(offsets.0), fits.contains(offsets.1), fits.contains(offsets.2) else {
+        return nil
+      }
+      return (UInt32(offsets.0), UInt32(offsets.1), UInt32(offsets.2))
+    }
+  }
+
+  /// Collections stored as one byte. Frozen since format version 1: append only with a new
+  /// version.
   static let collections: [String] = [
     "app.bsky.feed.like", "app.bsky.feed.post", "app.bsky.feed.repost", "app.bsky.graph.follow",
     "app.bsky.graph.block", "app.bsky.graph.listitem", "app.bsky.actor.profile",
@@ -20,14 +41,12 @@ enum RecordCodec {
   private static let plcPrefix = Array("did:plc:".utf8)
 
   /// Appends the record straight into `out` (no intermediate buffer: the body is written in
-  /// place, then its checksum in front of it); false (nothing appended) when its time or seq
-  /// does not fit the segment's 32-bit offsets.
-  static func encode(_ record: LogRecord, baseTime: Int64, baseSeq: Int64, into out: inout [UInt8])
-    -> Bool
-  {
-    let timeOffset = record.timeUS - baseTime
-    let seqOffset = record.seq - baseSeq
-    guard (0...Int64(UInt32.max)).contains(timeOffset), (0...Int64(UInt32.max)).contains(seqOffset)
+  /// place, then its checksum in front of it); false (nothing appended) when its time, seq or
+  /// event seq does not fit the segment's 32-bit offsets.
+  static func encode(_ record: LogRecord, bases: Bases, into out: inout [UInt8]) -> Bool {
+    guard
+      let (timeOffset, seqOffset, eventSeqOffset) = bases.offsets(
+        record.timeUS, record.seq, record.eventSeq)
     else {
       return false
     }
@@ -36,7 +55,7 @@ enum RecordCodec {
     let code = record.collection.isEmpty ? 0 : collectionCodes[record.collection] ?? 1
     let collectionBytes = record.collection.utf8.count
     let bodyLength =
-      8 + (packedDID ? 16 : 1 + varintLength(didBytes) + didBytes)
+      12 + (packedDID ? 16 : 1 + varintLength(didBytes) + didBytes)
       + (code == 1 ? 1 + varintLength(collectionBytes) + collectionBytes : 1)
       + record.payload.count
     out.reserveCapacity(out.count + 9 + bodyLength)
@@ -44,8 +63,9 @@ enum RecordCodec {
     let checksumAt = out.count
     appendLE(0, &out)  // the checksum, once the body is there
     let bodyStart = out.count
-    appendLE(UInt32(timeOffset), &out)
-    appendLE(UInt32(seqOffset), &out)
+    appendLE(timeOffset, &out)
+    appendLE(seqOffset, &out)
+    appendLE(eventSeqOffset, &out)
     if packedDID {
       out.append(record.kind.rawValue | 0x04)
       packPLC(record.did, &out)
@@ -81,8 +101,8 @@ enum RecordCodec {
   enum Parsed {
     /// A whole, valid record and the offset just past it.
     case record(LogRecord, end: Int)
-    /// A record that matched the filter's cheap checks negatively; skipped without decoding.
-    case skipped(timeUS: Int64, end: Int)
+    /// A valid record the filter rejected; skipped without decoding its DID or payload.
+    case skipped(timeUS: Int64, eventSeq: Int64, end: Int)
     /// Not enough bytes for the record (a torn tail, or the caller must read more).
     case incomplete(needed: Int)
     /// Bad length, checksum or body.
@@ -91,23 +111,25 @@ enum RecordCodec {
 
   /// Parses the record at `offset`. With `keep`, records it rejects are not materialized.
   static func parse(
-    _ buffer: UnsafeRawBufferPointer, at offset: Int, baseTime: Int64, baseSeq: Int64,
+    _ buffer: UnsafeRawBufferPointer, at offset: Int, bases: Bases,
     keep: ((Int64, EventKind, () -> String, String) -> Bool)? = nil
   ) -> Parsed {
     guard let (length, varintLength) = Varint.read(buffer, at: offset) else {
       // A varint cut by the buffer's end is incomplete; an overlong one is corrupt.
       return buffer.count - offset < 10 ? .incomplete(needed: 10) : .corrupt
     }
-    guard length >= 4 + 4 + 4 + 1 + 1, length <= maxRecordBytes else { return .corrupt }
+    guard length >= minRecordBytes, length <= maxRecordBytes else { return .corrupt }
     let start = offset + varintLength
     guard buffer.count - start >= length else { return .incomplete(needed: varintLength + length) }
     let body = UnsafeRawBufferPointer(rebasing: buffer[(start + 4)..<(start + length)])
     let end = start + length
     let timeUS =
-      baseTime + Int64(body.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian)
-    let seq = baseSeq + Int64(body.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
-    guard let kind = EventKind(rawValue: body[8] & 0x03) else { return .corrupt }
-    var position = 8
+      bases.time + Int64(body.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian)
+    let seq = bases.seq + Int64(body.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian)
+    let eventSeq =
+      bases.eventSeq + Int64(body.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian)
+    guard let kind = EventKind(rawValue: body[12] & 0x03) else { return .corrupt }
+    var position = 12
     guard let didRange = didField(body, &position), position < body.count else { return .corrupt }
     let collection: String
     let code = body[position]
@@ -132,15 +154,19 @@ enum RecordCodec {
       return .corrupt
     }
     let did = { decodeDID(UnsafeRawBufferPointer(rebasing: body[didRange])) }
-    if let keep, !keep(timeUS, kind, did, collection) { return .skipped(timeUS: timeUS, end: end) }
+    if let keep, !keep(timeUS, kind, did, collection) {
+      return .skipped(timeUS: timeUS, eventSeq: eventSeq, end: end)
+    }
     let record = LogRecord(
-      timeUS: timeUS, seq: seq, kind: kind, did: did(), collection: collection,
-      payload: Array(body[position...]))
+      timeUS: timeUS, seq: seq, eventSeq: eventSeq, kind: kind, did: did(),
+      collection: collection, payload: Array(body[position...]))
     return .record(record, end: end)
   }
 
   /// Larger lengths are treated as corruption.
   static let maxRecordBytes = 16 << 20
+  /// Smaller ones too: checksum, three offsets, flags, and at least a one-byte DID length.
+  static let minRecordBytes = 4 + 4 + 4 + 4 + 1 + 1
 
   // MARK: DIDs
 

@@ -6,18 +6,23 @@ import Synchronization
   import Darwin
 #endif
 
-/// One segment file: its fixed header, what has been written to it, and a sparse time index.
-/// The writer appends; any number of readers read up to `committedEnd` concurrently.
+/// One segment file: its fixed header, what has been written to it, and a sparse index by time
+/// and event seq. The writer appends; any number of readers read up to `committedEnd`
+/// concurrently.
 final class SegmentFile: Sendable {
-  static let headerSize = 32
+  static let headerSize = 40
   static let magic = Array("CTRLSEG1".utf8)
-  static let version: UInt32 = 1
+  static let version: UInt32 = 2
   static let indexStride = 64 << 10
 
   let path: String
-  let baseTime: Int64
-  let baseSeq: Int64
+  /// The header's bases: every record's time, relay seq and event seq is its base plus the
+  /// record's 32-bit offset. `bases.eventSeq` is the event seq of the segment's first record
+  /// (or of the one it was created for, if that was never written).
+  let bases: RecordCodec.Bases
   let dictionaryID: UInt32
+
+  var baseTime: Int64 { bases.time }
 
   struct State {
     /// Bytes readers may read: the header and whole records only.
@@ -26,8 +31,10 @@ final class SegmentFile: Sendable {
     var firstTime: Int64? = nil
     var lastTime: Int64? = nil
     var lastSeq: Int64? = nil
-    /// (time_us, offset) of a record every `indexStride` bytes, ascending.
-    var index: [(time: Int64, offset: Int)] = []
+    var firstEventSeq: Int64? = nil
+    var lastEventSeq: Int64? = nil
+    /// (time_us, event seq, offset) of a record every `indexStride` bytes, all ascending.
+    var index: [(time: Int64, eventSeq: Int64, offset: Int)] = []
     var lastIndexedOffset = -SegmentFile.indexStride
     var deleted = false
   }
@@ -38,10 +45,19 @@ final class SegmentFile: Sendable {
     let description: String
   }
 
-  private init(path: String, baseTime: Int64, baseSeq: Int64, dictionaryID: UInt32) {
+  /// A segment written by an older Contrail, in a format this one does not read (the log
+  /// refuses the data directory; see `EventLog.init`).
+  struct OldFormat: Error, CustomStringConvertible {
+    let path: String
+    let version: UInt32
+    var description: String {
+      "\(path) has log format version \(version), expected \(SegmentFile.version)"
+    }
+  }
+
+  private init(path: String, bases: RecordCodec.Bases, dictionaryID: UInt32) {
     self.path = path
-    self.baseTime = baseTime
-    self.baseSeq = baseSeq
+    self.bases = bases
     self.dictionaryID = dictionaryID
     self.state = Mutex(State())
   }
@@ -55,14 +71,10 @@ final class SegmentFile: Sendable {
   /// for appending. The header is written with `storage` but not synced here: the log's next sync
   /// makes it (and the directory entry) durable before any record in it counts as durable.
   static func create(
-    directory: String, baseTime: Int64, baseSeq: Int64, dictionaryID: UInt32,
-    storage: EventLog.Storage
+    directory: String, bases: RecordCodec.Bases, dictionaryID: UInt32, storage: EventLog.Storage
   ) throws -> (SegmentFile, fd: Int32) {
-    let path = directory + "/" + fileName(baseTime: baseTime)
-    var header = magic
-    appendLE(UInt64(version) | UInt64(dictionaryID) << 32, &header)
-    appendLE(UInt64(bitPattern: baseTime), &header)
-    appendLE(UInt64(bitPattern: baseSeq), &header)
+    let path = directory + "/" + fileName(baseTime: bases.time)
+    let header = header(bases: bases, dictionaryID: dictionaryID)
     let fd = openFile(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0o644)
     guard fd >= 0 else { throw Failure(description: "cannot create \(path): \(errorText())") }
     do {
@@ -72,9 +84,28 @@ final class SegmentFile: Sendable {
       unlink(path)  // no header-less segment left behind (a full disk)
       throw error
     }
-    let segment = SegmentFile(
-      path: path, baseTime: baseTime, baseSeq: baseSeq, dictionaryID: dictionaryID)
+    let segment = SegmentFile(path: path, bases: bases, dictionaryID: dictionaryID)
     return (segment, fd)
+  }
+
+  /// The header of docs/FORMAT.md §2 (format version 2, 40 bytes).
+  static func header(bases: RecordCodec.Bases, dictionaryID: UInt32) -> [UInt8] {
+    var header = magic
+    appendLE(UInt64(version) | UInt64(dictionaryID) << 32, &header)
+    appendLE(UInt64(bitPattern: bases.time), &header)
+    appendLE(UInt64(bitPattern: bases.seq), &header)
+    appendLE(UInt64(bitPattern: bases.eventSeq), &header)
+    return header
+  }
+
+  /// The format version a file's header names, if it starts with the magic and a version.
+  static func formatVersion(path: String) -> UInt32? {
+    let fd = openFile(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { closeFile(fd) }
+    var start = [UInt8](repeating: 0, count: 12)
+    guard pread(fd, &start, 12, 0) == 12, start.starts(with: magic) else { return nil }
+    return (8..<12).reduce(0) { $0 | UInt32(start[$1]) << (8 * UInt32($1 - 8)) }
   }
 
   /// What `load` does with the bytes after a segment's last whole record. (Corrupt ranges
@@ -100,26 +131,36 @@ final class SegmentFile: Sendable {
     guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(errorText())") }
     defer { closeFile(fd) }
     var header = [UInt8](repeating: 0, count: headerSize)
-    guard pread(fd, &header, headerSize, 0) == headerSize, header.starts(with: magic) else {
+    let read = pread(fd, &header, headerSize, 0)
+    guard read >= 12, header.starts(with: magic) else {
       throw Failure(description: "\(path) is not a Contrail segment (bad or short header)")
     }
     let versionAndID = loadLE(header, 8)
-    guard UInt32(truncatingIfNeeded: versionAndID) == version else {
+    let fileVersion = UInt32(truncatingIfNeeded: versionAndID)
+    if fileVersion == 1 { throw OldFormat(path: path, version: fileVersion) }
+    guard fileVersion == version else {
+      throw Failure(
+        description: "\(path) has log format version \(fileVersion), expected \(version)")
+    }
+    guard read == headerSize else {
+      throw Failure(description: "\(path) is not a Contrail segment (bad or short header)")
+    }
+    // Records add 32-bit offsets to the bases: a damaged base must not overflow (a trap). Event
+    // seqs start at 1.
+    let bases = RecordCodec.Bases(
+      time: Int64(bitPattern: loadLE(header, 16)), seq: Int64(bitPattern: loadLE(header, 24)),
+      eventSeq: Int64(bitPattern: loadLE(header, 32)))
+    guard RecordCodec.Bases.range.contains(bases.time),
+      RecordCodec.Bases.range.contains(bases.seq), RecordCodec.Bases.range.contains(bases.eventSeq),
+      bases.eventSeq >= 1
+    else {
       throw Failure(
         description:
-          "\(path) has format version \(UInt32(truncatingIfNeeded: versionAndID)), expected \(version)"
+          "\(path) has a bad header (base time \(bases.time), seq \(bases.seq), event seq \(bases.eventSeq))"
       )
     }
-    // Records add 32-bit offsets to the bases: a damaged base must not overflow (a trap).
-    let bases = 0...(Int64.max - Int64(UInt32.max))
-    let baseTime = Int64(bitPattern: loadLE(header, 16))
-    let baseSeq = Int64(bitPattern: loadLE(header, 24))
-    guard bases.contains(baseTime), bases.contains(baseSeq) else {
-      throw Failure(description: "\(path) has a bad header (base time \(baseTime), seq \(baseSeq))")
-    }
     let segment = SegmentFile(
-      path: path, baseTime: baseTime, baseSeq: baseSeq,
-      dictionaryID: UInt32(truncatingIfNeeded: versionAndID >> 32))
+      path: path, bases: bases, dictionaryID: UInt32(truncatingIfNeeded: versionAndID >> 32))
     let name = String(path.split(separator: "/").last ?? Substring(path))
     var scanner = SegmentScanner(segment: segment, fd: fd, from: headerSize, end: Int.max)
     var notes: [RecoveryNote] = []
@@ -133,7 +174,9 @@ final class SegmentFile: Sendable {
           damage = nil
         }
         segment.state.withLock {
-          $0.noteAppended(time: record.timeUS, seq: record.seq, offset: offset, end: end)
+          $0.noteAppended(
+            time: record.timeUS, seq: record.seq, eventSeq: record.eventSeq, offset: offset,
+            end: end)
         }
       case .skipped: break
       case .corrupt(let offset):
@@ -169,12 +212,25 @@ final class SegmentFile: Sendable {
   /// The offset to start reading at for the first record with `time_us ≥ cursor`: the last index
   /// point before it (the reader scans forward from there).
   func indexOffset(for cursor: Int64) -> Int {
+    indexOffset { $0.time < cursor }
+  }
+
+  /// The offset to start reading at for the first record with an event seq `≥ eventSeq`.
+  func indexOffset(forEventSeq eventSeq: Int64) -> Int {
+    indexOffset { $0.eventSeq < eventSeq }
+  }
+
+  /// The offset of the last index point `before` holds for (the index is sorted by it), or the
+  /// first record's.
+  private func indexOffset(
+    before: ((time: Int64, eventSeq: Int64, offset: Int)) -> Bool
+  ) -> Int {
     state.withLock { state in
       var low = 0
       var high = state.index.count
       while low < high {
         let mid = (low + high) / 2
-        if state.index[mid].time < cursor { low = mid + 1 } else { high = mid }
+        if before(state.index[mid]) { low = mid + 1 } else { high = mid }
       }
       return low == 0 ? SegmentFile.headerSize : state.index[low - 1].offset
     }
@@ -207,13 +263,17 @@ final class SegmentFile: Sendable {
 }
 
 extension SegmentFile.State {
-  mutating func noteAppended(time: Int64, seq: Int64, offset: Int, end: Int) {
-    if firstTime == nil { firstTime = time }
+  mutating func noteAppended(time: Int64, seq: Int64, eventSeq: Int64, offset: Int, end: Int) {
+    if firstTime == nil {
+      firstTime = time
+      firstEventSeq = eventSeq
+    }
     lastTime = time
     lastSeq = seq
+    lastEventSeq = eventSeq
     count += 1
     if offset - lastIndexedOffset >= SegmentFile.indexStride {
-      index.append((time, offset))
+      index.append((time, eventSeq, offset))
       lastIndexedOffset = offset
     }
     committedEnd = end

@@ -8,13 +8,14 @@ import Events
 
 /// Reads a segment's records in order through a large buffer, never past `limit`. After a
 /// corrupt record it reports the offset once, then searches byte by byte for the next record
-/// whose checksum holds and whose `time_us` follows the last record's (time strictly increases
-/// through a segment, so a match of the search that breaks the order is not a record).
+/// whose checksum holds and whose `time_us` and event seq both follow the last record's (both
+/// strictly increase through a segment, so a match of the search that breaks the order is not a
+/// record).
 struct SegmentScanner {
   enum Step {
     case record(LogRecord, offset: Int, end: Int)
     /// A valid record the filter rejected (not materialized).
-    case skipped(timeUS: Int64, offset: Int, end: Int)
+    case skipped(timeUS: Int64, eventSeq: Int64, offset: Int, end: Int)
     case corrupt(offset: Int)
     case end
   }
@@ -27,8 +28,9 @@ struct SegmentScanner {
   private var buffer: [UInt8] = []
   private var bufferStart = 0
   private var resyncing = false
-  /// The `time_us` of the last record returned (delivered or skipped).
+  /// The `time_us` and event seq of the last record returned (delivered or skipped).
   private var lastTime = Int64.min
+  private var lastEventSeq = Int64.min
   /// The last read at `bufferStart` got fewer bytes than it asked for: the end of the file.
   private var shortRead = false
   static let chunk = 1 << 20
@@ -53,22 +55,25 @@ struct SegmentScanner {
       let parsed = buffer.withUnsafeBytes { raw in
         RecordCodec.parse(
           UnsafeRawBufferPointer(rebasing: raw[..<available]), at: local,
-          baseTime: segment.baseTime,
-          baseSeq: segment.baseSeq, keep: keep)
+          bases: segment.bases, keep: keep)
       }
       switch parsed {
-      case .record(let record, let end) where record.timeUS > lastTime:
+      case .record(let record, let end)
+      where record.timeUS > lastTime && record.eventSeq > lastEventSeq:
         let start = position
         position = bufferStart + end
         resyncing = false
         lastTime = record.timeUS
+        lastEventSeq = record.eventSeq
         return .record(record, offset: start, end: position)
-      case .skipped(let timeUS, let end) where timeUS > lastTime:
+      case .skipped(let timeUS, let eventSeq, let end)
+      where timeUS > lastTime && eventSeq > lastEventSeq:
         let start = position
         position = bufferStart + end
         resyncing = false
         lastTime = timeUS
-        return .skipped(timeUS: timeUS, offset: start, end: position)
+        lastEventSeq = eventSeq
+        return .skipped(timeUS: timeUS, eventSeq: eventSeq, offset: start, end: position)
       case .incomplete(let needed):
         // Read more if the file may hold the rest; otherwise it is as bad as a corrupt record
         // (a torn tail, or a damaged length pointing past the end).
@@ -83,7 +88,7 @@ struct SegmentScanner {
           continue
         }
         fallthrough
-      case .corrupt, .record, .skipped:  // a record here breaks the time order
+      case .corrupt, .record, .skipped:  // a record here breaks the time or event seq order
         if resyncing {
           position += 1
           continue

@@ -4,8 +4,9 @@ import EventLog
 import Events
 import Foundation
 
-/// The one store path (ARCHITECTURE §1, store stage): compresses each event once, appends the
-/// batch to the log, then publishes to the ring exactly what the log holds — in order, once.
+/// The one store path (ARCHITECTURE §1, store stage): compresses each event once, numbers the
+/// batch with the log's next event seqs (the v2 `seq`), appends it to the log, then publishes to
+/// the ring exactly what the log holds — in order, once.
 /// Used by ingest, the tests and the benchmarks. Not thread-safe: one caller at a time (ingest's
 /// store queue); large batches are compressed on two threads.
 public final class EventStore: @unchecked Sendable {
@@ -38,6 +39,9 @@ public final class EventStore: @unchecked Sendable {
 
   /// Compresses, appends, publishes. A subscriber never sees an event the log does not hold, and
   /// never sees one twice: nothing here publishes after a failure except the prefix the log kept.
+  /// Event `i` of the batch gets event seq `log.lastEventSeq + 1 + i`: this is the log's one
+  /// writer, so the numbers are consecutive, and after a failure the next batch continues from
+  /// the last one the log kept (numbers of events it did not keep were never published).
   public func store(_ events: [Event]) -> Outcome {
     guard !events.isEmpty else { return Outcome(stored: 0, lastSeq: nil, error: nil) }
     let frames: [[UInt8]]
@@ -46,23 +50,29 @@ public final class EventStore: @unchecked Sendable {
     } catch {
       return Outcome(stored: 0, lastSeq: nil, error: error)
     }
+    let firstEventSeq = log.lastEventSeq + 1
     var records: [LogRecord] = []
     records.reserveCapacity(events.count)
-    for (event, frame) in zip(events, frames) { records.append(LogRecord(event, payload: frame)) }
+    for (index, (event, frame)) in zip(events, frames).enumerated() {
+      records.append(LogRecord(event, eventSeq: firstEventSeq + Int64(index), payload: frame))
+    }
     var kept = events.count
     var failure: (any Error)? = nil
     do {
       try log.append(records)
     } catch {
-      // An append can fail part-way (a full disk at a segment roll). time_us increases strictly
-      // (seqs need not: a new relay epoch), so it tells which records the log kept.
-      let writtenThrough = log.lastTimeUS ?? Int64.min
-      kept = records.prefix { $0.timeUS <= writtenThrough }.count
+      // An append can fail part-way (a full disk at a segment roll). Event seqs increase
+      // strictly (relay seqs need not: a new relay epoch), so they tell which records the log
+      // kept.
+      let writtenThrough = log.lastEventSeq
+      kept = records.prefix { $0.eventSeq <= writtenThrough }.count
       failure = error
     }
     if kept > 0 {
       ring.publish(
-        (0..<kept).map { BroadcastEvent(events[$0], eventSeq: 0, compressed: frames[$0]) })
+        (0..<kept).map {
+          BroadcastEvent(events[$0], eventSeq: records[$0].eventSeq, compressed: frames[$0])
+        })
     }
     return Outcome(
       stored: kept, lastSeq: kept > 0 ? events[kept - 1].seq : nil, error: failure)

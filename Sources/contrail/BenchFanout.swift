@@ -99,7 +99,8 @@ struct BenchFanout: AsyncParsableCommand {
         let event = pool[index % pool.count]
         records.append(
           LogRecord(
-            timeUS: Int64(index + 1), seq: Int64(index + 1), kind: event.kind, did: event.did,
+            timeUS: Int64(index + 1), seq: Int64(index + 1), eventSeq: Int64(index + 1),
+            kind: event.kind, did: event.did,
             collection: event.collection,
             payload: Array(event.compressed.readableBytesView)))
         if records.count == 1_000 {

@@ -100,8 +100,8 @@ struct BenchLog: ParsableCommand {
       sequencer: Sequencer(last: FirehoseGenerator.defaultStart, clock: { 0 }))
     var events: [Event] = []
     for _ in 0..<frames { translator.translate(generator.next(), into: &events) }
-    return try events.map {
-      LogRecord($0, payload: try compressor.compress($0.json))
+    return try events.enumerated().map {
+      LogRecord($1, eventSeq: Int64($0 + 1), payload: try compressor.compress($1.json))
     }
   }
 }
@@ -135,9 +135,11 @@ struct LogWriter: ParsableCommand {
       guard generator.seq - 1 > resumeAfter else { continue }  // stored before the crash
       events.removeAll(keepingCapacity: true)
       translator.translate(frame, into: &events)
+      let firstEventSeq = log.lastEventSeq + 1
       try log.append(
-        try events.map {
-          LogRecord($0, payload: try compressor.compress($0.json))
+        try events.enumerated().map {
+          LogRecord(
+            $1, eventSeq: firstEventSeq + Int64($0), payload: try compressor.compress($1.json))
         })
     }
     try log.close()

@@ -43,6 +43,10 @@ struct Inspect: ParsableCommand {
       print(
         "time range: \(Self.date(oldest)) – \(Self.date(newest)) (time_us \(oldest) – \(newest))")
     }
+    if let oldest = stats.oldestEventSeq, let newest = stats.newestEventSeq {
+      print("event seqs: \(oldest) – \(newest)")
+    }
+    print("last event seq assigned: \(log.lastEventSeq)")
     print(
       "events: \(events) ("
         + EventKind.allCases.map { "\($0.label) \(kinds[$0] ?? 0)" }.joined(separator: ", ") + ")")
@@ -57,6 +61,13 @@ struct Inspect: ParsableCommand {
       10)
     {
       print("  \(count)\t\(name)")
+    }
+    print("segments (oldest first):")
+    for segment in log.segmentSummaries {
+      let seqs =
+        segment.firstEventSeq.map { "event seq \($0) – \(segment.lastEventSeq!)" }
+        ?? "no records (base event seq \(segment.baseEventSeq))"
+      print("  \(segment.name)\t\(segment.events) events\t\(segment.bytes) bytes\t\(seqs)")
     }
     print("corrupt records skipped: \(stats.corruptions)")
     for note in log.recoveryReport { print("damaged: \(note)") }

@@ -223,7 +223,8 @@ final class DurabilityTests: XCTestCase {
     // A roll on a full disk (a seq going backwards starts a segment) leaves no header-less file.
     let files = try segmentFiles(configuration.directory)
     let epoch = LogRecord(
-      timeUS: records.last!.timeUS + 1, seq: 1, kind: .account, did: "did:plc:epoch",
+      timeUS: records.last!.timeUS + 1, seq: 1, eventSeq: records.last!.eventSeq + 1,
+      kind: .account, did: "did:plc:epoch",
       collection: "", payload: [1, 2, 3])
     disk.setRoom(0)
     XCTAssertThrowsError(try log.append([epoch]))

@@ -12,14 +12,17 @@ final class FuzzRegressionTests: XCTestCase {
     for path in paths { try? FileManager.default.removeItem(atPath: path) }
   }
 
-  /// A segment file: a valid header (base time 1.7e15 µs, base seq 1000) and then `body`.
+  /// A segment file: a valid header (base time 1.7e15 µs, base seq 1000, base event seq 500)
+  /// and then `body`.
   private func segment(
-    _ body: [UInt8], baseTime: UInt64 = 1_700_000_000_000_000, baseSeq: UInt64 = 1_000
+    _ body: [UInt8], baseTime: UInt64 = 1_700_000_000_000_000, baseSeq: UInt64 = 1_000,
+    baseEventSeq: UInt64 = 500
   ) throws -> String {
     var file = SegmentFile.magic
     SegmentFile.appendLE(UInt64(SegmentFile.version), &file)
     SegmentFile.appendLE(baseTime, &file)
     SegmentFile.appendLE(baseSeq, &file)
+    SegmentFile.appendLE(baseEventSeq, &file)
     file.append(contentsOf: body)
     let path = FileManager.default.temporaryDirectory.appendingPathComponent(
       "contrail-fuzz-\(UUID()).seg"
@@ -29,14 +32,17 @@ final class FuzzRegressionTests: XCTestCase {
     return path
   }
 
-  /// An encoded record `time` µs after the segment's base time.
-  private func record(_ payload: [UInt8], time: Int64 = 1) -> [UInt8] {
+  /// An encoded record `time` µs after the segment's base time, its event seq `eventSeq` (by
+  /// default `time`) after the base event seq.
+  private func record(_ payload: [UInt8], time: Int64 = 1, eventSeq: Int64? = nil) -> [UInt8] {
     var out: [UInt8] = []
     let record = LogRecord(
-      timeUS: 1_700_000_000_000_000 + time, seq: 1_001, kind: .commit, did: "did:web:example.com",
-      collection: "app.bsky.feed.post", payload: payload)
+      timeUS: 1_700_000_000_000_000 + time, seq: 1_001, eventSeq: 500 + (eventSeq ?? time),
+      kind: .commit, did: "did:web:example.com", collection: "app.bsky.feed.post",
+      payload: payload)
     XCTAssertTrue(
-      RecordCodec.encode(record, baseTime: 1_700_000_000_000_000, baseSeq: 1_000, into: &out))
+      RecordCodec.encode(
+        record, bases: .init(time: 1_700_000_000_000_000, seq: 1_000, eventSeq: 500), into: &out))
     return out
   }
 
@@ -63,16 +69,19 @@ final class FuzzRegressionTests: XCTestCase {
 
   /// A damaged header whose base time or seq leaves no room for a record's 32-bit offset
   /// trapped on overflow in `RecordCodec.parse` (base time `ff…ff 7f`); it is now a bad header.
+  /// So is a base event seq that overflows or is below 1 (event seqs start at 1).
   func testHeaderBasesThatOverflowAreRejected() throws {
-    for (time, seq) in [
-      (UInt64(Int64.max), UInt64(1_000)), (1_700_000_000_000_000, UInt64(Int64.max)),
-      (UInt64(bitPattern: -1), 0), (UInt64(Int64.max) - UInt64(UInt32.max) + 1, 0),
+    let top = UInt64(Int64.max) - UInt64(UInt32.max)
+    for (time, seq, eventSeq) in [
+      (UInt64(Int64.max), UInt64(1_000), UInt64(1)), (1_700_000_000_000_000, UInt64(Int64.max), 1),
+      (UInt64(bitPattern: -1), 0, 1), (top + 1, 0, 1), (1_700_000_000_000_000, 0, top + 1),
+      (1_700_000_000_000_000, 0, UInt64(bitPattern: -1)), (1_700_000_000_000_000, 0, 0),
     ] {
-      let path = try segment(record([1]), baseTime: time, baseSeq: seq)
-      XCTAssertThrowsError(try SegmentFile.load(path: path, tail: .report), "\(time) \(seq)")
+      let path = try segment(record([1]), baseTime: time, baseSeq: seq, baseEventSeq: eventSeq)
+      XCTAssertThrowsError(
+        try SegmentFile.load(path: path, tail: .report), "\(time) \(seq) \(eventSeq)")
     }
-    let path = try segment(
-      record([1]), baseTime: UInt64(Int64.max) - UInt64(UInt32.max), baseSeq: 0)
+    let path = try segment(record([1]), baseTime: top, baseSeq: 0, baseEventSeq: top)
     XCTAssertEqual(
       try SegmentFile.load(path: path, tail: .report).0.state.withLock { $0.count }, 1)
   }
@@ -104,6 +113,26 @@ final class FuzzRegressionTests: XCTestCase {
     let (segment, notes, _) = try SegmentFile.load(path: path, tail: .report)
     XCTAssertEqual(segment.state.withLock { $0.count }, 2)
     XCTAssertEqual(segment.state.withLock { $0.lastTime }, 1_700_000_000_000_006)
+    XCTAssertEqual(
+      notes,
+      [
+        RecoveryNote(
+          kind: .corruptRange, segment: (path as NSString).lastPathComponent,
+          offset: SegmentFile.headerSize + first.count, bytes: garbage.count + stale.count)
+      ])
+  }
+
+  /// The same for the event seq: a match whose time follows the last record's but whose event
+  /// seq does not is not a record either.
+  func testAResyncMatchOutOfEventSeqOrderIsNotARecord() throws {
+    let first = record([1], time: 5, eventSeq: 5)
+    let garbage: [UInt8] = [0xFF, 0xFF, 0x07]
+    let stale = record([2], time: 6, eventSeq: 5)
+    let path = try segment(first + garbage + stale + record([3], time: 7, eventSeq: 6))
+    let (segment, notes, _) = try SegmentFile.load(path: path, tail: .report)
+    XCTAssertEqual(segment.state.withLock { $0.count }, 2)
+    XCTAssertEqual(segment.state.withLock { $0.lastEventSeq }, 506)
+    XCTAssertEqual(segment.state.withLock { $0.lastTime }, 1_700_000_000_000_007)
     XCTAssertEqual(
       notes,
       [

@@ -18,6 +18,10 @@ final class InspectCommandTests: XCTestCase {
     let report = String(decoding: clean.stdout, as: UTF8.self)
     XCTAssertTrue(report.contains("events: \(records.count) ("), report)
     XCTAssertTrue(report.contains("app.bsky.feed.like"), report)
+    XCTAssertTrue(report.contains("event seqs: 1 – \(records.count)\n"), report)
+    XCTAssertTrue(report.contains("last event seq assigned: \(records.count)\n"), report)
+    XCTAssertTrue(report.contains(" bytes\tevent seq 1 – "), report)  // the first segment's
+    XCTAssertTrue(report.contains(" – \(records.count)\n"), report)  // the newest segment's
     XCTAssertTrue(report.contains("verify: every record's checksum holds"), report)
 
     // Damage one sealed segment: --verify now fails, and nothing was modified by inspect.

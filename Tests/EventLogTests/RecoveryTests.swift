@@ -55,8 +55,8 @@ final class RecoveryTests: XCTestCase {
       XCTAssertEqual(reopened.lastDurableSeq, served.last?.seq)
       // The torn tail is gone from disk, so new appends follow the prefix cleanly.
       let next = LogRecord(
-        timeUS: records.last!.timeUS + 10, seq: records.last!.seq + 1, kind: .account,
-        did: "did:plc:next",
+        timeUS: records.last!.timeUS + 10, seq: records.last!.seq + 1,
+        eventSeq: records.last!.eventSeq + 1, kind: .account, did: "did:plc:next",
         collection: "", payload: [9])
       try reopened.append([next])
       XCTAssertEqual(LogFixtures.readAll(reopened.reader(from: nil)), served + [next])
@@ -110,8 +110,9 @@ final class RecoveryTests: XCTestCase {
       ])
     XCTAssertEqual(reopened.stats.corruptions, 1)
     let next = LogRecord(
-      timeUS: records.last!.timeUS + 10, seq: records.last!.seq + 1, kind: .account,
-      did: "did:plc:next", collection: "", payload: [9])
+      timeUS: records.last!.timeUS + 10, seq: records.last!.seq + 1,
+      eventSeq: records.last!.eventSeq + 1, kind: .account, did: "did:plc:next", collection: "",
+      payload: [9])
     try reopened.append([next])
     try reopened.close()
     // The corrupt range stays in the file (readers skip it); nothing else is left to cut.
@@ -179,14 +180,14 @@ final class RecoveryTests: XCTestCase {
     let directory = freshDirectory()
     let log = try EventLog(LogFixtures.configuration(directory))
     let first = LogRecord(
-      timeUS: 1_700_000_000_000_000, seq: 100, kind: .account, did: "did:plc:a", collection: "",
-      payload: [1])
+      timeUS: 1_700_000_000_000_000, seq: 100, eventSeq: 1, kind: .account, did: "did:plc:a",
+      collection: "", payload: [1])
     try log.append([first])
     XCTAssertNil(log.writeFailure)
     // A seq below the segment's base starts a new segment, named after its time: occupy the name.
     let second = LogRecord(
-      timeUS: first.timeUS + 1, seq: 50, kind: .account, did: "did:plc:a", collection: "",
-      payload: [2])
+      timeUS: first.timeUS + 1, seq: 50, eventSeq: 2, kind: .account, did: "did:plc:a",
+      collection: "", payload: [2])
     let blocker = directory + "/segments/" + String(format: "%020lld.seg", second.timeUS)
     try FileManager.default.createDirectory(atPath: blocker, withIntermediateDirectories: false)
     XCTAssertThrowsError(try log.append([second]))
@@ -210,7 +211,7 @@ final class RecoveryTests: XCTestCase {
     var flipped = 0
     for file in files.dropLast() {  // sealed segments
       var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
-      let bit = 32 * 8 + random.below((bytes.count - 32) * 8)  // past the header
+      let bit = 40 * 8 + random.below((bytes.count - 40) * 8)  // past the header
       bytes[bit / 8] ^= 1 << UInt8(bit % 8)
       try Data(bytes).write(to: URL(fileURLWithPath: file))
       flipped += 1

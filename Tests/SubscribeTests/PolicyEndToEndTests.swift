@@ -167,7 +167,7 @@ final class PolicyEndToEndTests: XCTestCase {
     var broadcast: [BroadcastEvent] = []
     for event in stream.events {
       let frame = try compressor.compress(event.json)
-      records.append(LogRecord(event, payload: frame))
+      records.append(LogRecord(event, eventSeq: Int64(records.count + 1), payload: frame))
       broadcast.append(BroadcastEvent(event, eventSeq: 0, compressed: frame))
     }
     try log.append(records)

@@ -52,7 +52,7 @@ final class SlowSubscriberTests: XCTestCase {
           jsonLength: json.count))
       records.append(
         LogRecord(
-          timeUS: time, seq: Int64(index + 1), kind: .commit, did: did,
+          timeUS: time, seq: Int64(index + 1), eventSeq: Int64(index + 1), kind: .commit, did: did,
           collection: "app.bsky.feed.like", payload: frame))
     }
     return (broadcast, records)

@@ -380,7 +380,8 @@ final class SubscriberChannelTests: XCTestCase {
     lagging.waterMark.limit = 0
     try lagging.run()
     let more = try SyntheticStream(
-      frames: 400, seed: 26, start: stream.broadcast.last!.timeUS, spacing: 1_000)
+      frames: 400, seed: 26, start: stream.broadcast.last!.timeUS, spacing: 1_000,
+      firstEventSeq: stream.records.last!.eventSeq + 1)
     try log.append(more.records)
     ring.publish(more.broadcast)
     try lagging.run()  // reads a batch, writes one piece, and is full

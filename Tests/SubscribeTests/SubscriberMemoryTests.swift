@@ -51,7 +51,8 @@ private final class Publisher: @unchecked Sendable {
           json: ByteBuffer(bytes: json), compressed: compressed, jsonLength: json.count))
       records.append(
         LogRecord(
-          timeUS: time, seq: index, kind: .commit, did: did, collection: "app.bsky.feed.like",
+          timeUS: time, seq: index, eventSeq: index, kind: .commit, did: did,
+          collection: "app.bsky.feed.like",
           payload: Array(compressed.readableBytesView)))
     }
     try log.append(records)

@@ -15,8 +15,11 @@ public struct SyntheticStream: Sendable {
   public let dictionary: ZstdDictionary
 
   /// `frames` generator frames (`seed`), with time_us counting up from `start + 1`, `spacing`
-  /// µs apart.
-  public init(frames: Int, seed: UInt64, start: Int64 = 1_000_000, spacing: Int64 = 1) throws {
+  /// µs apart, and event seqs from `firstEventSeq`.
+  public init(
+    frames: Int, seed: UInt64, start: Int64 = 1_000_000, spacing: Int64 = 1,
+    firstEventSeq: Int64 = 1
+  ) throws {
     dictionary = try ZstdDictionary(
       path: SharedData.defaultDictionaryPath)
     let compressor = try EventCompressor(dictionary: dictionary)
@@ -29,8 +32,9 @@ public struct SyntheticStream: Sendable {
     var broadcast: [BroadcastEvent] = []
     for event in events {
       let frame = try compressor.compress(event.json)
-      records.append(LogRecord(event, payload: frame))
-      broadcast.append(BroadcastEvent(event, eventSeq: 0, compressed: frame))
+      let eventSeq = firstEventSeq + Int64(records.count)
+      records.append(LogRecord(event, eventSeq: eventSeq, payload: frame))
+      broadcast.append(BroadcastEvent(event, eventSeq: eventSeq, compressed: frame))
     }
     self.events = events
     self.records = records
