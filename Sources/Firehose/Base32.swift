@@ -33,8 +33,8 @@ public struct Base32: Sendable {
   }
 
   /// Encodes `data`, passing each character to `emit`; the last character's spare low bits are
-  /// zero.
-  @inlinable
+  /// zero. Always inlined, so that `emit` is too.
+  @inlinable @inline(__always)
   public func encode(_ data: UnsafeRawBufferPointer, _ emit: (UInt8) -> Void) {
     digits.withUnsafeBufferPointer { digits in
       var i = 0
