@@ -121,7 +121,8 @@ let package = Package(
       name: "SubscribeTests",
       dependencies: [
         "Subscribe", "Events", "Broadcast", "EventLog", "Compression", "SyntheticFirehose",
-        "URLQuery", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
+        "URLQuery", "Ingest", "TestSupport",
+        .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
       ]),
     .testTarget(

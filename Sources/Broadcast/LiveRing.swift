@@ -96,6 +96,28 @@ public final class LiveRing: Sendable {
     for wake in waiters { wake() }
   }
 
+  /// Empties the ring: everything at or before `timeUS` is on disk only, and the next publish
+  /// starts after it (`V2Publisher`, which follows the v1 ring only while someone needs it).
+  /// Readers positioned before `timeUS` read the log; waiting subscribers stay registered.
+  public func restart(after timeUS: Int64) {
+    let slots = capacity + 1
+    let dropped = state.withLock { state -> [Segment] in
+      var dropped: [Segment] = []
+      while state.segmentCount > 0 {
+        dropped.append(state.segments[state.segmentHead]!)
+        state.segments[state.segmentHead] = nil
+        state.segmentHead = (state.segmentHead + 1) % slots
+        state.segmentCount -= 1
+      }
+      state.firstOffset = 0
+      state.count = 0
+      state.bytes = 0
+      state.evictedThrough = max(state.evictedThrough, timeUS)
+      return dropped
+    }
+    withExtendedLifetime(dropped) {}
+  }
+
   /// A published batch as segments: one per frame block (without framing, 64 events at most),
   /// so that a segment the ring has partly evicted holds little memory, and their byte sizes.
   private func segments(_ events: [BroadcastEvent]) -> [(Segment, bytes: Int)] {

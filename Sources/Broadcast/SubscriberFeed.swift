@@ -15,12 +15,20 @@ public final class SubscriberFeed {
   /// Runs (`nextRuns…`) skip events whose JSON is longer than this (0: none), counting them in
   /// `FeedBatch.oversize`.
   public var maxMessageSizeBytes: Int64 = 0
-  /// The form runs carry: zstd frames (no decompressors), else JSON text.
-  private var binary: Bool { decompressors == nil }
+  /// What a subscriber is sent, and how events read from the log become it.
+  public enum Form: Sendable {
+    /// v1 zstd frames: the log's payloads as they are.
+    case v1Compressed
+    /// v1 JSON text: the log's payloads decompressed.
+    case v1Text(DecompressorPool)
+    /// v2 frames, zstd or text: the log's events rewritten (`V2Transcoder`).
+    case v2(V2Transcoder, compressed: Bool)
+  }
+  public let form: Form
+  /// The form runs carry: binary zstd frames, else text.
+  private let binary: Bool
   private let ring: LiveRing
   private let log: EventLog
-  /// For text subscribers replaying from disk: the log keeps only the compressed form.
-  private let decompressors: DecompressorPool?
   private var reader: LogReader?
   /// Events delivered from the log and from the ring, and events scanned but filtered out.
   public private(set) var fromDisk = 0
@@ -32,7 +40,7 @@ public final class SubscriberFeed {
   public struct TooSlow: Error {}
 
   /// Where a subscriber starts (PROTOCOL §6).
-  public enum Start {
+  public enum Start: Sendable {
     /// After the newest event now.
     case live
     /// At the first event with `time_us ≥ cursor` (≤ 0 or older than retention: the oldest).
@@ -65,16 +73,32 @@ public final class SubscriberFeed {
   /// `health` touches it, so it may run while a disk read is in flight.
   private var laggingSince: NIODeadline?
 
-  /// `decompressors` is needed for text subscribers (they get JSON); zstd subscribers pass nil.
-  /// `lagLimit`: the policy's lag limit, if any (retention always applies).
-  public init(
+  /// A v1 feed: `decompressors` is needed for text subscribers (they get JSON); zstd
+  /// subscribers pass nil. `lagLimit`: the policy's lag limit, if any (retention always
+  /// applies).
+  public convenience init(
     ring: LiveRing, log: EventLog, start: Start, filter: EventFilter,
     decompressors: DecompressorPool?, lagLimit: LagLimit? = nil
+  ) {
+    self.init(
+      ring: ring, log: log, start: start, filter: filter,
+      form: decompressors.map { .v1Text($0) } ?? .v1Compressed, lagLimit: lagLimit)
+  }
+
+  /// A feed of `form` from `ring` (the v1 ring, or `V2Publisher.ring` for v2 forms).
+  public init(
+    ring: LiveRing, log: EventLog, start: Start, filter: EventFilter, form: Form,
+    lagLimit: LagLimit? = nil
   ) {
     self.ring = ring
     self.log = log
     self.filter = filter
-    self.decompressors = decompressors
+    self.form = form
+    switch form {
+    case .v1Compressed: binary = true
+    case .v1Text: binary = false
+    case .v2(_, let compressed): binary = compressed
+    }
     self.lagLimit = lagLimit
     switch start {
     case .live:
@@ -187,9 +211,13 @@ public final class SubscriberFeed {
     // Retention may have deleted segments during the read; the reader then goes on with the
     // next segment it can open, which would be a gap. Too slow, rather than a gap.
     if let deleted = log.deletedThroughTimeUS, deleted > start { throw TooSlow() }
-    let batch =
-      try decompressors?.with { try Self.events(records, decompressor: $0) }
-      ?? Self.events(records, decompressor: nil)
+    let batch: [BroadcastEvent]
+    switch form {
+    case .v1Compressed: batch = try Self.events(records, decompressor: nil)
+    case .v1Text(let pool): batch = try pool.with { try Self.events(records, decompressor: $0) }
+    case .v2(let transcoder, let compressed):
+      batch = try transcoder.replay(records, compressed: compressed)
+    }
     if let scanned = reader.scannedThrough { position = max(position, scanned) }
     fromDisk += batch.count
     filteredOut += reader.skipped - skippedBefore
@@ -274,7 +302,7 @@ public final class SubscriberFeed {
           : sizes[index]
         events.append(
           BroadcastEvent(
-            timeUS: record.timeUS, kind: record.kind, did: record.did,
+            timeUS: record.timeUS, eventSeq: record.eventSeq, kind: record.kind, did: record.did,
             collection: record.collection, json: nil, compressed: ByteBuffer(),
             jsonLength: length
           ).framed(in: block, ranges))

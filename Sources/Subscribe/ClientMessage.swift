@@ -88,6 +88,9 @@ struct CloseReason: Equatable {
   static let tooSlow = CloseReason(code: 1008, text: "consumer too slow", metric: "too_slow")
   /// The slow-consumer policy: lagging more than allowed for longer than allowed.
   static let lagging = CloseReason(code: 1008, text: "consumer too slow", metric: "lagging")
+  /// A data frame from a v2 client: that wire is server-push only.
+  static let unexpectedData = CloseReason(
+    code: 1008, text: "unexpected data message", metric: "data_message")
 
   /// Reasons over 123 bytes are cut at a UTF-8 boundary at ≤ 120 bytes and get `...`.
   var wireText: String {

@@ -1,3 +1,4 @@
+import Broadcast
 import NIOCore
 import NIOHTTP1
 
@@ -43,6 +44,10 @@ final class ConnectionGuard: ChannelInboundHandler {
   private var context: ChannelHandlerContext?
   /// The options of the subscription being upgraded, parsed once by the upgrader's check.
   var options: SubscribeOptions?
+  /// For a v2 subscription: its session (the cursor resolved, the publisher).
+  var v2: V2Session?
+  /// ...and where its feed starts.
+  var v2Start: SubscriberFeed.Start?
 
   /// `admitted`: the peer's place was counted at accept.
   init(

@@ -5,6 +5,7 @@ import LabelledMetrics
 /// requests and refusals), created once per server and updated once per batch, not per event.
 final class SubscribeMetrics: Sendable {
   private let subscribers: [Meter]  // index: compressed ? 1 : 0
+  private let wires: [String: Meter]  // by wire: "v1", "v2"
   private let eventsSent: [Counter]
   private let bytesSent: [Counter]
   private let diskReads: Counter
@@ -22,6 +23,13 @@ final class SubscribeMetrics: Sendable {
     subscribers = modes.map {
       Meter(label: "contrail_subscribers", dimensions: [("compression", $0)], factory: factory)
     }
+    wires = Dictionary(
+      uniqueKeysWithValues: ["v1", "v2"].map {
+        (
+          $0,
+          Meter(label: "contrail_subscribers_wire", dimensions: [("wire", $0)], factory: factory)
+        )
+      })
     eventsSent = modes.map {
       Counter(
         label: "contrail_events_sent_total", dimensions: [("compression", $0)], factory: factory)
@@ -42,8 +50,15 @@ final class SubscribeMetrics: Sendable {
     heartbeats = Counter(label: "contrail_heartbeats_sent_total", factory: factory)
   }
 
-  func opened(compressed: Bool) { subscribers[compressed ? 1 : 0].increment() }
-  func ended(compressed: Bool) { subscribers[compressed ? 1 : 0].decrement() }
+  func opened(compressed: Bool, wire: String) {
+    subscribers[compressed ? 1 : 0].increment()
+    wires[wire]?.increment()
+  }
+
+  func ended(compressed: Bool, wire: String) {
+    subscribers[compressed ? 1 : 0].decrement()
+    wires[wire]?.decrement()
+  }
 
   /// `events` payloads of `bytes` went out; `saved` is what zstd saved on them (their JSON
   /// length minus their compressed length).

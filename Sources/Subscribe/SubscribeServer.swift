@@ -1,6 +1,7 @@
 import Broadcast
 import Compression
 import EventLog
+import Events
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -23,6 +24,8 @@ public final class SubscribeServer: Sendable {
   }
 
   private let sources: Sources
+  /// The v2 wire's frames of live events, made while v2 subscribers are connected.
+  public let v2: V2Publisher
   private let channel: Channel
   private let subscribers: SubscriberRegistry
   private let limits: ConnectionLimits
@@ -36,9 +39,11 @@ public final class SubscribeServer: Sendable {
   }()
 
   private init(
-    sources: Sources, channel: Channel, subscribers: SubscriberRegistry, limits: ConnectionLimits
+    sources: Sources, v2: V2Publisher, channel: Channel, subscribers: SubscriberRegistry,
+    limits: ConnectionLimits
   ) {
     self.sources = sources
+    self.v2 = v2
     self.channel = channel
     self.subscribers = subscribers
     self.limits = limits
@@ -73,8 +78,10 @@ public final class SubscribeServer: Sendable {
     let environment = SubscriberEnvironment(
       configuration: configuration, registry: SubscriberRegistry(),
       limits: ConnectionLimits(configuration.limits), metrics: metrics,
-      heartbeats: try HeartbeatEncoder(dictionary: sources.dictionary))
+      heartbeats: try HeartbeatEncoder(dictionary: sources.dictionary), log: sources.log)
     let decompressors = DecompressorPool(dictionary: sources.dictionary)
+    let v2 = V2Publisher(
+      source: sources.ring, transcoder: V2Transcoder(dictionary: sources.dictionary))
     let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .childChannelOption(.writeBufferWaterMark, value: SubscriberHandler.writeBufferWaterMark)
@@ -101,33 +108,72 @@ public final class SubscribeServer: Sendable {
           maxFrameSize: SubscriberHandler.maxMessageBytes, automaticErrorHandling: false,
           shouldUpgrade: { channel, head in
             // Refused connections and invalid requests are answered by the HTTP handler.
-            guard http.value.refusal == nil,
-              case .success(let options) = Route.subscribeOptions(head)
+            guard http.value.refusal == nil else {
+              return channel.eventLoop.makeSucceededFuture(nil)
+            }
+            /// Admits the subscription under the limits, or leaves the refusal to the HTTP handler.
+            @Sendable func admit(_ options: SubscribeOptions) -> Bool {
+              if let refusal = gate.value.admitProxied(head) ?? environment.limits.admitSubscriber()
+              {
+                http.value.refusal = refusal
+                return false
+              }
+              gate.value.subscribed()
+              gate.value.options = options
+              return true
+            }
+            if case .success(let options)? = Route.subscribeOptions(head) {
+              return channel.eventLoop.makeSucceededFuture(admit(options) ? HTTPHeaders() : nil)
+            }
+            guard
+              case .success(let request)? = Route.v2Options(
+                head, dictionaryID: sources.dictionary.id)
             else {
               return channel.eventLoop.makeSucceededFuture(nil)
             }
-            if let refusal = gate.value.admitProxied(head) ?? environment.limits.admitSubscriber() {
-              http.value.refusal = refusal
-              return channel.eventLoop.makeSucceededFuture(nil)
+            // The cursor is resolved before the upgrade (a seq below the floor is a 400), off
+            // the event loop: it may read the log.
+            return NIOThreadPool.singleton.runIfActive(eventLoop: channel.eventLoop) {
+              V2Cursor.resolve(
+                request.cursor, log: sources.log, now: Sequencer.wallClockMicroseconds())
+            }.map { resolved -> HTTPHeaders? in
+              switch resolved {
+              case .failure(let error):
+                http.value.xrpcRefusal = error
+                return nil
+              case .success(let start):
+                guard admit(SubscribeOptions(v2: request)) else { return nil }
+                gate.value.v2 = V2Session(publisher: v2, info: start.info)
+                gate.value.v2Start = start.start
+                return V2Upgrade.responseHeaders(head.headers)
+              }
             }
-            gate.value.subscribed()
-            gate.value.options = options
-            return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
           },
           upgradePipelineHandler: { channel, head in
             guard let options = gate.value.options else {
               return channel.eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState)
             }
             gate.value.options = nil
+            let session = gate.value.v2
+            let v2Start = gate.value.v2Start
+            gate.value.v2 = nil
             let address = gate.value.clientAddress(head)
             return channel.eventLoop.makeCompletedFuture {
               // Subscribers write pre-encoded frames (`WebSocketWire`), whole batches at once.
               let writer = RawFrameWriter()
               try channel.pipeline.syncOperations.addHandler(writer, position: .first)
               let handler = SubscriberHandler(
-                options: options, address: address, environment: environment, writer: writer
+                options: options, wire: session.map { .v2($0) } ?? .v1, address: address,
+                environment: environment, writer: writer
               ) { filter in
-                SubscriberFeed(
+                if let session, let v2Start {
+                  return SubscriberFeed(
+                    ring: session.publisher.ring, log: sources.log, start: v2Start,
+                    filter: filter,
+                    form: .v2(session.publisher.transcoder, compressed: options.compress),
+                    lagLimit: configuration.slowConsumer.lagLimit)
+                }
+                return SubscriberFeed(
                   ring: sources.ring, log: sources.log,
                   start: options.cursor.map { .cursor($0) } ?? .live, filter: filter,
                   decompressors: options.compress ? nil : decompressors,
@@ -161,7 +207,7 @@ public final class SubscribeServer: Sendable {
       }
       .bind(host: configuration.host, port: configuration.port).get()
     return SubscribeServer(
-      sources: sources, channel: channel, subscribers: environment.registry,
+      sources: sources, v2: v2, channel: channel, subscribers: environment.registry,
       limits: environment.limits)
   }
 

@@ -1,4 +1,5 @@
 import Broadcast
+import EventLog
 import Events
 import NIOCore
 import NIOPosix
@@ -17,6 +18,8 @@ struct SubscriberEnvironment: Sendable {
   let limits: ConnectionLimits
   let metrics: SubscribeMetrics
   let heartbeats: HeartbeatEncoder
+  /// The log, for what the v2 wire says when it drops a slow consumer (its resume seq).
+  var log: EventLog? = nil
   /// Where reads from the log (blocking file reads) run: the thread pool.
   var offload = DiskReads.threadPool
 }
@@ -50,6 +53,7 @@ final class SubscriberHandler: ChannelInboundHandler {
   static let maxMessageBytes = 10_000_000
 
   private let options: SubscribeOptions
+  private let wire: SubscriberWire
   private let address: String
   private let environment: SubscriberEnvironment
   /// Every frame to the client goes out pre-encoded through this (`WebSocketWire`).
@@ -66,11 +70,13 @@ final class SubscriberHandler: ChannelInboundHandler {
   private var registration: Int?
 
   init(
-    options: SubscribeOptions, address: String, environment: SubscriberEnvironment,
-    writer: RawFrameWriter, makeFeed: @escaping (EventFilter) -> SubscriberFeed
+    options: SubscribeOptions, wire: SubscriberWire = .v1, address: String,
+    environment: SubscriberEnvironment, writer: RawFrameWriter,
+    makeFeed: @escaping (EventFilter) -> SubscriberFeed
   ) {
     self.writer = writer
     self.options = options
+    self.wire = wire
     self.address = address
     self.environment = environment
     self.makeFeed = makeFeed
@@ -86,7 +92,7 @@ final class SubscriberHandler: ChannelInboundHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     state.pong(now: context.eventLoop.now)
-    environment.metrics.opened(compressed: options.compress)
+    environment.metrics.opened(compressed: options.compress, wire: wire.label)
     let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
     let loop = context.eventLoop
     let id = environment.registry.add(context.channel) {
@@ -99,7 +105,8 @@ final class SubscriberHandler: ChannelInboundHandler {
     configuration.logger.info(
       "subscriber connected",
       metadata: [
-        "id": "\(id)", "address": "\(address)", "compress": "\(options.compress)",
+        "id": "\(id)", "address": "\(address)", "wire": "\(wire.label)",
+        "compress": "\(options.compress)",
         "cursor": "\(options.cursor.map(String.init) ?? "live")",
         "collections": "\(options.filter.collections.count)",
         "dids": "\(options.filter.dids.count)",
@@ -118,6 +125,10 @@ final class SubscriberHandler: ChannelInboundHandler {
         bound.value.0.check(bound.value.1)
       })
     guard !options.requireHello else { return }  // nothing but pings before the hello
+    if case .v2(let session) = wire {
+      session.publisher.retain()
+      if let info = session.info { sendControl(info) }
+    }
     run(.subscribe(options.filter), context)
   }
 
@@ -129,7 +140,8 @@ final class SubscriberHandler: ChannelInboundHandler {
     guard state.end() else { return }
     for timer in timers { timer.cancel() }
     if let registration { environment.registry.remove(registration) }
-    environment.metrics.ended(compressed: options.compress)
+    environment.metrics.ended(compressed: options.compress, wire: wire.label)
+    if case .v2(let session) = wire { session.publisher.release() }
     if replaying { environment.metrics.replaying(false) }
     configuration.logger.info(
       "subscriber disconnected",
@@ -199,6 +211,10 @@ final class SubscriberHandler: ChannelInboundHandler {
       default:
         break
       }
+    case .text where wire.isV2, .binary where wire.isV2:
+      // The v2 wire is server-push only.
+      environment.metrics.update("data_message")
+      run(state.close(.unexpectedData), context)
     case .text:
       var data = frame.unmaskedData
       switch ClientMessage.decode(data.readBytes(length: data.readableBytes) ?? []) {
@@ -350,6 +366,9 @@ final class SubscriberHandler: ChannelInboundHandler {
   /// out, or after 5 s if the client is not reading (PROTOCOL §9).
   private func sendClose(_ reason: CloseReason, _ context: ChannelHandlerContext) {
     environment.metrics.closed(reason.metric)
+    if wire.isV2, reason != .shutdown, reason != .unexpectedData {
+      return endV2(reason, context)
+    }
     var data = ByteBuffer()
     data.writeInteger(reason.code)
     data.writeString(reason.wireText)
@@ -358,6 +377,74 @@ final class SubscriberHandler: ChannelInboundHandler {
       .whenComplete { _ in channel.close(promise: nil) }
     context.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
   }
+}
+
+extension SubscriberHandler {
+  /// A v2 frame outside the event stream (`#info`, an error), compressed like the events on a
+  /// zstd connection.
+  @discardableResult
+  fileprivate func sendControl(_ json: [UInt8]) -> EventLoopFuture<Void>? {
+    guard case .v2(let session) = wire,
+      let payload = try? session.publisher.transcoder.control(json, compressed: options.compress)
+    else { return nil }
+    let opcode = options.compress ? WebSocketWire.binary : WebSocketWire.text
+    return writer.send(WebSocketWire.frame(opcode, payload))
+  }
+
+  /// How the v2 wire ends a stream for cause (PROTOCOL §12.6): an error frame, then the
+  /// TCP connection dropped without a close frame; a ping timeout drops it at once.
+  fileprivate func endV2(_ reason: CloseReason, _ context: ChannelHandlerContext) {
+    let channel = context.channel
+    switch reason {
+    case .tooSlow, .lagging:
+      // The message names the lag and where to resume: found off the event loop (it may read
+      // the log).
+      let delivered = state.deliveredThrough
+      let log = environment.log
+      let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+      NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) {
+        let resume =
+          (try? log?.locate(timeUSAtLeast: delivered + 1))??.eventSeq
+          ?? (log?.lastEventSeq ?? 0) + 1
+        let behind = max((log?.lastEventSeq ?? 0) - resume + 1, 0)
+        return V2Frame.error(
+          name: "ConsumerTooSlow",
+          message:
+            "reading below the floor rate \(behind) events behind the tip; reconnect with cursor=\(resume)"
+        )
+      }.whenComplete { result in
+        let frame = (try? result.get()) ?? V2Frame.error(name: "ConsumerTooSlow", message: "")
+        bound.value.sendControl(frame)?.whenComplete { _ in channel.close(promise: nil) }
+      }
+    case .internalError:
+      sendControl(V2Frame.error(name: "InternalError", message: "stream read failed; reconnect"))?
+        .whenComplete { _ in channel.close(promise: nil) }
+    default:
+      channel.close(promise: nil)
+    }
+    context.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+  }
+}
+
+/// Which wire a subscriber speaks, and what only the v2 wire needs.
+enum SubscriberWire: Sendable {
+  case v1
+  case v2(V2Session)
+
+  var isV2: Bool {
+    if case .v2 = self { return true }
+    return false
+  }
+
+  /// The metric label.
+  var label: String { isV2 ? "v2" : "v1" }
+}
+
+/// A v2 subscription's share of the server: the publisher whose demand it holds while
+/// connected, and the `#info` frame to send before any event, if the cursor was clamped.
+struct V2Session: Sendable {
+  let publisher: V2Publisher
+  let info: [UInt8]?
 }
 
 /// A subscriber's wake-up as the ring holds it: weak, so that a departed subscriber's pending

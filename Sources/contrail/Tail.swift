@@ -16,7 +16,9 @@ struct Tail: AsyncParsableCommand {
     discussion: """
       Prints one JSON event per line (or a compact view with --pretty) and, on exit (Ctrl-C, \
       --limit, or the server closing), a one-line summary on standard error. URL is the server \
-      (ws://host:port, wss://host, http(s)://…); /subscribe is added when it has no path.
+      (ws://host:port, wss://host, http(s)://…); /subscribe is added when it has no path, or \
+      /xrpc/network.bsky.jetstream.subscribeEvents with --v2 (Jetstream's v2 wire: --kind \
+      filters, a seq or time_us --cursor, --compress with the dictionary from getZstdDictionary).
       """)
 
   @Argument(help: "The server, e.g. ws://127.0.0.1:6008.")
@@ -29,8 +31,16 @@ struct Tail: AsyncParsableCommand {
   @Option(name: .customLong("did"), help: "A wanted DID; repeatable.")
   var dids: [String] = []
 
-  @Option(help: "Replay from this time_us (microseconds since 1970).")
+  @Option(help: "Replay from this time_us (microseconds since 1970), or with --v2 this seq.")
   var cursor: Int64?
+
+  @Flag(help: "Speak Jetstream's v2 wire (subscribeEvents) instead of /subscribe.")
+  var v2 = false
+
+  @Option(
+    name: .customLong("kind"),
+    help: "With --v2: a wanted kind (commit, identity, account, sync); repeatable.")
+  var kinds: [String] = []
 
   @Flag(help: "Ask for zstd frames (needs the server's dictionary).")
   var compress = false
@@ -54,13 +64,14 @@ struct Tail: AsyncParsableCommand {
   var limit: Int?
 
   func validate() throws {
-    if compress && dictionary == nil && !fetchDictionary {
+    if compress && dictionary == nil && !fetchDictionary && !v2 {
       throw ValidationError("--compress needs --dictionary FILE or --fetch-dictionary")
     }
+    if !kinds.isEmpty && !v2 { throw ValidationError("--kind needs --v2") }
   }
 
   func run() async throws {
-    let (tls, host, port, path) = try Self.parse(url)
+    let (tls, host, port, path) = try Self.parse(url, v2: v2)
     do {
       try await follow(tls: tls, host: host, port: port, path: path)
     } catch let error as CLIError {
@@ -72,26 +83,30 @@ struct Tail: AsyncParsableCommand {
 
   private func follow(tls: Bool, host: String, port: Int, path: String) async throws {
     let context = tls ? try TLSTrust.clientContext(caFile: ca) : nil
-    var query: [String] = collections.map { "wantedCollections=\(Self.escape($0))" }
-    query += dids.map { "wantedDids=\(Self.escape($0))" }
+    var query: [String] =
+      collections.map { "\(v2 ? "collections" : "wantedCollections")=\(Self.escape($0))" }
+    query += dids.map { "\(v2 ? "dids" : "wantedDids")=\(Self.escape($0))" }
+    query += kinds.map { "kinds=\(Self.escape($0))" }
     if let cursor { query.append("cursor=\(cursor)") }
-    if compress { query.append("compress=true") }
-    let target = path + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
     var decompressor: EventDecompressor? = nil
     if compress {
       let bytes: [UInt8]
       if let dictionary {
         bytes = try FileBytes.read(dictionary)
       } else {
+        let resource = v2 ? Self.v2DictionaryPath : "/dictionary"
         let response = try await HTTPGet.fetch(
-          host: host, port: port, path: "/dictionary", tls: context)
+          host: host, port: port, path: resource, tls: context)
         guard response.status == 200 else {
-          throw CLIError("\(host):\(port)/dictionary answered HTTP \(response.status)")
+          throw CLIError("\(host):\(port)\(resource) answered HTTP \(response.status)")
         }
         bytes = response.body
       }
-      decompressor = try EventDecompressor(dictionary: try ZstdDictionary(bytes: bytes))
+      let parsed = try ZstdDictionary(bytes: bytes)
+      query.append(v2 ? "zstdDictionary=\(parsed.id)" : "compress=true")
+      decompressor = try EventDecompressor(dictionary: parsed)
     }
+    let target = path + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
     let printer = TailPrinter(pretty: pretty, limit: limit, decompressor: decompressor)
     let channel = try await WebSocketDialer.connect(
       host: host, port: port, target: target, tls: context
@@ -114,13 +129,17 @@ struct Tail: AsyncParsableCommand {
     printer.finish()
   }
 
-  /// (tls, host, port, path) of a server URL.
-  static func parse(_ url: String) throws -> (Bool, String, Int, String) {
+  static let v2Path = "/xrpc/network.bsky.jetstream.subscribeEvents"
+  static let v2DictionaryPath = "/xrpc/network.bsky.jetstream.getZstdDictionary"
+
+  /// (tls, host, port, path) of a server URL: without a path, the subscribe resource of the
+  /// wire.
+  static func parse(_ url: String, v2: Bool = false) throws -> (Bool, String, Int, String) {
     let endpoint = try RelayEndpoint(url)
-    let path =
+    let defaulted =
       endpoint.target == RelayEndpoint.subscribePath
-        || endpoint.target.hasPrefix(RelayEndpoint.subscribePath + "?")
-      ? "/subscribe" : endpoint.target
+      || endpoint.target.hasPrefix(RelayEndpoint.subscribePath + "?")
+    let path = defaulted ? (v2 ? v2Path : "/subscribe") : endpoint.target
     return (endpoint.tls, endpoint.host, endpoint.port, path)
   }
 
@@ -194,8 +213,22 @@ final class TailPrinter: @unchecked Sendable {
 
   /// `12:00:01.234 commit create app.bsky.feed.post did:plc:… rkey  "text…"`.
   static func compact(_ json: [UInt8]) -> String {
-    guard let object = try? JSONSerialization.jsonObject(with: Data(json)) as? [String: Any] else {
+    guard var object = try? JSONSerialization.jsonObject(with: Data(json)) as? [String: Any] else {
       return String(decoding: json, as: UTF8.self)
+    }
+    if let payload = object["payload"] as? [String: Any] {
+      // A v2 frame: shown like the v1 event it carries.
+      let type = payload["$type"] as? String ?? ""
+      let kind = type.split(separator: "#").last.map(String.init) ?? "?"
+      guard kind != "info" else {
+        return "info \(payload["name"] ?? "?"): \(payload["message"] ?? "")"
+      }
+      object = payload
+      object["kind"] = kind
+      object["time_us"] = nil
+      if kind == "commit" { object["commit"] = payload }
+    } else if object["$type"] as? String == "error" {
+      return "error \(object["error"] ?? "?"): \(object["message"] ?? "")"
     }
     let time =
       (object["time_us"] as? Int).map {
@@ -203,7 +236,7 @@ final class TailPrinter: @unchecked Sendable {
         let formatter = DateFormatter()
         formatter.dateFormat = "HH:mm:ss.SSS"
         return formatter.string(from: date)
-      } ?? "-"
+      } ?? (object["time"] as? String).map { String($0.dropFirst(11).prefix(12)) } ?? "-"
     let kind = object["kind"] as? String ?? "?"
     let did = object["did"] as? String ?? "?"
     var line = "\(time) \(kind.padding(toLength: 8, withPad: " ", startingAt: 0)) \(did)"

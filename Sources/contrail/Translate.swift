@@ -80,11 +80,13 @@ struct Translate: ParsableCommand {
   }
 }
 
-/// Each event's JSON and a newline, appended as the translator writes it.
+/// Each v1 event's JSON and a newline, appended as the translator writes it. `sync` events
+/// (stored for the v2 wire) are not v1 events: Jetstream v1 never emits them.
 private struct JSONLines: EventSink {
   var bytes: [UInt8] = []
 
   mutating func take(_ header: EventHeader, json: UnsafeRawBufferPointer) {
+    guard header.kind != .sync else { return }
     bytes.append(contentsOf: json)
     bytes.append(UInt8(ascii: "\n"))
   }
