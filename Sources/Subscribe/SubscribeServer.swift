@@ -125,7 +125,8 @@ public final class SubscribeServer: Sendable {
             if case .success(let options)? = Route.subscribeOptions(head) {
               return channel.eventLoop.makeSucceededFuture(admit(options) ? HTTPHeaders() : nil)
             }
-            guard
+            // v2 is gated on readiness (PROTOCOL §12.1): the HTTP handler answers 503.
+            guard configuration.readiness() == nil,
               case .success(let request)? = Route.v2Options(
                 head, dictionaryID: sources.dictionary.id)
             else {

@@ -360,6 +360,27 @@ final class V2EndToEndTests: XCTestCase {
     try await server.stop()
   }
 
+  /// A websocket handshake while the server is not ready gets the JSON 503 (the client retries
+  /// with backoff), not an upgrade.
+  func testNotReadyIsA503BeforeTheUpgrade() async throws {
+    let stream = try self.stream(frames: 10)
+    let server = try await self.server(stream, stored: stream.events.count) {
+      $0.readiness = { "not connected to the relay yet" }
+    }
+    let (fd, head) = try RawSocket.handshake(port: server.port, target: Self.path)
+    let rest = RawSocket.readToEnd(fd, timeout: .seconds(5)) {
+      String(decoding: $0, as: UTF8.self).contains("}")
+    }
+    close(fd)
+    XCTAssertTrue(head.hasPrefix("HTTP/1.1 503"), head)
+    XCTAssertEqual(
+      String(decoding: rest.bytes, as: UTF8.self),
+      #"{"error":"ServiceUnavailable","message":"service not ready: not connected to the relay yet"}"#
+    )
+    XCTAssertEqual(server.subscriberCount, 0)
+    try await server.stop()
+  }
+
   /// The v2 wire is server-push only: a data message closes with 1008; shutdown closes with
   /// 1001 `server shutting down`.
   func testClientDataClosesWith1008AndShutdownWith1001() async throws {
