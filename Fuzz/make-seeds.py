@@ -7,7 +7,7 @@ hand-written seeds in Fuzz/Seeds/ and the dictionaries). Sources:
     optionally more frames files given on the command line (e.g. a local capture: never commit
     what comes from it);
   - frames -> FuzzTranslator; their `blocks` CARs -> FuzzCAR; the CAR blocks -> FuzzRecord;
-  - event-log records built here (same format as Sources/EventLog/FORMAT.md) -> FuzzLogRecord,
+  - event-log records built here (same format as docs/FORMAT.md) -> FuzzLogRecord,
     FuzzSegment;
   - Fuzz/Seeds/<Target>/* copied as they are.
 """
@@ -122,8 +122,9 @@ def uvarint(n):
         n >>= 7
 
 
-def log_record(time_offset, seq_offset, kind, did, collection_code, collection, payload):
-    body = struct.pack("<II", time_offset, seq_offset)
+def log_record(time_offset, seq_offset, event_seq_offset, kind, did, collection_code, collection,
+               payload):
+    body = struct.pack("<III", time_offset, seq_offset, event_seq_offset)
     if isinstance(did, bytes) and len(did) == 15:  # a packed did:plc
         body += bytes([kind | 4]) + did
     else:
@@ -156,10 +157,11 @@ def main():
                 pass
     packed = bytes(range(15))
     records = [
-        log_record(0, 0, 0, packed, 3, b"", b"\x28\xb5\x2f\xfd payload"),
-        log_record(5, 1, 1, b"did:web:example.com", 0, b"", b"{}"),
-        log_record(9, 2, 2, b"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", 1, b"com.example.thing", b"x" * 40),
-        log_record(70000, 3, 0, packed, 19, b"", b""),
+        log_record(0, 0, 0, 0, packed, 3, b"", b"\x28\xb5\x2f\xfd payload"),
+        log_record(5, 1, 1, 1, b"did:web:example.com", 0, b"", b"{}"),
+        log_record(9, 2, 2, 2, b"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", 1, b"com.example.thing", b"x" * 40),
+        log_record(70000, 3, 3, 0, packed, 19, b"", b""),
+        log_record(70001, 3, 4, 3, packed, 0, b"", b"sync"),
     ]
     for mode in (0, 1, 2, 3):
         put("FuzzLogRecord", bytes([mode]) + b"".join(records))
@@ -167,9 +169,12 @@ def main():
     for mode in (0, 1, 2, 4, 5):
         put("FuzzSegment", bytes([mode]) + b"".join(records))
         put("FuzzSegment", bytes([mode]) + records[0] + b"\xff" * 9 + records[2])
-    bases = struct.pack("<qq", 1_700_000_000_000_000, 1_000)
+    bases = struct.pack("<qqq", 1_700_000_000_000_000, 1_000, 500)
     put("FuzzSegment", bytes([9]) + bases + b"".join(records))
-    put("FuzzSegment", bytes([9]) + struct.pack("<qq", 2**63 - 2**32, 0) + records[1])
+    put("FuzzSegment", bytes([9]) + struct.pack("<qqq", 2**63 - 2**32, 0, 2**63 - 2**32) + records[1])
+    # A resync match whose time follows but whose event seq does not.
+    stale = log_record(10, 2, 1, 1, b"did:web:example.com", 0, b"", b"{}")
+    put("FuzzSegment", bytes([0]) + records[1] + b"\xff" * 3 + stale + records[2])
     seeds = os.path.join(FUZZ, "Seeds")
     for target in sorted(os.listdir(seeds)):
         for name in sorted(os.listdir(os.path.join(seeds, target))):

@@ -14,8 +14,7 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
   guard let mode = input.first else { return 0 }
   var bytes = Array(input.dropFirst())
   if mode & 1 != 0 { fixChecksums(&bytes, from: 0, checksum: CRC32C.checksum) }
-  let baseTime: Int64 = 1_700_000_000_000_000
-  let baseSeq: Int64 = 1_000
+  let bases = RecordCodec.Bases(time: 1_700_000_000_000_000, seq: 1_000, eventSeq: 500)
   let keep: ((Int64, EventKind, () -> String, String) -> Bool)? =
     mode & 2 == 0
     ? nil
@@ -25,23 +24,20 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
   bytes.withUnsafeBytes { buffer in
     var offset = 0
     while offset < buffer.count {
-      switch RecordCodec.parse(buffer, at: offset, baseTime: baseTime, baseSeq: baseSeq, keep: keep)
-      {
+      switch RecordCodec.parse(buffer, at: offset, bases: bases, keep: keep) {
       case .record(let record, let end):
         guard end > offset, end <= buffer.count else { fuzzFailure("bad record end", input) }
         var encoded: [UInt8] = []
-        guard RecordCodec.encode(record, baseTime: baseTime, baseSeq: baseSeq, into: &encoded)
+        guard RecordCodec.encode(record, bases: bases, into: &encoded)
         else { fuzzFailure("a parsed record cannot be encoded again", input) }
-        let again = encoded.withUnsafeBytes {
-          RecordCodec.parse($0, at: 0, baseTime: baseTime, baseSeq: baseSeq)
-        }
+        let again = encoded.withUnsafeBytes { RecordCodec.parse($0, at: 0, bases: bases) }
         guard case .record(let copy, let copyEnd) = again, copy == record,
           copyEnd == encoded.count
         else {
           fuzzFailure("a record does not survive encode/parse: \(record)", input)
         }
         offset = end
-      case .skipped(_, let end):
+      case .skipped(_, _, let end):
         guard end > offset, end <= buffer.count else { fuzzFailure("bad skip end", input) }
         offset = end
       case .incomplete(let needed):
