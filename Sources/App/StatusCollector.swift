@@ -356,6 +356,8 @@ public final class StatusCollector: Sendable {
       ("total", .number(subscribersTotal)),
       ("none", value(none)),
       ("zstd", value(zstd)),
+      ("v1", value(m[#"contrail_subscribers_wire{wire="v1"}"#])),
+      ("v2", value(m[#"contrail_subscribers_wire{wire="v2"}"#])),
       ("replaying", value(m["contrail_subscribers_replaying"])),
       ("disk_reads_per_second", metricRate(#"contrail_subscriber_reads_total{source="disk"}"#)),
       ("memory_reads_per_second", metricRate(#"contrail_subscriber_reads_total{source="memory"}"#)),

@@ -325,6 +325,8 @@ enum StatusPage {
       <table>
       \(row("JSON (uncompressed)", "subscribers.none", "int"))
       \(row("zstd", "subscribers.zstd", "int"))
+      \(row("Jetstream v1 wire", "subscribers.v1", "int"))
+      \(row("Jetstream v2 wire", "subscribers.v2", "int"))
       \(row("Replaying from disk", "subscribers.replaying", "int"))
       \(row("Events read from disk/s", "subscribers.disk_reads_per_second", "rate"))
       \(row("Events read from memory/s", "subscribers.memory_reads_per_second", "rate"))

@@ -45,6 +45,12 @@ final class StatusPageTests: XCTestCase {
     try await waitUntil("events reach the subscriber", timeout: .seconds(30)) {
       registry.value(#"contrail_bytes_sent_total{compression="zstd"}"#) > 0
     }
+    // ...and one on the v2 wire, counted apart.
+    let v2 = try await TestWebSocketClient.connect(
+      port: contrail.port, target: "/xrpc/network.bsky.jetstream.subscribeEvents")
+    try await waitUntil("both subscribers are counted", timeout: .seconds(10)) {
+      contrail.server.subscriberCount == 2
+    }
     try await waitUntil("three seconds of chart history", timeout: .seconds(30)) {
       if case .array(let rates)? = contrail.status.snapshot()["history.rates"] {
         return rates.count >= 3
@@ -56,7 +62,9 @@ final class StatusPageTests: XCTestCase {
     // Without JavaScript: the server renders every number.
     let plain = try RawHTTP.get(port: contrail.port, target: "/status")
     XCTAssertEqual(plain.status, 200)
-    XCTAssertEqual(Self.field(plain.body, "subscribers.total"), "1")
+    XCTAssertEqual(Self.field(plain.body, "subscribers.total"), "2")
+    XCTAssertEqual(Self.field(plain.body, "subscribers.v1"), "1")
+    XCTAssertEqual(Self.field(plain.body, "subscribers.v2"), "1")
     XCTAssertEqual(Self.field(plain.body, "subscribers.replaying"), "0", "a live subscriber")
     let saved = try XCTUnwrap(Self.field(plain.body, "bytes.saved"), plain.body)
     XCTAssertTrue(saved.first?.isNumber == true && saved.hasSuffix("B"), "bytes saved: \(saved)")
@@ -72,8 +80,9 @@ final class StatusPageTests: XCTestCase {
     XCTAssertTrue(first.contains("ws://127.0.0.1:"), "the page names the upstream")
     XCTAssertTrue(first.contains("bundled fixture relay, offline"))
     XCTAssertEqual(Self.field(first, "upstream.connected"), "connected")
-    XCTAssertEqual(Self.field(first, "subscribers.total"), "1")
+    XCTAssertEqual(Self.field(first, "subscribers.total"), "2")
     XCTAssertEqual(Self.field(first, "subscribers.zstd"), "1")
+    XCTAssertEqual(Self.field(first, "subscribers.v2"), "1")
     XCTAssertEqual(Self.field(first, "subscribers.replaying"), "0")
     XCTAssertTrue(first.contains("<svg id=\"chart\""), "the chart is there")
     let points = Self.attribute(first, "data-points").flatMap { Int($0) } ?? 0
@@ -101,6 +110,7 @@ final class StatusPageTests: XCTestCase {
     XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47], "a PNG")
     XCTAssertGreaterThan(bytes.count, 10_000)
     await subscriber.close()
+    await v2.close()
   }
 
   /// Whatever a relay URL or a collection name holds is escaped, in the HTML and in the JSON.
