@@ -55,6 +55,10 @@ public final class ContrailServer: Sendable {
     self.logger = logger
   }
 
+  /// The file in the data directory that holds the relay seq to resume after when an ingest
+  /// filter took every event of the last frames (`IngestPipeline`'s cursor file).
+  public static let relayCursorFile = "relay-cursor"
+
   /// The subscribe port (useful with port 0).
   public var port: Int { server.port }
 
@@ -110,12 +114,29 @@ public final class ContrailServer: Sendable {
     let factory: any MetricsFactory =
       registry.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance
 
+    // The ingest filter (`--collections`, `--dids`); with one, where ingest resumes when the
+    // frames after the last stored event were all filtered out is kept beside the log.
+    let filter = settings.ingestFilter.isEmpty ? nil : settings.ingestFilter
+    if let filter {
+      logger.info(
+        "ingest filter: storing only matching commits; identity, account and sync events pass unless --dids excludes them",
+        metadata: [
+          "collections": "\(Self.shown(filter.collectionPatterns))",
+          "dids": "\(Self.shown(filter.dids.sorted()))",
+        ])
+    }
+    let pipeline = IngestPipeline(
+      store: try EventStore(
+        log: log, ring: ring, dictionary: dictionary, level: settings.compressionLevel),
+      metrics: factory, logger: logger, filter: filter,
+      cursorFile: filter.map { _ in settings.dataDirectory + "/" + Self.relayCursorFile })
+
     var relay: Task<Void, Never>? = nil
     var endpoint = settings.relay
     if settings.offline {
-      // The bundled fixture relay: synthetic traffic continuing after what is stored.
+      // The bundled fixture relay: synthetic traffic continuing after what is handled.
       let source = SyntheticRelaySource(
-        seed: 1, firstSeq: (log.lastWrittenSeq ?? 0) + 1, window: 2_000)
+        seed: 1, firstSeq: (pipeline.initialSeq ?? 0) + 1, window: 2_000)
       var configuration = FixtureRelay.Configuration()
       configuration.rate = settings.offlineRate
       let fixture = FixtureRelay(source: source, configuration: configuration)
@@ -123,10 +144,6 @@ public final class ContrailServer: Sendable {
       relay = task
       endpoint = try RelayEndpoint("ws://127.0.0.1:\(relayPort)")
     }
-    let pipeline = IngestPipeline(
-      store: try EventStore(
-        log: log, ring: ring, dictionary: dictionary, level: settings.compressionLevel),
-      metrics: factory, logger: logger)
     var ingestConfiguration = Ingest.Configuration(relay: endpoint)
     ingestConfiguration.start = settings.offline ? .resume : settings.relayStart
     ingestConfiguration.staleAfter = settings.staleAfter
@@ -174,12 +191,20 @@ public final class ContrailServer: Sendable {
       metadata: [
         "address": "\(settings.host):\(server.port)", "relay": "\(endpoint)",
         "offline": "\(settings.offline)", "dictionary": "\(dictionary.id)",
+        "ingest_filter": "\(filter == nil ? "none" : "on")",
         "version": "\(ContrailVersion.string)",
       ])
     return ContrailServer(
       settings: settings, log: log, ring: ring, server: server, ingest: ingest,
       pipeline: pipeline, relay: relay, lock: lock, shuttingDown: shuttingDown, factory: factory,
       logger: logger, status: status)
+  }
+
+  /// A filter's values for the log: `all` when there are none, at most ten.
+  private static func shown(_ values: [String]) -> String {
+    guard !values.isEmpty else { return "all" }
+    let more = values.count > 10 ? ",… (\(values.count) in all)" : ""
+    return values.prefix(10).joined(separator: ",") + more
   }
 
   /// Runs ingest, log maintenance (retention, fsync) and the log gauges until `shutdown()`.

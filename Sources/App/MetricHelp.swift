@@ -14,6 +14,8 @@ enum MetricHelp {
     "contrail_heartbeats_sent_total": "Cursor heartbeats sent to subscribers.",
     "contrail_http_timeouts_total":
       "HTTP connections closed for not completing a request (header or idle timeout).",
+    "contrail_ingest_filtered_total":
+      "Events the ingest filter (--collections, --dids) kept out of the log.",
     "contrail_log_append_errors_total": "Appends to the event log that failed (e.g. a full disk).",
     "contrail_log_bytes": "Size of the event log on disk.",
     "contrail_log_events": "Events held in the event log.",
@@ -28,9 +30,10 @@ enum MetricHelp {
     "contrail_relay_frames_total":
       "Relay frames received, by type (undecodable and oversize frames are dropped).",
     "contrail_relay_last_frame_time_seconds":
-      "When the last relay frame was stored (Unix seconds).",
+      "When the last relay frame was stored, or filtered out by the ingest filter (Unix seconds).",
     "contrail_relay_reconnects_total": "Reconnections to the relay.",
-    "contrail_relay_seq": "The relay seq of the last stored frame.",
+    "contrail_relay_seq":
+      "The relay seq of the last frame stored (or filtered out by the ingest filter): where ingest resumes.",
     "contrail_relay_seq_epochs_total":
       "Times the relay's seq went backwards (or jumped) and a new epoch began.",
     "contrail_relay_seq_jumps_total":

@@ -1,4 +1,6 @@
 import Compression
+import Events
+import Foundation
 import Ingest
 import Logging
 import NIOCore
@@ -33,6 +35,8 @@ public enum ServeOption: String, CaseIterable, Sendable {
   case staleAfter = "stale-after"
   case maxFrameSize = "max-frame-size"
   case relayCA = "relay-ca"
+  case collections
+  case dids
   case metrics
   case logLevel = "log-level"
   case logFormat = "log-format"
@@ -103,6 +107,13 @@ public enum ServeOption: String, CaseIterable, Sendable {
       )
     case .relayCA:
       return ("PEM certificates to trust for a wss:// relay instead of the system's", nil)
+    case .collections:
+      return (
+        "Store only commits of these collections (NSID or prefix.*, comma-separated); identity, "
+          + "account and sync events still flow", "all"
+      )
+    case .dids:
+      return ("Store only events of these DIDs (comma-separated), every kind", "all")
     case .metrics: return ("Serve /metrics: true or false", "true")
     case .logLevel: return ("trace, debug, info, notice, warning, error or critical", "info")
     case .logFormat: return ("text or json", "text")
@@ -164,10 +175,35 @@ public enum ServeOption: String, CaseIterable, Sendable {
         &r.settings.maxFrameSize,
         p.bytes(text).flatMap { (1024...(1 << 30)).contains($0) ? $0 : nil })
     case .relayCA: return set(&r.settings.relayCertificates, Optional.some(text))
+    case .collections:
+      let values = ServeValue.list(text)
+      let filter = try? EventFilter(
+        ingestCollections: values, dids: Array(r.settings.ingestFilter.dids))
+      return set(&r.settings.ingestFilter, values.isEmpty ? nil : filter)
+    case .dids:
+      let values = ServeValue.list(text)
+      let filter = try? EventFilter(
+        ingestCollections: r.settings.ingestFilter.collectionPatterns, dids: values)
+      return set(&r.settings.ingestFilter, values.isEmpty ? nil : filter)
     case .metrics: return set(&r.metrics, p.bool(text))
     case .logLevel: return set(&r.logLevel, Logger.Level(rawValue: text.lowercased()))
     case .logFormat: return set(&r.jsonLogs, ["text": false, "json": true][text.lowercased()])
     }
+  }
+
+  /// Why `text` does not parse, when there is more to say than "cannot use".
+  fileprivate func problem(_ text: String) -> String? {
+    let values = ServeValue.list(text)
+    do {
+      switch self {
+      case .collections: _ = try EventFilter(ingestCollections: values, dids: [])
+      case .dids: _ = try EventFilter(ingestCollections: [], dids: values)
+      default: return nil
+      }
+    } catch {
+      return error.description
+    }
+    return values.isEmpty ? "no values given" : nil
   }
 
   private func set<T>(_ target: inout T, _ value: T?) -> Bool {
@@ -196,7 +232,8 @@ public struct ServeConfiguration: Sendable {
         continue
       }
       guard option.apply(text, to: &resolved) else {
-        throw ServeError("\(option.flag) / \(option.variable): cannot use \"\(text)\"")
+        let why = option.problem(text).map { ": " + $0 } ?? ""
+        throw ServeError("\(option.flag) / \(option.variable): cannot use \"\(text)\"\(why)")
       }
     }
     return resolved
@@ -210,6 +247,13 @@ public enum ServeValue {
     case "1", "true", "yes", "on": true
     case "0", "false", "no", "off": false
     default: nil
+    }
+  }
+
+  /// A comma-separated list; spaces around items are dropped, and so are empty items.
+  static func list(_ text: String) -> [String] {
+    text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+      !$0.isEmpty
     }
   }
 

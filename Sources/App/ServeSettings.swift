@@ -1,4 +1,5 @@
 import Compression
+import Events
 import Ingest
 import NIOCore
 import Subscribe
@@ -36,6 +37,9 @@ public struct ServeSettings: Sendable {
   public var backoffCap: Duration = .seconds(30)
   /// PEM file of certificates to trust for a `wss://` relay instead of the system's.
   public var relayCertificates: String? = nil
+  /// What ingest stores (`--collections`, `--dids`): commits of these collections, events of
+  /// these DIDs; every kind passes. `EventFilter.everything` (empty) stores everything.
+  public var ingestFilter = EventFilter.everything
 
   public init(relay: RelayEndpoint, dictionaryPath: String? = nil) {
     self.relay = relay

@@ -10,15 +10,23 @@ import Synchronization
 
 /// The stages after the socket (ARCHITECTURE §1), off the event loops and in relay order: the
 /// translate stage decodes a socket read's worth of frames into events (dropping frames at or
-/// below the newest relay seq already taken, so an overlapping resume stores nothing twice);
-/// the store stage hands them to the `EventStore` (compress once, append, publish). The two
-/// stages run on their own serial queues, so on two cores they overlap.
+/// below the newest relay seq already taken, so an overlapping resume stores nothing twice) and
+/// applies the ingest filter (`serve --collections/--dids`); the store stage hands them to the
+/// `EventStore` (compress once, append, publish). The two stages run on their own serial queues,
+/// so on two cores they overlap.
+///
+/// Resume bookkeeping covers every frame taken, stored or not: frames whose events were all
+/// filtered out (or dropped) advance the relay seq to resume after, within the process and —
+/// through the cursor file, when one is given — across restarts (`RelayCursorFile`).
 public final class IngestPipeline: @unchecked Sendable {
   /// Frames waiting beyond this pause reading from the relay socket.
   static let maxQueuedFrames = 4_096
 
   private let store: EventStore
   private let logger: Logger
+  /// The ingest filter; nil stores everything.
+  private let filter: EventFilter?
+  private let filteredEvents: Counter
   /// Shared with `Ingest`, which counts reconnects and the connection gauge.
   let metrics: IngestMetrics
   private let translateQueue = DispatchQueue(label: "contrail.ingest.translate")
@@ -38,8 +46,14 @@ public final class IngestPipeline: @unchecked Sendable {
   /// they sit just below ours (they are not a resume overlap).
   private var newEpochExpected = false
   // Owned by `storeQueue`.
+  /// The relay seq of the last frame handled: stored, or taken with nothing to store.
   private var storedSeq: Int64
   private var storedSinceStart = false
+  /// Where `storedSeq` is saved when it is past the log's last record (nil: nowhere).
+  private let cursorFile: RelayCursorFile?
+  /// `storedSeq` is past the log's last record and not yet in the cursor file.
+  private var cursorUnsaved = false
+  private var cursorSavedAt: ContinuousClock.Instant?
   /// Set when an append fails: later batches are dropped too (storing them would leave a gap)
   /// until `settle` before the next connection.
   private var storeFailed = false
@@ -48,15 +62,36 @@ public final class IngestPipeline: @unchecked Sendable {
   /// Frames submitted but not stored yet; and who waits for that to drop.
   private let backlog = Mutex<(frames: Int, drained: [@Sendable () -> Void])>((0, []))
 
-  public init(store: EventStore, metrics: any MetricsFactory, logger: Logger) {
+  /// `filter`: store only the events it passes (nil or empty: everything). `cursorFile`: a path
+  /// where the relay seq to resume after is kept when the last frames handled stored nothing
+  /// (the filter took every event of them), so a restart neither fetches them again nor, with an
+  /// empty log, starts at the relay's live tip; read here, written by the store stage.
+  public init(
+    store: EventStore, metrics: any MetricsFactory, logger: Logger, filter: EventFilter? = nil,
+    cursorFile: String? = nil
+  ) {
     let log = store.log
     self.store = store
     self.logger = logger
     self.metrics = IngestMetrics(factory: metrics)
+    self.filter = filter.flatMap { $0.isEmpty ? nil : $0 }
+    filteredEvents = Counter(label: "contrail_ingest_filtered_total", factory: metrics)
     translator = Translator(sequencer: Sequencer(last: log.lastTimeUS ?? 0))
+    self.cursorFile = cursorFile.map(RelayCursorFile.init)
     takenSeq = log.lastWrittenSeq ?? 0
+    if let saved = self.cursorFile?.load(lastTimeUS: log.lastTimeUS ?? 0) {
+      logger.info(
+        "resuming after the relay seq in the cursor file: the frames after the last stored event were filtered out",
+        metadata: ["last_stored_seq": "\(takenSeq)", "seq": "\(saved)"])
+      takenSeq = saved
+    }
     storedSeq = takenSeq
+    initialSeq = takenSeq > 0 ? takenSeq : nil
   }
+
+  /// The relay seq ingest resumes after when it starts, from the log or the cursor file (nil:
+  /// the relay's live tip, unless a `--relay-cursor` says otherwise).
+  public let initialSeq: Int64?
 
   /// Queues frames from one socket read. `reconnect` is called (from an ingest queue) if they
   /// hold an error frame or cannot be stored. Returns true when the backlog is full: the caller
@@ -102,9 +137,11 @@ public final class IngestPipeline: @unchecked Sendable {
 
   /// Where the next relay connection should start, as `settle` finds it.
   public struct Resume: Sendable, Equatable {
-    /// The last relay seq stored (in the log, or this run); nil when there is none.
+    /// The last relay seq handled (stored, or filtered out: in the log, the cursor file, or
+    /// this run); nil when there is none.
     public var seq: Int64?
-    /// Whether this process has stored anything yet (until then a `--relay-cursor` applies).
+    /// Whether this process has handled a frame yet, stored or filtered out (until then a
+    /// `--relay-cursor` applies).
     public var storedSinceStart: Bool
     /// The relay answered `FutureCursor` on the last connection: our seq is not in its space.
     public var futureCursor: Bool
@@ -119,11 +156,13 @@ public final class IngestPipeline: @unchecked Sendable {
   public static let overlapWindow: Int64 = 1_000
 
   /// Waits until every submitted frame is stored; returns where to resume. Call between
-  /// connections: frames taken but not stored (a failed append) are taken again.
+  /// connections: frames taken but not stored (a failed append) are taken again. Saves the
+  /// cursor file if it is behind.
   public func settle() async -> Resume {
     await withCheckedContinuation { continuation in
       translateQueue.async {
         self.storeQueue.async {
+          self.saveCursor(force: true)
           self.storeFailed = false
           let stored = self.storedSeq
           let storedSinceStart = self.storedSinceStart
@@ -202,6 +241,11 @@ public final class IngestPipeline: @unchecked Sendable {
       }
       if problem != nil { break }
     }
+    if let filter {
+      let before = events.count
+      events.removeAll { !filter.matches($0) }
+      if events.count < before { filteredEvents.increment(by: before - events.count) }
+    }
     metrics.bytesIn.increment(by: bytes)
     recordCounters()
     return (events, takenSeq, problem)
@@ -254,15 +298,18 @@ public final class IngestPipeline: @unchecked Sendable {
 
   /// Stores a batch through the `EventStore`; returns a reason to reconnect if the log refused
   /// it (then later batches are dropped until `settle`, so nothing after a gap is stored).
+  /// `seq` is the last relay seq the batch's frames took: frames that left nothing to store
+  /// (filtered out, or dropped by the translator) are handled too, and resume moves past them.
   private func store(_ events: [Event], through seq: Int64) -> String? {
-    guard !events.isEmpty, !storeFailed else { return nil }
+    guard !storeFailed else { return nil }
+    guard !events.isEmpty else {
+      if seq != storedSeq { handled(through: seq) }
+      return nil
+    }
     let outcome = store.store(events)
     metrics.stored(events.prefix(outcome.stored))
     if let last = outcome.lastSeq {
-      storedSeq = outcome.error == nil ? seq : last
-      storedSinceStart = true
-      metrics.upstreamSeq.record(storedSeq)
-      metrics.lastFrameTime.record(Double(Sequencer.wallClockMicroseconds()) / 1e6)
+      handled(through: outcome.error == nil ? seq : last)
     }
     if let error = outcome.error {
       storeFailed = true
@@ -286,5 +333,75 @@ public final class IngestPipeline: @unchecked Sendable {
       }
     }
     return nil
+  }
+
+  /// Every frame through relay seq `seq` is stored or needs nothing stored.
+  private func handled(through seq: Int64) {
+    storedSeq = seq
+    storedSinceStart = true
+    metrics.upstreamSeq.record(seq)
+    metrics.lastFrameTime.record(Double(Sequencer.wallClockMicroseconds()) / 1e6)
+    // The log knows where to resume when its last record came from the last frame handled.
+    cursorUnsaved = cursorFile != nil && store.log.lastWrittenSeq != seq
+    saveCursor(force: false)
+  }
+
+  /// Writes the cursor file when it is behind: at most once a second while frames flow, and at
+  /// once when `force`d (between connections, at shutdown). A kill in between costs at most a
+  /// second of filtered frames fetched (and filtered) again; never a gap or a duplicate, since
+  /// the file only counts when the log's last record is still the one it was written after.
+  private func saveCursor(force: Bool) {
+    guard cursorUnsaved, let cursorFile else { return }
+    let now = ContinuousClock.now
+    if !force, let saved = cursorSavedAt, now - saved < .seconds(1) { return }
+    cursorSavedAt = now
+    cursorUnsaved = false
+    do {
+      try cursorFile.save(seq: storedSeq, lastTimeUS: store.log.lastTimeUS ?? 0)
+    } catch {
+      logger.warning(
+        "cannot write the relay cursor file; a restart fetches the frames filtered since the last stored event again",
+        metadata: ["path": "\(cursorFile.path)", "error": "\(error)"])
+    }
+  }
+}
+
+/// The relay seq to resume after when it is past the log's last record (the frames after it
+/// were all filtered out): one small text file, `contrail-relay-cursor 1`, the `time_us` of the
+/// log's last record when it was written (0: an empty log) and the seq, each on its own line.
+/// It counts only while the log's last record is still that one: once anything newer is stored
+/// the log decides again, and a log that lost its tail (a crash before an fsync) ignores it, so
+/// the file can never make ingest skip a frame whose events were stored but not kept. It is
+/// replaced by a rename, never fsynced: any version a crash leaves is one that was true, and a
+/// damaged one is ignored.
+struct RelayCursorFile: Sendable {
+  let path: String
+  static let magic = "contrail-relay-cursor 1"
+
+  init(_ path: String) { self.path = path }
+
+  /// The saved seq, if the file is whole and was written after the record with `lastTimeUS`.
+  func load(lastTimeUS: Int64) -> Int64? {
+    guard let data = FileManager.default.contents(atPath: path) else { return nil }
+    let text = String(decoding: data, as: UTF8.self)
+    guard text.hasSuffix("\n") else { return nil }  // cut short
+    let lines = text.dropLast().split(separator: "\n", omittingEmptySubsequences: false)
+    guard lines.count == 3, lines[0] == Self.magic, let time = Int64(lines[1]),
+      let seq = Int64(lines[2]), time == lastTimeUS, seq > 0
+    else { return nil }
+    return seq
+  }
+
+  func save(seq: Int64, lastTimeUS: Int64) throws {
+    let temporary = path + ".tmp"
+    try Data("\(Self.magic)\n\(lastTimeUS)\n\(seq)\n".utf8).write(
+      to: URL(fileURLWithPath: temporary))
+    guard rename(temporary, path) == 0 else {
+      throw Failure(description: "cannot rename \(temporary): \(String(cString: strerror(errno)))")
+    }
+  }
+
+  struct Failure: Error, CustomStringConvertible {
+    let description: String
   }
 }

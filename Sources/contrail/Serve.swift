@@ -49,6 +49,8 @@ struct ServeCommand: AsyncParsableCommand {
   @Option(help: .init(ServeOption.staleAfter.help)) var staleAfter: String?
   @Option(help: .init(ServeOption.maxFrameSize.help)) var maxFrameSize: String?
   @Option(help: .init(ServeOption.relayCA.help)) var relayCa: String?
+  @Option(help: .init(ServeOption.collections.help)) var collections: String?
+  @Option(help: .init(ServeOption.dids.help)) var dids: String?
   @Option(help: .init(ServeOption.metrics.help)) var metrics: String?
   @Option(help: .init(ServeOption.logLevel.help)) var logLevel: String?
   @Option(help: .init(ServeOption.logFormat.help)) var logFormat: String?
@@ -65,7 +67,8 @@ struct ServeCommand: AsyncParsableCommand {
       (.maxEventsPerSecondPerIP, maxEventsPerSecondPerIp),
       (.maxPendingConnections, maxPendingConnections), (.trustedProxies, trustedProxies),
       (.headerTimeout, headerTimeout), (.idleTimeout, idleTimeout), (.staleAfter, staleAfter),
-      (.maxFrameSize, maxFrameSize), (.relayCA, relayCa), (.metrics, metrics),
+      (.maxFrameSize, maxFrameSize), (.relayCA, relayCa), (.collections, collections),
+      (.dids, dids), (.metrics, metrics),
       (.logLevel, logLevel), (.logFormat, logFormat),
     ]
     return Dictionary(uniqueKeysWithValues: given.compactMap { o, v in v.map { (o, $0) } })

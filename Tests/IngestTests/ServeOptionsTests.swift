@@ -1,4 +1,5 @@
 import App
+import Events
 import Ingest
 import NIOCore
 import Subscribe
@@ -68,6 +69,10 @@ final class ServeOptionsTests: XCTestCase {
       .staleAfter: ("0", { $0.settings.staleAfter == nil }),
       .maxFrameSize: ("1MiB", { $0.settings.maxFrameSize == 1 << 20 }),
       .relayCA: ("ca.pem", { $0.settings.relayCertificates == "ca.pem" }),
+      .collections: (
+        "app.bsky.feed.post", { $0.settings.ingestFilter.collections == ["app.bsky.feed.post"] }
+      ),
+      .dids: ("did:plc:abc", { $0.settings.ingestFilter.dids == ["did:plc:abc"] }),
       .metrics: ("off", { !$0.metrics }),
       .logLevel: ("DEBUG", { $0.logLevel == .debug }),
       .logFormat: ("json", { $0.jsonLogs }),
@@ -86,8 +91,71 @@ final class ServeOptionsTests: XCTestCase {
     for option in ServeOption.allCases where !freeText.contains(option) {
       let text = bad[option] ?? "nonsense"
       XCTAssertThrowsError(try resolve([option: text]), "\(option.flag) \(text)") { error in
-        XCTAssertEqual(
-          "\(error)", "\(option.flag) / \(option.variable): cannot use \"\(text)\"")
+        let message = "\(option.flag) / \(option.variable): cannot use \"\(text)\""
+        if option == .collections || option == .dids {
+          XCTAssertTrue("\(error)".hasPrefix(message + ": "), "\(error)")  // and says why
+        } else {
+          XCTAssertEqual("\(error)", message)
+        }
+      }
+    }
+  }
+
+  /// `--collections` and `--dids` make one ingest filter that passes every kind; either may come
+  /// from a flag or a variable, lists are comma-separated with spaces allowed around items.
+  func testIngestFilterOptions() throws {
+    XCTAssertTrue(try resolve().settings.ingestFilter.isEmpty, "no filter by default")
+    let both = try resolve(
+      [.collections: "app.bsky.feed.post, app.bsky.graph.*,"],
+      ["CONTRAIL_DIDS": "did:plc:abc,did:web:example.com"]
+    ).settings.ingestFilter
+    XCTAssertEqual(both.collectionPatterns, ["app.bsky.feed.post", "app.bsky.graph.*"])
+    XCTAssertEqual(both.dids, ["did:plc:abc", "did:web:example.com"])
+    XCTAssertEqual(both.kinds, Set(EventKind.allCases), "identity, account and sync still flow")
+    let abc = "did:plc:abc"
+    XCTAssertTrue(both.matches(kind: .commit, did: abc, collection: "app.bsky.feed.post"))
+    XCTAssertTrue(both.matches(kind: .commit, did: abc, collection: "app.bsky.graph.follow"))
+    XCTAssertFalse(both.matches(kind: .commit, did: abc, collection: "app.bsky.feed.like"))
+    XCTAssertFalse(
+      both.matches(kind: .commit, did: "did:plc:xyz", collection: "app.bsky.feed.post"))
+    for kind in [EventKind.identity, .account, .sync] {
+      XCTAssertTrue(both.matches(kind: kind, did: "did:web:example.com", collection: ""), "\(kind)")
+      XCTAssertFalse(both.matches(kind: kind, did: "did:plc:xyz", collection: ""), "\(kind)")
+    }
+    let collectionsOnly = try resolve([:], ["CONTRAIL_COLLECTIONS": "app.*"]).settings.ingestFilter
+    XCTAssertTrue(collectionsOnly.dids.isEmpty)
+    XCTAssertTrue(collectionsOnly.matches(kind: .identity, did: "did:plc:any", collection: ""))
+    XCTAssertTrue(
+      collectionsOnly.matches(kind: .commit, did: "did:plc:any", collection: "app.bsky.feed.post"))
+    XCTAssertFalse(
+      collectionsOnly.matches(kind: .commit, did: "did:plc:any", collection: "fm.teal.alpha.x"))
+    // The flag wins over the variable, and only for its own half of the filter.
+    let flagWins = try resolve(
+      [.dids: "did:plc:flag"],
+      ["CONTRAIL_DIDS": "did:plc:variable", "CONTRAIL_COLLECTIONS": "a.b.c"]
+    ).settings.ingestFilter
+    XCTAssertEqual(flagWins.dids, ["did:plc:flag"])
+    XCTAssertEqual(flagWins.collectionPatterns, ["a.b.c"])
+
+    // A bad value names the flag, the variable, the whole text and the first bad item.
+    let nsid = " is not an NSID (app.bsky.feed.post) or an NSID prefix ending in .* (app.bsky.*)"
+    let did = " is not a DID (did:plc:…, did:web:…)"
+    let refused: [(ServeOption, String, String)] = [
+      (.collections, "app.bsky.feed.post,app.bsky", #""app.bsky""# + nsid),
+      (.collections, "app.bsky.feed.*,*", #""*""# + nsid),
+      (.collections, ".*", #"".*""# + nsid),
+      (.collections, "app.bsky.feed.post-v2", #""app.bsky.feed.post-v2""# + nsid),
+      (.collections, " , ", "no values given"),
+      (.dids, "did:plc:abc,plc:xyz", #""plc:xyz""# + did),
+      (.dids, "did:PLC:abc", #""did:PLC:abc""# + did),
+      (.dids, ",", "no values given"),
+    ]
+    for (option, text, why) in refused {
+      for (flags, environment) in [([option: text], [:]), ([:], [option.variable: text])] {
+        XCTAssertThrowsError(try resolve(flags, environment), text) { error in
+          let expected = "\(option.flag) / \(option.variable): cannot use \"\(text)\": \(why)"
+          XCTAssertEqual("\(error)", expected)
+        }
       }
     }
   }
