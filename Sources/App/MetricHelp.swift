@@ -44,6 +44,7 @@ enum MetricHelp {
       "Subscriber connections the server closed, by reason (clients leaving are not counted).",
     "contrail_subscriber_reads_total": "Events read for subscribers, by source (memory or disk).",
     "contrail_subscribers": "Open subscriptions, by compression.",
+    "contrail_subscribers_wire": "Open subscriptions, by wire (v1 /subscribe, v2 subscribeEvents).",
     "contrail_subscribers_replaying":
       "Subscriptions reading from the on-disk log (behind the in-memory window).",
     "contrail_subscriptions_total": "Subscriptions started, by start (live or cursor).",
