@@ -24,6 +24,8 @@ public final class ContrailServer: Sendable {
   public let ring: LiveRing
   public let server: SubscribeServer
   public let ingest: Ingest
+  /// On an edge (`--upstream`): what follows the primary, run instead of `ingest`.
+  public let replica: ReplicaFollower?
   public let pipeline: IngestPipeline
   /// What `/status` and `/status.json` show.
   public let status: StatusCollector
@@ -37,7 +39,8 @@ public final class ContrailServer: Sendable {
 
   private init(
     settings: ServeSettings, log: EventLog, ring: LiveRing, server: SubscribeServer,
-    ingest: Ingest, pipeline: IngestPipeline, relay: Task<Void, Never>?, lock: DataDirectoryLock,
+    ingest: Ingest, replica: ReplicaFollower?, pipeline: IngestPipeline,
+    relay: Task<Void, Never>?, lock: DataDirectoryLock,
     shuttingDown: ShutdownFlag, factory: any MetricsFactory, logger: Logger,
     status: StatusCollector
   ) {
@@ -49,6 +52,7 @@ public final class ContrailServer: Sendable {
     self.ring = ring
     self.server = server
     self.ingest = ingest
+    self.replica = replica
     self.pipeline = pipeline
     self.relay = relay
     self.lock = lock
@@ -68,8 +72,14 @@ public final class ContrailServer: Sendable {
     _ settings: ServeSettings, registry: PrometheusCollectorRegistry?, logger: Logger
   ) async throws -> ContrailServer {
     let lock = try DataDirectoryLock(settings.dataDirectory)
+    // An edge compresses nothing: it stores the primary's frames, so it serves the primary's
+    // dictionary.
+    var primaryDictionary: ZstdDictionary? = nil
+    if let primary = settings.upstream {
+      primaryDictionary = try await Self.dictionary(of: primary, logger: logger)
+    }
     let dictionary =
-      try settings.dictionaryPath.map { try ZstdDictionary(path: $0) }
+      try primaryDictionary ?? settings.dictionaryPath.map { try ZstdDictionary(path: $0) }
       ?? ZstdDictionary(bytes: DefaultDictionary.bytes)
     logger.info(
       "zstd dictionary",
@@ -153,6 +163,20 @@ public final class ContrailServer: Sendable {
     ingestConfiguration.trustedCertificates = settings.relayCertificates
     let ingest = try Ingest(
       configuration: ingestConfiguration, pipeline: pipeline, logger: logger)
+    // An edge follows its primary instead (`--upstream`), passing the ingest filter upstream.
+    let replica = try settings.upstream.map { primary in
+      var configuration = ReplicaFollower.Configuration(upstream: primary)
+      configuration.collections = settings.ingestFilter.collectionPatterns
+      configuration.dids = settings.ingestFilter.dids.sorted()
+      configuration.backoffBase = settings.backoffBase
+      configuration.backoffCap = settings.backoffCap
+      configuration.trustedCertificates = settings.relayCertificates
+      return try ReplicaFollower(
+        configuration: configuration,
+        store: try EventStore(log: log, ring: ring, dictionary: dictionary), logger: logger)
+    }
+    let upstream: any Upstream = replica ?? ingest
+    let upstreamName = settings.upstream.map { "the primary \($0)" } ?? "the relay"
 
     var subscribe = SubscribeServer.Configuration()
     subscribe.host = settings.host
@@ -160,6 +184,7 @@ public final class ContrailServer: Sendable {
     subscribe.slowConsumer = settings.slowConsumer
     subscribe.limits = settings.limits
     subscribe.trustedProxies = settings.trustedProxies
+    subscribe.replicationAllowed = settings.replicationAllowed
     subscribe.headerTimeout = settings.headerTimeout
     subscribe.idleTimeout = settings.idleTimeout
     subscribe.metrics = factory
@@ -172,14 +197,16 @@ public final class ContrailServer: Sendable {
     subscribe.readiness = {
       if shuttingDown.value { return "shutting down" }
       if let failure = log.writeFailure { return "the event log cannot write: \(failure)" }
-      if offline || ingest.isRecentlyConnected(grace: .seconds(30)) { return nil }
-      return ingest.connections == 0
-        ? "not connected to the relay yet" : "the relay connection has been down for over 30 s"
+      if offline || upstream.isRecentlyConnected(grace: .seconds(30)) { return nil }
+      return upstream.connections == 0
+        ? "not connected to \(upstreamName) yet"
+        : "the connection to \(upstreamName) has been down for over 30 s"
     }
     let status = StatusCollector(
-      ring: ring, log: log, ingest: ingest, registry: registry,
+      ring: ring, log: log, ingest: upstream, registry: registry,
       context: .init(
-        relay: StatusCollector.Context.display(endpoint), offline: settings.offline,
+        relay: StatusCollector.Context.display(settings.upstream ?? endpoint),
+        offline: settings.offline,
         retentionMicroseconds: settings.retentionMicroseconds, maxDiskBytes: settings.maxDiskBytes))
     subscribe.pages["/status"] = { status.page() }
     subscribe.pages["/status.json"] = { status.jsonPage() }
@@ -189,15 +216,41 @@ public final class ContrailServer: Sendable {
     logger.info(
       "serving",
       metadata: [
-        "address": "\(settings.host):\(server.port)", "relay": "\(endpoint)",
+        "address": "\(settings.host):\(server.port)",
+        "upstream": "\(settings.upstream.map { "primary \($0)" } ?? "relay \(endpoint)")",
         "offline": "\(settings.offline)", "dictionary": "\(dictionary.id)",
         "ingest_filter": "\(filter == nil ? "none" : "on")",
         "version": "\(ContrailVersion.string)",
       ])
     return ContrailServer(
-      settings: settings, log: log, ring: ring, server: server, ingest: ingest,
+      settings: settings, log: log, ring: ring, server: server, ingest: ingest, replica: replica,
       pipeline: pipeline, relay: relay, lock: lock, shuttingDown: shuttingDown, factory: factory,
       logger: logger, status: status)
+  }
+
+  /// The primary's dictionary (`GET /dictionary`), asked for until it answers or 30 s pass: an
+  /// edge serves exactly the frames the primary compressed.
+  private static func dictionary(of primary: RelayEndpoint, logger: Logger) async throws
+    -> ZstdDictionary
+  {
+    let deadline = ContinuousClock.now + .seconds(30)
+    var problem = ""
+    while ContinuousClock.now < deadline {
+      do {
+        let tls = primary.tls ? try TLSTrust.clientContext(caFile: nil) : nil
+        let response = try await HTTPGet.fetch(
+          host: primary.host, port: primary.port, path: "/dictionary", tls: tls)
+        if response.status == 200 { return try ZstdDictionary(bytes: response.body) }
+        problem = "HTTP \(response.status)"
+      } catch {
+        problem = "\(error)"
+      }
+      logger.warning(
+        "cannot fetch the primary's dictionary yet",
+        metadata: ["upstream": "\(primary)", "error": "\(problem)"])
+      try await Task.sleep(for: .seconds(1))
+    }
+    throw ServeError("cannot fetch the dictionary of the primary \(primary): \(problem)")
   }
 
   /// A filter's values for the log: `all` when there are none, at most ten.
@@ -224,7 +277,7 @@ public final class ContrailServer: Sendable {
         }
       }
     }
-    await ingest.run()
+    if let replica { await replica.run() } else { await ingest.run() }
     maintenance.cancel()
     await maintenance.value
   }
@@ -236,6 +289,7 @@ public final class ContrailServer: Sendable {
     shuttingDown.set()
     logger.info("shutting down")
     ingest.stop()
+    replica?.stop()
     _ = await pipeline.settle()
     do { try log.sync() } catch {
       logger.error("final fsync failed", metadata: ["error": "\(error)"])

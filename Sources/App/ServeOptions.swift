@@ -35,6 +35,8 @@ public enum ServeOption: String, CaseIterable, Sendable {
   case staleAfter = "stale-after"
   case maxFrameSize = "max-frame-size"
   case relayCA = "relay-ca"
+  case upstream
+  case replicationAllow = "replication-allow"
   case collections
   case dids
   case metrics
@@ -107,6 +109,13 @@ public enum ServeOption: String, CaseIterable, Sendable {
       )
     case .relayCA:
       return ("PEM certificates to trust for a wss:// relay instead of the system's", nil)
+    case .upstream:
+      return (
+        "Run as an edge: follow this Contrail primary's /replicate stream (ws://host:port) "
+          + "instead of a relay, storing its records as they are", nil
+      )
+    case .replicationAllow:
+      return ("Only these CIDRs may follow this server's /replicate stream", "any address")
     case .collections:
       return (
         "Store only commits of these collections (NSID or prefix.*, comma-separated); identity, "
@@ -175,6 +184,10 @@ public enum ServeOption: String, CaseIterable, Sendable {
         &r.settings.maxFrameSize,
         p.bytes(text).flatMap { (1024...(1 << 30)).contains($0) ? $0 : nil })
     case .relayCA: return set(&r.settings.relayCertificates, Optional.some(text))
+    case .upstream:
+      return set(&r.settings.upstream, (try? RelayEndpoint(text)).map(Optional.some))
+    case .replicationAllow:
+      return set(&r.settings.replicationAllowed, TrustedProxies(text).map(Optional.some))
     case .collections:
       let values = ServeValue.list(text)
       let filter = try? EventFilter(
@@ -235,6 +248,14 @@ public struct ServeConfiguration: Sendable {
         let why = option.problem(text).map { ": " + $0 } ?? ""
         throw ServeError("\(option.flag) / \(option.variable): cannot use \"\(text)\"\(why)")
       }
+    }
+    let given = { (option: ServeOption) in
+      !(flags[option] ?? environment[option.variable] ?? "").isEmpty
+    }
+    if given(.upstream) && (given(.relay) || given(.relayCursor) || resolved.settings.offline) {
+      throw ServeError(
+        "--upstream follows another Contrail instead of a relay: it cannot be combined with "
+          + "--relay, --relay-cursor or --offline")
     }
     return resolved
   }

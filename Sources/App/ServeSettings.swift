@@ -37,6 +37,10 @@ public struct ServeSettings: Sendable {
   public var backoffCap: Duration = .seconds(30)
   /// PEM file of certificates to trust for a `wss://` relay instead of the system's.
   public var relayCertificates: String? = nil
+  /// An edge's primary (`--upstream`): follow its `/replicate` stream instead of a relay.
+  public var upstream: RelayEndpoint? = nil
+  /// Who may follow this server's `/replicate` (`--replication-allow`); nil: anyone.
+  public var replicationAllowed: TrustedProxies? = nil
   /// What ingest stores (`--collections`, `--dids`): commits of these collections, events of
   /// these DIDs; every kind passes. `EventFilter.everything` (empty) stores everything.
   public var ingestFilter = EventFilter.everything

@@ -47,7 +47,7 @@ public final class StatusCollector: Sendable {
 
   private let ring: LiveRing
   private let log: EventLog
-  private let ingest: Ingest
+  private let ingest: any Upstream
   private let registry: PrometheusCollectorRegistry?
   private let context: Context
   private let server = Mutex<SubscribeServer?>(nil)
@@ -90,7 +90,7 @@ public final class StatusCollector: Sendable {
   }
 
   public init(
-    ring: LiveRing, log: EventLog, ingest: Ingest, registry: PrometheusCollectorRegistry?,
+    ring: LiveRing, log: EventLog, ingest: any Upstream, registry: PrometheusCollectorRegistry?,
     context: Context
   ) {
     self.ring = ring

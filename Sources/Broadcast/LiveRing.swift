@@ -37,6 +37,8 @@ public final class LiveRing: Sendable {
     var bytes = 0
     /// Everything at or before this time is gone from the ring (or never was in it).
     var evictedThrough: Int64
+    /// False while suspended (`suspend`): every read is `behind`, so readers use the log.
+    var open = true
     var waiters: [@Sendable () -> Void] = []
     var wakeUps = 0
   }
@@ -96,12 +98,19 @@ public final class LiveRing: Sendable {
     for wake in waiters { wake() }
   }
 
-  /// Empties the ring: everything at or before `timeUS` is on disk only, and the next publish
-  /// starts after it (`V2Publisher`, which follows the v1 ring only while someone needs it).
-  /// Readers positioned before `timeUS` read the log; waiting subscribers stay registered.
-  public func restart(after timeUS: Int64) {
+  /// Empties the ring and opens it again: everything at or before `timeUS` is on disk only,
+  /// and publishing resumes after it (`V2Publisher`, which follows the v1 ring only while
+  /// someone needs it). Waiting subscribers are woken, so that they read what they are missing
+  /// from the log.
+  public func restart(after timeUS: Int64) { empty(through: timeUS, open: true) }
+
+  /// Empties the ring until the next `restart`: every read is `behind` meanwhile (events keep
+  /// arriving in the log that this ring does not get). Waiting subscribers are woken.
+  public func suspend() { empty(through: newestTimeUS, open: false) }
+
+  private func empty(through timeUS: Int64, open: Bool) {
     let slots = capacity + 1
-    let dropped = state.withLock { state -> [Segment] in
+    let (dropped, waiters) = state.withLock { state -> ([Segment], [@Sendable () -> Void]) in
       var dropped: [Segment] = []
       while state.segmentCount > 0 {
         dropped.append(state.segments[state.segmentHead]!)
@@ -112,10 +121,14 @@ public final class LiveRing: Sendable {
       state.firstOffset = 0
       state.count = 0
       state.bytes = 0
-      state.evictedThrough = max(state.evictedThrough, timeUS)
-      return dropped
+      state.evictedThrough = timeUS
+      state.open = open
+      let waiters = state.waiters
+      state.waiters.removeAll()
+      return (dropped, waiters)
     }
     withExtendedLifetime(dropped) {}
+    for wake in waiters { wake() }
   }
 
   /// A published batch as segments: one per frame block (without framing, 64 events at most),
@@ -136,7 +149,7 @@ public final class LiveRing: Sendable {
   private func segments(after position: Int64, events: Int) -> (segments: [Segment], start: Int)? {
     let slots = capacity + 1
     return state.withLock { state -> ([Segment], Int)? in
-      guard position >= state.evictedThrough else { return nil }
+      guard state.open, position >= state.evictedThrough else { return nil }
       // Binary search the first segment with events newer than the position.
       var low = 0
       var high = state.segmentCount

@@ -23,6 +23,9 @@ public final class SubscriberFeed {
     case v1Text(DecompressorPool)
     /// v2 frames, zstd or text: the log's events rewritten (`V2Transcoder`).
     case v2(V2Transcoder, compressed: Bool)
+    /// An edge's replication stream: each log record whole (`ReplicationMessage`), always read
+    /// from the log.
+    case replication
   }
   public let form: Form
   /// The form runs carry: binary zstd frames, else text.
@@ -98,6 +101,7 @@ public final class SubscriberFeed {
     case .v1Compressed: binary = true
     case .v1Text: binary = false
     case .v2(_, let compressed): binary = compressed
+    case .replication: binary = true
     }
     self.lagLimit = lagLimit
     switch start {
@@ -150,6 +154,11 @@ public final class SubscriberFeed {
   /// callers on an event loop read here directly and take only `nextRunsFromDisk` to a thread
   /// pool.
   public func nextRunsFromMemory(limit: Int) -> FeedBatch? {
+    if case .replication = form {
+      // The ring holds no replication messages: caught up (wait for a publish) or read the log.
+      guard position >= log.lastTimeUS ?? 0 else { return nil }
+      return FeedBatch(position: position, fromDisk: false)
+    }
     guard
       let batch = ring.readRuns(
         after: position, limit: limit, filter: filter, binary: binary,
@@ -217,6 +226,15 @@ public final class SubscriberFeed {
     case .v1Text(let pool): batch = try pool.with { try Self.events(records, decompressor: $0) }
     case .v2(let transcoder, let compressed):
       batch = try transcoder.replay(records, compressed: compressed)
+    case .replication:
+      batch = BroadcastEvent.framed(
+        records.map { record in
+          let message = ReplicationMessage.encode(record)
+          return BroadcastEvent(
+            timeUS: record.timeUS, eventSeq: record.eventSeq, kind: record.kind, did: record.did,
+            collection: record.collection, json: nil, compressed: ByteBuffer(bytes: message),
+            jsonLength: message.count)
+        })
     }
     if let scanned = reader.scannedThrough { position = max(position, scanned) }
     fromDisk += batch.count

@@ -6,7 +6,8 @@ import Synchronization
 /// its own and only while v2 subscribers are connected (`retain`/`release`). Each live event is
 /// rewritten and compressed once for every v2 subscriber (`V2Transcoder`); ingest and v1
 /// subscribers never wait for it. While it is idle the ring is empty, so a v2 subscriber that
-/// arrives reads the log up to where following resumed (`LiveRing.restart`).
+/// arrives reads the log up to where following resumed (`LiveRing.restart`): while idle the
+/// ring is suspended, so no reader mistakes it for the whole stream.
 public final class V2Publisher: Sendable {
   /// The v2 frames of the events published since following last (re)started.
   public let ring: LiveRing
@@ -32,6 +33,7 @@ public final class V2Publisher: Sendable {
     self.transcoder = transcoder
     ring = LiveRing(
       capacity: source.capacity, maxBytes: source.maxBytes, startAfter: source.newestTimeUS)
+    ring.suspend()  // nothing is followed yet: v2 readers use the log
   }
 
   /// v2 subscribers connected now.
@@ -47,17 +49,26 @@ public final class V2Publisher: Sendable {
     }
     guard let run = start else { return }
     queue.async { [self] in
+      guard state.withLock({ $0.run }) == run else { return }  // already released
       cursor.position = source.newestTimeUS
       ring.restart(after: cursor.position)
       step(run)
     }
   }
 
-  /// A v2 subscriber left: following stops with the last one.
+  /// A v2 subscriber left: following stops with the last one, and the ring is suspended (it
+  /// no longer gets what the log gets).
   public func release() {
-    state.withLock { state in
+    let stopped = state.withLock { state -> Int? in
       state.demand -= 1
-      if state.demand == 0 { state.run += 1 }
+      guard state.demand == 0 else { return nil }
+      state.run += 1
+      return state.run
+    }
+    guard let run = stopped else { return }
+    queue.async { [self] in
+      // Unless a subscriber arrived meanwhile (its restart is queued after this).
+      if state.withLock({ $0.run }) == run { ring.suspend() }
     }
   }
 

@@ -3,6 +3,7 @@ import Compression
 import EventLog
 import Events
 import Foundation
+import NIOCore
 
 /// The one store path (ARCHITECTURE §1, store stage): compresses each event once, numbers the
 /// batch with the log's next event seqs (the v2 `seq`), appends it to the log, then publishes to
@@ -25,6 +26,8 @@ public final class EventStore: @unchecked Sendable {
   public let ring: LiveRing
   /// One per compressing thread (zstd contexts are single-threaded).
   private let compressors: [EventCompressor]
+  /// For replicated records' JSON (`storeReplicated`).
+  private let decompressor: EventDecompressor
   /// Batches at least this big are compressed on two threads.
   static let parallelBatch = 64
 
@@ -35,6 +38,7 @@ public final class EventStore: @unchecked Sendable {
     self.log = log
     self.ring = ring
     compressors = try (0..<2).map { _ in try EventCompressor(dictionary: dictionary, level: level) }
+    decompressor = try EventDecompressor(dictionary: dictionary)
   }
 
   /// Compresses, appends, publishes. A subscriber never sees an event the log does not hold, and
@@ -76,6 +80,42 @@ public final class EventStore: @unchecked Sendable {
     }
     return Outcome(
       stored: kept, lastSeq: kept > 0 ? events[kept - 1].seq : nil, error: failure)
+  }
+
+  /// Stores records a primary stored (an edge, OPERATIONS §10) exactly as they are: their
+  /// `time_us`, seqs and zstd payloads are appended unchanged — nothing is compressed — and
+  /// published with their JSON (decompressed once, for text subscribers). Records at or before
+  /// what the log holds are skipped, so a reconnect that repeats some never stores one twice.
+  public func storeReplicated(_ records: [LogRecord]) -> Outcome {
+    let lastTime = log.lastTimeUS ?? Int64.min
+    let lastEventSeq = log.lastEventSeq
+    let fresh = records.filter { $0.timeUS > lastTime && $0.eventSeq > lastEventSeq }
+    guard !fresh.isEmpty else { return Outcome(stored: 0, lastSeq: nil, error: nil) }
+    var kept = fresh.count
+    var failure: (any Error)? = nil
+    do {
+      try log.append(fresh)
+    } catch {
+      let writtenThrough = log.lastEventSeq
+      kept = fresh.prefix { $0.eventSeq <= writtenThrough }.count
+      failure = error
+    }
+    guard kept > 0 else { return Outcome(stored: 0, lastSeq: nil, error: failure) }
+    do {
+      let events = try fresh.prefix(kept).map { record in
+        let json = try decompressor.decompress(record.payload)
+        return BroadcastEvent(
+          timeUS: record.timeUS, eventSeq: record.eventSeq, kind: record.kind, did: record.did,
+          collection: record.collection, json: ByteBuffer(bytes: json),
+          compressed: ByteBuffer(bytes: record.payload), jsonLength: json.count)
+      }
+      ring.publish(events)
+    } catch {
+      // Stored but not publishable (a payload our dictionary cannot read): subscribers read it
+      // from the log, where it fails the same way; say so.
+      failure = failure ?? error
+    }
+    return Outcome(stored: kept, lastSeq: fresh[kept - 1].seq, error: failure)
   }
 
   /// Each event's zstd frame, in order; the two halves of a large batch in parallel.

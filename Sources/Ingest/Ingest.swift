@@ -173,16 +173,9 @@ public final class Ingest: Sendable {
     }
   }
 
-  /// Exponential with jitter: the step doubles from `backoffBase` to `backoffCap`, and each
-  /// delay is uniform between half the step and the whole step, never below the base
-  /// (1 s, 1–2 s, 2–4 s, … 15–30 s by default).
+  /// The delay before reconnect attempt `attempt` (`Backoff`).
   func backoff(_ attempt: Int) -> Duration {
-    let base = configuration.backoffBase
-    let step = min(configuration.backoffCap, base * (1 << min(attempt, 20)))
-    let nanoseconds =
-      step.components.seconds * 1_000_000_000 + step.components.attoseconds / 1_000_000_000
-    let jittered = Duration.nanoseconds(Int64.random(in: (nanoseconds / 2)...max(nanoseconds, 0)))
-    return max(base, jittered)
+    Backoff.delay(attempt, base: configuration.backoffBase, cap: configuration.backoffCap)
   }
 
   private func sleepUnlessStopped(_ delay: Duration) async throws {

@@ -48,6 +48,8 @@ final class ConnectionGuard: ChannelInboundHandler {
   var v2: V2Session?
   /// ...and where its feed starts.
   var v2Start: SubscriberFeed.Start?
+  /// The subscription being upgraded is an edge's replication stream.
+  var replica = false
 
   /// `admitted`: the peer's place was counted at accept.
   init(

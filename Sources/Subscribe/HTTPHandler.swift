@@ -15,6 +15,15 @@ enum Route {
       query: query, socketEncoding: head.headers.first(name: "Socket-Encoding"))
   }
 
+  /// The parsed request of a `GET /replicate`, or nil for anything else.
+  static func replication(_ head: HTTPRequestHead) -> Result<
+    ReplicationRequest, SubscribeOptions.Rejection
+  >? {
+    let (path, query) = QueryString.split(head.uri)
+    guard head.method == .GET, path == ReplicationRequest.path else { return nil }
+    return ReplicationRequest.parse(query: query)
+  }
+
   /// The parsed options of a `GET /xrpc/network.bsky.jetstream.subscribeEvents` (PROTOCOL-v2
   /// §1.2 rows 2–18 and 20–21), or nil for anything else (HEAD included: it is validated, then
   /// refused as no handshake, by the HTTP handler). `dictionaryID` is the server's current one.
@@ -164,7 +173,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
   private func exists(_ path: Substring) -> Bool {
     switch path {
     case "/subscribe", "/dictionary", "/healthz", "/readyz", V2Request.path,
-      DictionaryEndpoint.path:
+      DictionaryEndpoint.path, ReplicationRequest.path:
       true
     case "/metrics": configuration.metricsText != nil
     case "/": configuration.pages["/status"] != nil
@@ -230,6 +239,15 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
       default:
         return Answer(.badRequest, "a websocket handshake is required")
       }
+    case ReplicationRequest.path:
+      guard configuration.allowsReplication(to: client) else {
+        return Answer(.forbidden, "replication is not allowed from \(client)")
+      }
+      if case .failure(let rejection)? = Route.replication(head) {
+        metrics.rejected(rejection.reason)
+        return Answer(.badRequest, rejection.body)
+      }
+      return Answer(.badRequest, "a websocket handshake is required")
     case "/dictionary":
       var answer = Answer(
         .ok, contentType: "application/octet-stream", body: dictionary.bytes)

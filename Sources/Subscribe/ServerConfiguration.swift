@@ -24,6 +24,9 @@ extension SubscribeServer {
     /// Reverse proxies whose `X-Forwarded-For` / `X-Real-IP` name the client (limits, pacing,
     /// logs); none by default.
     public var trustedProxies = TrustedProxies.none
+    /// Who may follow `/replicate` (`--replication-allow`); nil: any address (the data is as
+    /// public as `/subscribe`).
+    public var replicationAllowed: TrustedProxies? = nil
     /// Where the `contrail_*` subscribe metrics go (PROTOCOL §10.3).
     public var metrics: any MetricsFactory = MetricsSystem.factory
     /// `GET /metrics`: the Prometheus text; nil answers 404.
@@ -38,6 +41,11 @@ extension SubscribeServer {
     public var logger = Logger(label: "contrail.subscribe") { _ in SwiftLogNoOpLogHandler() }
 
     public init() {}
+
+    /// Whether `client` may follow `/replicate`.
+    func allowsReplication(to client: String) -> Bool {
+      replicationAllowed.map { $0.isTrusted(client) } ?? true
+    }
   }
 
   /// When a subscriber that keeps up too slowly is closed. Falling behind retention always closes

@@ -24,7 +24,7 @@ final class SubscribeMetrics: Sendable {
       Meter(label: "contrail_subscribers", dimensions: [("compression", $0)], factory: factory)
     }
     wires = Dictionary(
-      uniqueKeysWithValues: ["v1", "v2"].map {
+      uniqueKeysWithValues: ["v1", "v2", "replica"].map {
         (
           $0,
           Meter(label: "contrail_subscribers_wire", dimensions: [("wire", $0)], factory: factory)

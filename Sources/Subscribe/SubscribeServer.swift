@@ -125,6 +125,17 @@ public final class SubscribeServer: Sendable {
             if case .success(let options)? = Route.subscribeOptions(head) {
               return channel.eventLoop.makeSucceededFuture(admit(options) ? HTTPHeaders() : nil)
             }
+            if case .success(let request)? = Route.replication(head) {
+              // An edge following this server (OPERATIONS §10): every record after `after`.
+              guard configuration.allowsReplication(to: gate.value.clientAddress(head)),
+                admit(
+                  SubscribeOptions(
+                    filter: request.filter, cursor: request.after + 1, compress: true,
+                    requireHello: false, maxMessageSizeBytes: 0, heartbeat: nil))
+              else { return channel.eventLoop.makeSucceededFuture(nil) }
+              gate.value.replica = true
+              return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
+            }
             // v2 is gated on readiness (PROTOCOL §12.1): the HTTP handler answers 503.
             guard configuration.readiness() == nil,
               case .success(let request)? = Route.v2Options(
@@ -157,16 +168,25 @@ public final class SubscribeServer: Sendable {
             gate.value.options = nil
             let session = gate.value.v2
             let v2Start = gate.value.v2Start
+            let replica = gate.value.replica
             gate.value.v2 = nil
+            gate.value.replica = false
             let address = gate.value.clientAddress(head)
             return channel.eventLoop.makeCompletedFuture {
               // Subscribers write pre-encoded frames (`WebSocketWire`), whole batches at once.
               let writer = RawFrameWriter()
               try channel.pipeline.syncOperations.addHandler(writer, position: .first)
               let handler = SubscriberHandler(
-                options: options, wire: session.map { .v2($0) } ?? .v1, address: address,
+                options: options,
+                wire: replica ? .replication : session.map { .v2($0) } ?? .v1, address: address,
                 environment: environment, writer: writer
               ) { filter in
+                if replica {
+                  return SubscriberFeed(
+                    ring: sources.ring, log: sources.log, start: .cursor(options.cursor ?? 1),
+                    filter: filter, form: .replication,
+                    lagLimit: configuration.slowConsumer.lagLimit)
+                }
                 if let session, let v2Start {
                   return SubscriberFeed(
                     ring: session.publisher.ring, log: sources.log, start: v2Start,

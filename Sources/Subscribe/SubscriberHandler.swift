@@ -430,6 +430,8 @@ extension SubscriberHandler {
 enum SubscriberWire: Sendable {
   case v1
   case v2(V2Session)
+  /// An edge's replication stream (`/replicate`): v1's closes, whole log records as frames.
+  case replication
 
   var isV2: Bool {
     if case .v2 = self { return true }
@@ -437,7 +439,13 @@ enum SubscriberWire: Sendable {
   }
 
   /// The metric label.
-  var label: String { isV2 ? "v2" : "v1" }
+  var label: String {
+    switch self {
+    case .v1: "v1"
+    case .v2: "v2"
+    case .replication: "replica"
+    }
+  }
 }
 
 /// A v2 subscription's share of the server: the publisher whose demand it holds while

@@ -49,6 +49,8 @@ struct ServeCommand: AsyncParsableCommand {
   @Option(help: .init(ServeOption.staleAfter.help)) var staleAfter: String?
   @Option(help: .init(ServeOption.maxFrameSize.help)) var maxFrameSize: String?
   @Option(help: .init(ServeOption.relayCA.help)) var relayCa: String?
+  @Option(help: .init(ServeOption.upstream.help)) var upstream: String?
+  @Option(help: .init(ServeOption.replicationAllow.help)) var replicationAllow: String?
   @Option(help: .init(ServeOption.collections.help)) var collections: String?
   @Option(help: .init(ServeOption.dids.help)) var dids: String?
   @Option(help: .init(ServeOption.metrics.help)) var metrics: String?
@@ -67,7 +69,8 @@ struct ServeCommand: AsyncParsableCommand {
       (.maxEventsPerSecondPerIP, maxEventsPerSecondPerIp),
       (.maxPendingConnections, maxPendingConnections), (.trustedProxies, trustedProxies),
       (.headerTimeout, headerTimeout), (.idleTimeout, idleTimeout), (.staleAfter, staleAfter),
-      (.maxFrameSize, maxFrameSize), (.relayCA, relayCa), (.collections, collections),
+      (.maxFrameSize, maxFrameSize), (.relayCA, relayCa), (.upstream, upstream),
+      (.replicationAllow, replicationAllow), (.collections, collections),
       (.dids, dids), (.metrics, metrics),
       (.logLevel, logLevel), (.logFormat, logFormat),
     ]

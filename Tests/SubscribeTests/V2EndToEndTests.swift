@@ -132,6 +132,32 @@ final class V2EndToEndTests: XCTestCase {
     try await server.stop()
   }
 
+  /// Events stored while no v2 subscriber was connected (the v2 ring idle since the server
+  /// started empty) reach the first v2 subscriber from the log, with nothing stored after it
+  /// connects; the same after the last v2 subscriber left and more was stored.
+  func testEventsStoredWhileNoV2SubscriberWasConnectedAreServed() async throws {
+    let stream = try self.stream(frames: 300)
+    let total = stream.events.count
+    let log = try TemporaryLog.open("v2idle", directories: &directories)
+    let ring = LiveRing(capacity: 100_000, startAfter: 0)
+    let server = try await TestServer.start(ring: ring, log: log, dictionary: stream.dictionary)
+    try stream.ingest(0..<(total / 2), log: log, ring: ring)
+    let first = try await TestWebSocketClient.connect(
+      port: server.port, target: Self.path + "?cursor=1")
+    let before = try await texts(first, total / 2)
+    XCTAssertEqual(before.last, try expected(stream, total / 2 - 1))
+    await first.close()
+    try await waitUntil("the v2 subscriber left") { server.server.v2.subscribers == 0 }
+    try stream.ingest((total / 2)..<total, log: log, ring: ring)
+    let second = try await TestWebSocketClient.connect(
+      port: server.port, target: Self.path + "?cursor=\(total / 2 + 1)")
+    let after = try await texts(second, total - total / 2)
+    XCTAssertEqual(after.first, try expected(stream, total / 2))
+    XCTAssertEqual(after.last, try expected(stream, total - 1))
+    await second.close()
+    try await server.stop()
+  }
+
   /// A client that asks for zstd with the ID from `getZstdDictionary` gets every frame as one
   /// zstd frame that the fetched dictionary turns into exactly the text frame — replayed and
   /// live alike.

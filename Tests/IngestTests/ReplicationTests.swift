@@ -1,0 +1,154 @@
+import App
+import Broadcast
+import Compression
+import EventLog
+import Events
+import Foundation
+import Ingest
+import Subscribe
+import TestSupport
+import XCTest
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Edges (`serve --upstream`, OPERATIONS §10) over real sockets on 127.0.0.1: an edge stores
+/// exactly the records its primary stored, serves the same bytes with the same cursors on both
+/// wires, resumes after a restart with no gap and no duplicate, and compresses nothing.
+final class ReplicationTests: XCTestCase {
+  private var directories: [String] = []
+  private static let base: Int64 = 1_700_000_000_000_000
+
+  override func tearDown() {
+    for directory in directories { try? FileManager.default.removeItem(atPath: directory) }
+  }
+
+  /// A primary serving a log that holds `stream.events[0..<stored]`.
+  private func primary(_ stream: SyntheticStream, stored: Int) async throws -> TestServer {
+    let log = try TemporaryLog.open("primary", directories: &directories)
+    let ring = LiveRing(capacity: 100_000, startAfter: 0)
+    try stream.ingest(0..<stored, log: log, ring: ring)
+    return try await TestServer.start(ring: ring, log: log, dictionary: stream.dictionary)
+  }
+
+  private func edge(of primary: TestServer, directory: String) async throws -> (
+    ContrailServer, Task<Void, Never>
+  ) {
+    var settings = try ServeSettings.forTests(relay: "ws://127.0.0.1:1", dataDirectory: directory)
+    settings.upstream = try RelayEndpoint("ws://127.0.0.1:\(primary.port)")
+    settings.dictionaryPath = nil  // the edge takes the primary's
+    let edge = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
+    return (edge, Task { await edge.run() })
+  }
+
+  /// Every record of `log`, as stored.
+  private func records(_ log: EventLog) -> [LogRecord] {
+    let reader = log.reader(from: 0, filter: .everything)
+    var records: [LogRecord] = []
+    while let record = reader.next() { records.append(record) }
+    return records
+  }
+
+  /// An edge's log ends up holding the primary's records byte for byte (time_us, relay seq, v2
+  /// seq, payload), live ones included; subscribers of both wires get the primary's bytes from
+  /// the same cursors; and the edge compressed nothing.
+  func testAnEdgeStoresAndServesExactlyThePrimarysRecords() async throws {
+    let stream = try SyntheticStream(frames: 1_500, seed: 61, start: Self.base, spacing: 1_000)
+    let total = stream.events.count
+    let primary = try await primary(stream, stored: total / 2)
+    let directory = TemporaryLog.directory("edge")
+    directories.append(directory)
+    let (edge, running) = try await edge(of: primary, directory: directory)
+    try await waitUntil("the edge has the first half") {
+      edge.log.lastEventSeq == Int64(total / 2)
+    }
+    try stream.ingest((total / 2)..<total, log: primary.log, ring: primary.ring)
+    // The primary compressed those; from here on only the edge works.
+    let compressedBefore = EventCompressor.framesCompressed
+    try await waitUntil("the edge has everything") { edge.log.lastEventSeq == Int64(total) }
+    XCTAssertEqual(records(edge.log), records(primary.log))
+    XCTAssertEqual(try edge.log.locate(eventSeqAtLeast: 101)?.eventSeq, 101)
+    XCTAssertEqual(try primary.log.locate(eventSeqAtLeast: 101)?.eventSeq, 101)
+    XCTAssertEqual(
+      try edge.log.locate(timeUSAtLeast: stream.events[100].timeUS)?.eventSeq, 101)
+    XCTAssertEqual(
+      EventCompressor.framesCompressed, compressedBefore, "the edge compressed nothing")
+
+    // Both wires, from the same cursor on each server: the same bytes.
+    let cursorTime = stream.events[100].timeUS
+    for target in [
+      "/subscribe?compress=true&cursor=\(cursorTime)", "/subscribe?cursor=\(cursorTime)",
+      "/xrpc/network.bsky.jetstream.subscribeEvents?cursor=101",
+    ] {
+      var received: [[TestWebSocketClient.Message]] = []
+      for port in [primary.port, edge.port] {
+        let client = try await TestWebSocketClient.connect(port: port, target: target)
+        var messages: [TestWebSocketClient.Message] = []
+        while messages.count < total - 100 {
+          guard let message = try? await client.next(timeout: .seconds(5)) else {
+            XCTFail(
+              "\(target) on \(port == edge.port ? "the edge" : "the primary"): \(messages.count) messages"
+            )
+            break
+          }
+          if message != .ping { messages.append(message) }
+        }
+        await client.close()
+        received.append(messages)
+      }
+      XCTAssertEqual(received[0].count, total - 100, target)
+      XCTAssertEqual(received[0], received[1], target)
+    }
+    await edge.shutdown()
+    await running.value
+    try await primary.stop()
+  }
+
+  /// An edge stopped and started again resumes after the last record it stored: with the
+  /// primary moving on meanwhile, its log ends equal to the primary's — no gap, no duplicate.
+  func testARestartedEdgeResumesWithNoGapAndNoDuplicate() async throws {
+    let stream = try SyntheticStream(frames: 1_200, seed: 62, start: Self.base, spacing: 1_000)
+    let total = stream.events.count
+    let primary = try await primary(stream, stored: total / 3)
+    let directory = TemporaryLog.directory("edge-restart")
+    directories.append(directory)
+    var (edge, running) = try await edge(of: primary, directory: directory)
+    try await waitUntil("the edge caught up") { edge.log.lastEventSeq == Int64(total / 3) }
+    await edge.shutdown()
+    await running.value
+    try stream.ingest((total / 3)..<(2 * total / 3), log: primary.log, ring: primary.ring)
+    (edge, running) = try await self.edge(of: primary, directory: directory)
+    try stream.ingest((2 * total / 3)..<total, log: primary.log, ring: primary.ring)
+    try await waitUntil("the restarted edge caught up") {
+      edge.log.lastEventSeq == Int64(total)
+    }
+    XCTAssertEqual(records(edge.log), records(primary.log))
+    await edge.shutdown()
+    await running.value
+    try await primary.stop()
+  }
+
+  /// `--replication-allow` keeps other addresses out with a 403; a bad `after` is a 400.
+  func testReplicationCanBeRestrictedAndValidates() async throws {
+    let stream = try SyntheticStream(frames: 20, seed: 63, start: Self.base, spacing: 1_000)
+    let log = try TemporaryLog.open("primary", directories: &directories)
+    let ring = LiveRing()
+    try stream.ingest(0..<stream.events.count, log: log, ring: ring)
+    let primary = try await TestServer.start(ring: ring, log: log, dictionary: stream.dictionary) {
+      $0.replicationAllowed = TrustedProxies("10.0.0.0/8")
+    }
+    let (fd, head) = try RawSocket.handshake(port: primary.port, target: "/replicate?after=0")
+    close(fd)
+    XCTAssertTrue(head.hasPrefix("HTTP/1.1 403"), head)
+    let open = try await TestServer.start(ring: ring, log: log, dictionary: stream.dictionary)
+    let (fd2, head2) = try RawSocket.handshake(port: open.port, target: "/replicate?after=-1")
+    close(fd2)
+    XCTAssertTrue(head2.hasPrefix("HTTP/1.1 400"), head2)
+    let (fd3, head3) = try RawSocket.handshake(port: open.port, target: "/replicate?after=0")
+    close(fd3)
+    XCTAssertTrue(head3.hasPrefix("HTTP/1.1 101"), head3)
+    try await primary.stop()
+    try await open.stop()
+  }
+}
