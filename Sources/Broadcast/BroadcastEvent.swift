@@ -4,12 +4,7 @@ import NIOCore
 /// One event as subscribers receive it: its filter keys and the two wire forms, built once at
 /// ingest. `ByteBuffer`s are shared, so handing one to many sockets copies no payload bytes.
 public struct BroadcastEvent: Sendable {
-  public let timeUS: Int64
-  /// The event's v2 `seq` (the log's event sequence number; 0 where no wire needs it).
-  public let eventSeq: Int64
-  public let kind: EventKind
-  public let did: String
-  public let collection: String
+  public let meta: EventMeta
   /// The JSON's length in bytes (for `maxMessageSizeBytes`, which compares uncompressed sizes).
   public let jsonLength: Int
   /// The payloads as given, or, once framed, the block that holds the frames (each payload is
@@ -33,29 +28,30 @@ public struct BroadcastEvent: Sendable {
     json: ByteBuffer?, compressed: ByteBuffer, jsonLength: Int
   ) {
     self.init(
-      timeUS: timeUS, eventSeq: eventSeq, kind: kind, did: did, collection: collection,
-      jsonLength: jsonLength, payloads: .buffers(json: json, compressed: compressed),
+      meta: EventMeta(
+        timeUS: timeUS, seq: 0, eventSeq: eventSeq, kind: kind, did: did, collection: collection),
+      json: json, compressed: compressed, jsonLength: jsonLength)
+  }
+
+  /// An event with its payloads given as buffers (a log record's, for instance).
+  public init(meta: EventMeta, json: ByteBuffer?, compressed: ByteBuffer, jsonLength: Int) {
+    self.init(
+      meta: meta, jsonLength: jsonLength, payloads: .buffers(json: json, compressed: compressed),
       frameRanges: FrameRanges())
   }
 
   /// The live form of a freshly translated event and its zstd frame. The arrays are held as
   /// they are: publishing copies each payload once, into its frame.
   public init(_ event: Event, eventSeq: Int64, compressed: [UInt8]) {
+    var meta = event.meta
+    meta.eventSeq = eventSeq
     self.init(
-      timeUS: event.timeUS, eventSeq: eventSeq, kind: event.kind, did: event.did,
-      collection: event.collection, jsonLength: event.json.count,
+      meta: meta, jsonLength: event.json.count,
       payloads: .arrays(json: event.json, compressed: compressed), frameRanges: FrameRanges())
   }
 
-  private init(
-    timeUS: Int64, eventSeq: Int64, kind: EventKind, did: String, collection: String,
-    jsonLength: Int, payloads: Payloads, frameRanges: FrameRanges
-  ) {
-    self.timeUS = timeUS
-    self.eventSeq = eventSeq
-    self.kind = kind
-    self.did = did
-    self.collection = collection
+  private init(meta: EventMeta, jsonLength: Int, payloads: Payloads, frameRanges: FrameRanges) {
+    self.meta = meta
     self.jsonLength = jsonLength
     self.payloads = payloads
     self.frameRanges = frameRanges
@@ -65,6 +61,12 @@ public struct BroadcastEvent: Sendable {
       blockID = nil
     }
   }
+
+  public var timeUS: Int64 { meta.timeUS }
+  public var eventSeq: Int64 { meta.eventSeq }
+  public var kind: EventKind { meta.kind }
+  public var did: String { meta.did }
+  public var collection: String { meta.collection }
 
   /// The JSON text; nil for events replayed from disk to zstd subscribers, which never need it.
   public var json: ByteBuffer? {
@@ -325,7 +327,6 @@ extension BroadcastEvent {
   /// its own buffers.
   func framed(in block: FrameBlock, _ ranges: FrameRanges) -> BroadcastEvent {
     BroadcastEvent(
-      timeUS: timeUS, eventSeq: eventSeq, kind: kind, did: did, collection: collection,
-      jsonLength: jsonLength, payloads: .framed(block), frameRanges: ranges)
+      meta: meta, jsonLength: jsonLength, payloads: .framed(block), frameRanges: ranges)
   }
 }

@@ -231,8 +231,7 @@ public final class SubscriberFeed {
         records.map { record in
           let message = ReplicationMessage.encode(record)
           return BroadcastEvent(
-            timeUS: record.timeUS, eventSeq: record.eventSeq, kind: record.kind, did: record.did,
-            collection: record.collection, json: nil, compressed: ByteBuffer(bytes: message),
+            meta: record.meta, json: nil, compressed: ByteBuffer(bytes: message),
             jsonLength: message.count)
         })
     }
@@ -320,8 +319,7 @@ public final class SubscriberFeed {
           : sizes[index]
         events.append(
           BroadcastEvent(
-            timeUS: record.timeUS, eventSeq: record.eventSeq, kind: record.kind, did: record.did,
-            collection: record.collection, json: nil, compressed: ByteBuffer(),
+            meta: record.meta, json: nil, compressed: ByteBuffer(),
             jsonLength: length
           ).framed(in: block, ranges))
       }

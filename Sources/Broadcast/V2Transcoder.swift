@@ -43,8 +43,7 @@ public final class V2Transcoder: Sendable {
         let zstd = try compressor.compress(v2)
         out.append(
           BroadcastEvent(
-            timeUS: event.timeUS, eventSeq: event.eventSeq, kind: event.kind, did: event.did,
-            collection: event.collection, json: ByteBuffer(bytes: v2),
+            meta: event.meta, json: ByteBuffer(bytes: v2),
             compressed: ByteBuffer(bytes: zstd), jsonLength: v2.count))
       }
       return out
@@ -71,8 +70,7 @@ public final class V2Transcoder: Sendable {
         let zstd = compressed ? try compressors.with { try $0.compress(v2) } : []
         events.append(
           BroadcastEvent(
-            timeUS: record.timeUS, eventSeq: record.eventSeq, kind: record.kind, did: record.did,
-            collection: record.collection, json: compressed ? nil : ByteBuffer(bytes: v2),
+            meta: record.meta, json: compressed ? nil : ByteBuffer(bytes: v2),
             compressed: ByteBuffer(bytes: zstd), jsonLength: v2.count))
       }
     }

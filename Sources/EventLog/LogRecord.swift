@@ -3,37 +3,37 @@ import Events
 /// One stored event: the metadata readers filter by, uncompressed, and the zstd frame exactly as
 /// subscribers receive it.
 public struct LogRecord: Sendable, Equatable {
-  public let timeUS: Int64
-  /// The relay seq of the frame the event came from.
-  public let seq: Int64
-  /// The event's v2 sequence number (PROTOCOL-v2 `seq`): assigned by the store path, 1-based and
-  /// strictly increasing through the log (docs/FORMAT.md §3).
-  public let eventSeq: Int64
-  public let kind: EventKind
-  public let did: String
-  public let collection: String
+  public let meta: EventMeta
   public let payload: [UInt8]
 
   public init(
     timeUS: Int64, seq: Int64, eventSeq: Int64, kind: EventKind, did: String, collection: String,
     payload: [UInt8]
   ) {
-    self.timeUS = timeUS
-    self.seq = seq
-    self.eventSeq = eventSeq
-    self.kind = kind
-    self.did = did
-    self.collection = collection
+    meta = EventMeta(
+      timeUS: timeUS, seq: seq, eventSeq: eventSeq, kind: kind, did: did, collection: collection)
     self.payload = payload
   }
+
+  public init(meta: EventMeta, payload: [UInt8]) {
+    self.meta = meta
+    self.payload = payload
+  }
+
+  public var timeUS: Int64 { meta.timeUS }
+  public var seq: Int64 { meta.seq }
+  public var eventSeq: Int64 { meta.eventSeq }
+  public var kind: EventKind { meta.kind }
+  public var did: String { meta.did }
+  public var collection: String { meta.collection }
 }
 
 extension LogRecord {
   /// The record for a translated event, the v2 sequence number the store path gave it, and its
   /// compressed JSON.
   public init(_ event: Event, eventSeq: Int64, payload: [UInt8]) {
-    self.init(
-      timeUS: event.timeUS, seq: event.seq, eventSeq: eventSeq, kind: event.kind, did: event.did,
-      collection: event.collection, payload: payload)
+    var meta = event.meta
+    meta.eventSeq = eventSeq
+    self.init(meta: meta, payload: payload)
   }
 }

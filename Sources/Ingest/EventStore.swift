@@ -105,8 +105,7 @@ public final class EventStore: @unchecked Sendable {
       let events = try fresh.prefix(kept).map { record in
         let json = try decompressor.decompress(record.payload)
         return BroadcastEvent(
-          timeUS: record.timeUS, eventSeq: record.eventSeq, kind: record.kind, did: record.did,
-          collection: record.collection, json: ByteBuffer(bytes: json),
+          meta: record.meta, json: ByteBuffer(bytes: json),
           compressed: ByteBuffer(bytes: record.payload), jsonLength: json.count)
       }
       ring.publish(events)
