@@ -142,16 +142,7 @@ public enum V2Frame {
       days -= 1
       rest += microsPerDay
     }
-    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm); |days| < 1.1e8 here.
-    let z = days + 719_468
-    let era = (z >= 0 ? z : z - 146_096) / 146_097
-    let dayOfEra = z - era * 146_097
-    let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
-    let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-    let mp = (5 * dayOfYear + 2) / 153
-    let day = dayOfYear - (153 * mp + 2) / 5 + 1
-    let month = mp < 10 ? mp + 3 : mp - 9
-    let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+    let (year, month, day) = CivilDate.fromDays(days)
 
     var i = 0
     func digits(_ value: Int64, _ count: Int) {

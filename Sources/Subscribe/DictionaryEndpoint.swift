@@ -1,5 +1,6 @@
 import Compression
 import Events
+import Firehose
 import NIOHTTP1
 import Synchronization
 import URLQuery
@@ -187,7 +188,7 @@ enum HTTPDate {
   /// `seconds` since the epoch (UTC) as an IMF-fixdate.
   static func format(_ seconds: Int64) -> String {
     let (day, secondOfDay) = floorDivide(seconds, 86_400)
-    let (year, month, dayOfMonth) = civil(fromDays: day)
+    let (year, month, dayOfMonth) = CivilDate.fromDays(day)
     let weekday = Int(((day % 7) + 11) % 7)  // 1970-01-01 was a Thursday
     func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
     let yearText = String(year)
@@ -215,7 +216,7 @@ enum HTTPDate {
       let year = number(12..<16), let hour = number(17..<19), let minute = number(20..<22),
       let second = number(23..<25), (1...31).contains(day), hour < 24, minute < 60, second < 61
     else { return nil }
-    let daysSinceEpoch = days(fromCivil: year, Int64(monthIndex) + 1, day)
+    let daysSinceEpoch = CivilDate.days(year: year, month: Int64(monthIndex) + 1, day: day)
     return daysSinceEpoch * 86_400 + hour * 3600 + minute * 60 + second
   }
 
@@ -223,29 +224,5 @@ enum HTTPDate {
     let q = a / b
     let r = a % b
     return r < 0 ? (q - 1, r + b) : (q, r)
-  }
-
-  /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 → (year, month, day).
-  private static func civil(fromDays z: Int64) -> (Int64, Int64, Int64) {
-    let z = z + 719_468
-    let era = (z >= 0 ? z : z - 146_096) / 146_097
-    let doe = z - era * 146_097
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-    let mp = (5 * doy + 2) / 153
-    let day = doy - (153 * mp + 2) / 5 + 1
-    let month = mp < 10 ? mp + 3 : mp - 9
-    return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
-  }
-
-  /// Howard Hinnant's `days_from_civil`.
-  private static func days(fromCivil year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
-    let y = month <= 2 ? year - 1 : year
-    let era = (y >= 0 ? y : y - 399) / 400
-    let yoe = y - era * 400
-    let mp = month > 2 ? month - 3 : month + 9
-    let doy = (153 * mp + 2) / 5 + day - 1
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-    return era * 146_097 + doe - 719_468
   }
 }

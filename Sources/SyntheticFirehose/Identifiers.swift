@@ -31,7 +31,7 @@ public enum Identifiers {
     let seconds = millis / 1000
     let days = seconds / 86_400
     let secondOfDay = seconds % 86_400
-    let (year, month, day) = civil(fromDays: days)
+    let (year, month, day) = CivilDate.fromDays(days)
     func pad(_ v: Int64, _ width: Int) -> String {
       let s = String(v)
       return String(repeating: "0", count: max(0, width - s.count)) + s
@@ -40,16 +40,4 @@ public enum Identifiers {
       + "\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(millis % 1000, 3))Z"
   }
 
-  /// Gregorian date for days since 1970-01-01 (Howard Hinnant's algorithm).
-  private static func civil(fromDays days: Int64) -> (Int64, Int64, Int64) {
-    let z = days + 719_468
-    let era = (z >= 0 ? z : z - 146_096) / 146_097
-    let doe = z - era * 146_097
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-    let mp = (5 * doy + 2) / 153
-    let day = doy - (153 * mp + 2) / 5 + 1
-    let month = mp < 10 ? mp + 3 : mp - 9
-    return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
-  }
 }

@@ -110,10 +110,13 @@ public enum QueryError: Error, Equatable, Sendable, CustomStringConvertible {
   }
 }
 
+/// Go's `strconv.Quote` of a string's UTF-8 (`goQuote(_:)` on its bytes).
+public func goQuote(_ text: String) -> String { goQuote(Array(text.utf8)) }
+
 /// Go's `strconv.Quote` for the few bytes of an escape error: printable characters as they are,
 /// `"` and `\` escaped, control characters as `\n`-style or `\xNN` escapes, bytes that are not
 /// UTF-8 as `\xNN`, other unprintable characters as `\uNNNN`.
-private func goQuote(_ bytes: [UInt8]) -> String {
+public func goQuote(_ bytes: [UInt8]) -> String {
   func hex(_ value: UInt32, _ width: Int) -> String {
     let digits = String(value, radix: 16)
     return String(repeating: "0", count: max(0, width - digits.count)) + digits

@@ -1,6 +1,7 @@
 import Events
 import Foundation
 import NIOHTTP1
+import URLQuery
 import XCTest
 
 @testable import Subscribe
