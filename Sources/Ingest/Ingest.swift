@@ -40,15 +40,7 @@ public final class Ingest: Sendable {
   private let pipeline: IngestPipeline
   private let logger: Logger
   private let tls: NIOSSLContext?
-  private struct State {
-    var connected = false
-    var connections = 0
-    var stopped = false
-    var channel: Channel?
-    /// When the last connection ended (nil while connected, or before the first one).
-    var disconnectedAt: ContinuousClock.Instant?
-  }
-  private let state = Mutex(State())
+  private let connection = ConnectionState()
   private let metrics: IngestMetrics
 
   public init(
@@ -64,25 +56,23 @@ public final class Ingest: Sendable {
   }
 
   /// Whether a relay connection is up now.
-  public var isConnected: Bool { state.withLock { $0.connected } }
+  public var isConnected: Bool { connection.isConnected }
 
   /// Connected now, or connected before and down for less than `grace` (a reconnect in
   /// progress): what `/readyz` reports, so a load balancer does not drop every instance at each
   /// relay reconnect.
   public func isRecentlyConnected(grace: Duration) -> Bool {
-    state.withLock { state in
-      state.connected || state.disconnectedAt.map { ContinuousClock.now - $0 < grace } ?? false
-    }
+    connection.isRecentlyConnected(grace: grace)
   }
   /// Connections made so far (the first one included).
-  public var connections: Int { state.withLock { $0.connections } }
+  public var connections: Int { connection.connections }
 
   /// Connects and reconnects until `stop()`; returns once the pipeline has stored everything
   /// received.
   public func run() async {
     var attempt = 0
     var resume = await pipeline.settle()
-    while !state.withLock({ $0.stopped }) {
+    while !connection.isStopped {
       let cursor = startCursor(resume)
       let stats = ConnectionStats()
       let pipeline = self.pipeline
@@ -97,24 +87,13 @@ public final class Ingest: Sendable {
           configuration.relay, cursor: cursor, tls: tls,
           connectTimeout: configuration.connectTimeout, maxFrameSize: configuration.maxFrameSize
         ) { RelayFrameHandler(pipeline: pipeline, staleAfter: staleAfter, stats: stats) }
-        let stopped = state.withLock { state in
-          state.connected = !state.stopped
-          state.disconnectedAt = nil
-          state.connections += 1
-          state.channel = channel
-          return state.stopped
-        }
-        if stopped { channel.close(promise: nil) }
+        connection.opened(channel)
         metrics.connected.record(1)
         logger.info("connected to relay", metadata: ["relay": "\(configuration.relay)"])
         try? await channel.closeFuture.get()
-        state.withLock { state in
-          state.connected = false
-          state.channel = nil
-          state.disconnectedAt = .now
-        }
+        connection.closed()
         metrics.connected.record(0)
-        if state.withLock({ $0.stopped }) {
+        if connection.isStopped {
           logger.info(
             "relay connection closed for shutdown", metadata: ["frames": "\(stats.frames)"])
         } else {
@@ -128,7 +107,7 @@ public final class Ingest: Sendable {
       } catch {
         logger.warning("cannot connect to relay", metadata: ["error": "\(error)"])
       }
-      guard !state.withLock({ $0.stopped }) else { break }
+      guard !connection.isStopped else { break }
       metrics.reconnects.increment()
       // Only a connection that stored something resets the backoff: one that ends with an
       // error frame at once (or delivers only frames we drop) must not be retried in a loop.
@@ -151,13 +130,7 @@ public final class Ingest: Sendable {
   }
 
   /// Stops reconnecting and closes the current connection; `run()` then returns.
-  public func stop() {
-    let channel = state.withLock { state -> Channel? in
-      state.stopped = true
-      return state.channel
-    }
-    channel?.close(promise: nil)
-  }
+  public func stop() { connection.stop() }
 
   /// The relay seq to connect after, or nil for the relay's live tip. A `--relay-cursor`
   /// holds until this process has stored a frame (a failed first connection keeps it); from
@@ -180,7 +153,7 @@ public final class Ingest: Sendable {
 
   private func sleepUnlessStopped(_ delay: Duration) async throws {
     let deadline = ContinuousClock.now + delay
-    while ContinuousClock.now < deadline && !state.withLock({ $0.stopped }) {
+    while ContinuousClock.now < deadline && !connection.isStopped {
       try await Task.sleep(for: min(.milliseconds(50), deadline - ContinuousClock.now))
     }
   }

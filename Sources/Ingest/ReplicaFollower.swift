@@ -38,15 +38,8 @@ public final class ReplicaFollower: Sendable {
   private let logger: Logger
   private let tls: NIOSSLContext?
   private let queue = DispatchQueue(label: "contrail.replica.store")
-  private struct State {
-    var connected = false
-    var stopped = false
-    var channel: Channel?
-    var disconnectedAt: ContinuousClock.Instant?
-    var stored = 0
-    var connections = 0
-  }
-  private let state = Mutex(State())
+  private let connection = ConnectionState()
+  private let storedCount = Atomic<Int>(0)
 
   public init(configuration: Configuration, store: EventStore, logger: Logger) throws {
     self.configuration = configuration
@@ -58,19 +51,17 @@ public final class ReplicaFollower: Sendable {
   }
 
   /// Whether the primary's stream is open now.
-  public var isConnected: Bool { state.withLock { $0.connected } }
+  public var isConnected: Bool { connection.isConnected }
 
   /// Connected now, or down for less than `grace` (for `/readyz`, as with a relay).
   public func isRecentlyConnected(grace: Duration) -> Bool {
-    state.withLock { state in
-      state.connected || state.disconnectedAt.map { ContinuousClock.now - $0 < grace } ?? false
-    }
+    connection.isRecentlyConnected(grace: grace)
   }
 
   /// Records stored since start.
-  public var stored: Int { state.withLock { $0.stored } }
+  public var stored: Int { storedCount.load(ordering: .relaxed) }
   /// Connections made so far.
-  public var connections: Int { state.withLock { $0.connections } }
+  public var connections: Int { connection.connections }
 
   /// The request for everything after `after`.
   func target(after: Int64) -> String {
@@ -102,7 +93,7 @@ public final class ReplicaFollower: Sendable {
   /// Follows the primary until `stop()`.
   public func run() async {
     var attempt = 0
-    while !state.withLock({ $0.stopped }) {
+    while !connection.isStopped {
       let after = store.log.lastTimeUS ?? 0
       let target = target(after: after)
       let storedBefore = stored
@@ -116,23 +107,12 @@ public final class ReplicaFollower: Sendable {
           tls: tls, connectTimeout: configuration.connectTimeout,
           framing: { ByteToMessageHandler(RelayMessageDecoder(maxMessageBytes: 17 << 20)) },
           handlers: { channel in try channel.pipeline.syncOperations.addHandler(handler) })
-        let stopped = state.withLock { state in
-          state.connected = !state.stopped
-          state.disconnectedAt = nil
-          state.connections += 1
-          state.channel = channel
-          return state.stopped
-        }
-        if stopped { channel.close(promise: nil) }
+        connection.opened(channel)
         logger.info("following primary", metadata: ["upstream": "\(configuration.upstream)"])
         try? await channel.closeFuture.get()
-        state.withLock { state in
-          state.connected = false
-          state.channel = nil
-          state.disconnectedAt = .now
-        }
+        connection.closed()
         await drain()
-        if !state.withLock({ $0.stopped }) {
+        if !connection.isStopped {
           logger.warning(
             "primary stream ended",
             metadata: ["reason": "\(handler.closeReason ?? "closed by the primary")"])
@@ -140,13 +120,13 @@ public final class ReplicaFollower: Sendable {
       } catch {
         logger.warning("cannot connect to primary", metadata: ["error": "\(error)"])
       }
-      guard !state.withLock({ $0.stopped }) else { break }
+      guard !connection.isStopped else { break }
       if stored != storedBefore { attempt = 0 }
       let delay = Backoff.delay(
         attempt, base: configuration.backoffBase, cap: configuration.backoffCap)
       attempt += 1
       let deadline = ContinuousClock.now + delay
-      while ContinuousClock.now < deadline && !state.withLock({ $0.stopped }) {
+      while ContinuousClock.now < deadline && !connection.isStopped {
         try? await Task.sleep(for: min(.milliseconds(50), deadline - ContinuousClock.now))
       }
     }
@@ -154,13 +134,7 @@ public final class ReplicaFollower: Sendable {
   }
 
   /// Stops following; `run()` returns once what was received is stored.
-  public func stop() {
-    let channel = state.withLock { state -> Channel? in
-      state.stopped = true
-      return state.channel
-    }
-    channel?.close(promise: nil)
-  }
+  public func stop() { connection.stop() }
 
   /// Waits until every batch handed to the store queue is stored.
   private func drain() async {
@@ -171,7 +145,7 @@ public final class ReplicaFollower: Sendable {
   fileprivate func submit(_ records: [LogRecord], done: @escaping @Sendable (Error?) -> Void) {
     queue.async { [self] in
       let outcome = store.storeReplicated(records)
-      state.withLock { $0.stored += outcome.stored }
+      storedCount.add(outcome.stored, ordering: .relaxed)
       if let error = outcome.error {
         logger.error("cannot store replicated records", metadata: ["error": "\(error)"])
       }
