@@ -65,12 +65,16 @@ public enum ReplicationMessage {
     guard didLength > 0, didLength <= maxDIDBytes else {
       throw Invalid(description: "a replication message's DID is empty or too long")
     }
-    let did = String(decoding: try take(didLength), as: UTF8.self)
+    guard let did = String(validating: try take(didLength), as: UTF8.self) else {
+      throw Invalid(description: "a replication message's DID is not UTF-8")
+    }
     let collectionLength = Int(try integer(2))
     guard collectionLength <= maxCollectionBytes else {
       throw Invalid(description: "a replication message's collection is too long")
     }
-    let collection = String(decoding: try take(collectionLength), as: UTF8.self)
+    guard let collection = String(validating: try take(collectionLength), as: UTF8.self) else {
+      throw Invalid(description: "a replication message's collection is not UTF-8")
+    }
     let payload = try take(message.count - position)
     guard !payload.isEmpty, payload.count <= maxPayloadBytes else {
       throw Invalid(description: "a replication message's payload is empty or too big")
