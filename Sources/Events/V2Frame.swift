@@ -345,26 +345,9 @@ extension V2Frame {
 
 /// Writes a decimal integer at `start` (room for 20 bytes); returns its length.
 private func writeDecimal(_ value: Int64, to start: UnsafeMutablePointer<UInt8>) -> Int {
-  var i = 0
-  if value < 0 {
-    start[0] = UInt8(ascii: "-")
-    i = 1
-  }
-  let magnitude = value.magnitude
-  var digitCount = 1
-  var probe = magnitude
-  while probe >= 10 {
-    probe /= 10
-    digitCount += 1
-  }
-  var rest = magnitude
-  var position = i + digitCount
-  repeat {
-    position -= 1
-    start[position] = UInt8(truncatingIfNeeded: rest % 10) &+ 48
-    rest /= 10
-  } while rest != 0
-  return i + digitCount
+  guard value < 0 else { return ByteSink.writeDecimal(UInt64(value), to: start) }
+  start[0] = UInt8(ascii: "-")
+  return 1 + ByteSink.writeDecimal(value.magnitude, to: start + 1)
 }
 
 // MARK: - Scanning the stored event

@@ -77,20 +77,25 @@ public struct ByteSink {
 
   /// Appends the decimal form of an unsigned integer.
   public mutating func append(decimal value: UInt64) {
+    reserve(20)
+    count += Self.writeDecimal(value, to: base + count)
+  }
+
+  /// Writes the decimal form of `value` at `start` (room for 20 bytes); returns its length.
+  public static func writeDecimal(_ value: UInt64, to start: UnsafeMutablePointer<UInt8>) -> Int {
     var digitCount = 1
     var probe = value
     while probe >= 10 {
       probe /= 10
       digitCount += 1
     }
-    reserve(digitCount)
     var rest = value
-    var position = count + digitCount
+    var position = digitCount
     repeat {
       position -= 1
-      base[position] = UInt8(truncatingIfNeeded: rest % 10) &+ 48
+      start[position] = UInt8(truncatingIfNeeded: rest % 10) &+ 48
       rest /= 10
     } while rest != 0
-    count += digitCount
+    return digitCount
   }
 }
