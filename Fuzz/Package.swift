@@ -40,6 +40,9 @@ let package = Package(
       name: "FuzzLogRecord",
       dependencies: ["FuzzSupport", .product(name: "ContrailEventLog", package: "Contrail")]),
     .executableTarget(
+      name: "FuzzReplicationMessage",
+      dependencies: ["FuzzSupport", .product(name: "ContrailEventLog", package: "Contrail")]),
+    .executableTarget(
       name: "FuzzSegment",
       dependencies: ["FuzzSupport", .product(name: "ContrailEventLog", package: "Contrail")]),
   ]
