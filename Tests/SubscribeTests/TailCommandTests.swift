@@ -1,5 +1,6 @@
 import Broadcast
 import EventLog
+import Events
 import Foundation
 import Subscribe
 import TestSupport
@@ -31,6 +32,40 @@ final class TailCommandTests: XCTestCase {
       XCTAssertTrue(
         String(decoding: result.stdout, as: UTF8.self) == expected, "tail \(extra): wrong lines")
       XCTAssertTrue(result.stderr.hasPrefix("100 events, "), result.stderr)
+    }
+    try await server.stop()
+  }
+
+  /// `tail --v2` speaks subscribeEvents: from a seq cursor, with `--kind` and a collection, its
+  /// lines are the v2 frames of exactly those events, text or zstd (the dictionary fetched from
+  /// getZstdDictionary).
+  func testV2PrintsTheV2FramesOfTheSubscribedEvents() async throws {
+    let stream = try SyntheticStream(frames: 300, seed: 23, start: 1_700_000_000_000_000)
+    let log = try TemporaryLog.open("tail-v2", directories: &directories)
+    let server = try await TestServer.start(stream, log: log)
+    let wanted = stream.events.indices.filter {
+      stream.events[$0].kind == .commit && stream.events[$0].collection == "app.bsky.feed.like"
+        && $0 >= 9
+    }
+    let expected = try wanted.prefix(50).map { index -> String in
+      let event = stream.events[index]
+      let frame = try XCTUnwrap(
+        event.json.withUnsafeBytes {
+          V2Frame.message(fromV1: $0, eventSeq: Int64(index + 1), timeUS: event.timeUS)
+        })
+      return String(decoding: frame, as: UTF8.self) + "\n"
+    }.joined()
+    for extra in [[], ["--compress"]] {
+      let result = try ContrailCommand.run(
+        [
+          "tail", "ws://127.0.0.1:\(server.port)", "--v2", "--cursor", "10", "--kind", "commit",
+          "--collection", "app.bsky.feed.like", "--limit", "50",
+        ] + extra)
+      XCTAssertEqual(result.status, 0, result.stderr)
+      XCTAssertTrue(
+        String(decoding: result.stdout, as: UTF8.self) == expected,
+        "tail --v2 \(extra): wrong lines")
+      XCTAssertTrue(result.stderr.hasPrefix("50 events, "), result.stderr)
     }
     try await server.stop()
   }
