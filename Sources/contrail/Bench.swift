@@ -9,7 +9,7 @@ struct Bench: ParsableCommand {
     abstract: "Run a benchmark (release builds only give meaningful numbers).",
     subcommands: [
       BenchTranslate.self, BenchCompress.self, BenchLog.self, BenchFanout.self, BenchIngest.self,
-      BenchLargeCommit.self, BenchLatency.self,
+      BenchLargeCommit.self, BenchLatency.self, BenchEdge.self,
     ])
 }
 

@@ -20,7 +20,11 @@ struct BenchFanout: AsyncParsableCommand {
       --idle subscribers connected and nothing to send. --compare: live runs only, each one \
       twice, interleaved: with frames built once at publish and sent as slices (the server's \
       way), and with every subscriber copying each payload into a buffer of its own (the way \
-      before it); medians and spreads over --rounds.
+      before it); medians and spreads over --rounds. --wire v2 or both: the same runs with \
+      v2 subscribers (subscribeEvents, text and zstdDictionary), whose frames the server makes \
+      once per event (V2Publisher, included in the server CPU); with --rounds above 1 every \
+      round runs each count's forms in a rotating order, then medians and spreads, and v2 / v1 \
+      ratios taken within each round.
       """)
 
   @Option(help: "Subscriber counts for the live runs (comma-separated).")
@@ -44,8 +48,31 @@ struct BenchFanout: AsyncParsableCommand {
   @Flag(help: "Live runs only: shared frames sent as slices vs per-subscriber copies, interleaved.")
   var compare = false
 
-  @Option(help: "Rounds of --compare (each runs every count and form both ways).")
-  var rounds = 5
+  @Option(
+    help: """
+      Rounds: of --compare (each runs every count and form both ways; default 5), or of the \
+      live and replay runs (default 1), interleaved.
+      """)
+  var rounds: Int?
+
+  @Option(help: "Subscribers' wire: v1 (/subscribe, JSON and zstd), v2 (subscribeEvents) or both.")
+  var wire = "v1"
+
+  func validate() throws {
+    guard ["v1", "v2", "both"].contains(wire) else {
+      throw ValidationError("--wire is v1, v2 or both")
+    }
+    guard (rounds ?? 1) > 0 else { throw ValidationError("--rounds must be positive") }
+  }
+
+  /// The subscriber forms of the live and replay runs.
+  private var forms: [FanoutForm] {
+    switch wire {
+    case "v2": return [.v2Text, .v2Zstd]
+    case "both": return FanoutForm.allCases
+    default: return [.v1JSON, .v1Zstd]
+    }
+  }
 
   func run() async throws {
     let counts = try subscribers.split(separator: ",").map {
@@ -57,7 +84,8 @@ struct BenchFanout: AsyncParsableCommand {
     try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: scratch) }
     if compare {
-      return try await comparison(counts, dictionary: dictionary, scratch: scratch)
+      return try await comparison(
+        counts, rounds: rounds ?? 5, dictionary: dictionary, scratch: scratch)
     }
 
     let idleLog = try EventLog(Self.logConfiguration(scratch + "/idle"))
@@ -80,61 +108,153 @@ struct BenchFanout: AsyncParsableCommand {
     print(
       "\(pool.count) distinct events (zstd \(average) B average), reused with new time_us; "
         + "load client: `contrail load-client` in a second process")
+    let forms = self.forms
+    let rounds = self.rounds ?? 1
+    var table = FanoutTable()
 
-    for compressed in [false, true] {
-      for count in counts {
-        let run = try await live(
-          count, compressed: compressed, framing: true, pool: pool, dictionary: dictionary,
-          scratch: scratch)
-        report(
-          "live \(compressed ? "zstd" : "json") × \(count)", run.result, cpu: run.cpu,
-          delivered: run.delivered, publish: run.publish)
-      }
-    }
-
-    for compressed in [false, true] {
-      let log = try EventLog(Self.logConfiguration(scratch + "/replay-\(compressed)"))
-      var records: [LogRecord] = []
-      for index in 0..<replay {
-        let event = pool[index % pool.count]
-        records.append(
-          LogRecord(
-            timeUS: Int64(index + 1), seq: Int64(index + 1), eventSeq: Int64(index + 1),
-            kind: event.kind, did: event.did,
-            collection: event.collection,
-            payload: Array(event.compressed.readableBytesView)))
-        if records.count == 1_000 {
-          try log.append(records)
-          records.removeAll(keepingCapacity: true)
+    for round in 0..<rounds {
+      for (index, count) in counts.enumerated() {
+        for form in Self.rotated(forms, by: round + index) {
+          let run = try await live(
+            count, form: form, framing: true, pool: pool, dictionary: dictionary,
+            scratch: scratch)
+          let name = "live \(form.name) × \(count)"
+          report(
+            (rounds > 1 ? "round \(round + 1) " : "") + name, run.result, cpu: run.cpu,
+            delivered: run.delivered, publish: run.publish)
+          table.add(
+            name, group: "live × \(count)", form: form, round: round, run.result, cpu: run.cpu,
+            delivered: run.delivered)
         }
       }
-      try log.append(records)
-      let ring = LiveRing(capacity: 1_024, startAfter: Int64(replay))
-      let server = try await SubscribeServer.start(
-        sources: .init(ring: ring, log: log, dictionary: dictionary))
-      let cpu = CPUTime.now()
-      let client = try await LoadProcess.start(
-        port: server.port, connections: 1,
-        target: "/subscribe?cursor=1" + (compressed ? "&compress=true" : ""), expect: replay)
-      let result = try await client.result()
-      let used = CPUTime.now() - cpu
-      report(
-        "replay from disk, \(compressed ? "zstd" : "json (decompressed per event)") × 1", result,
-        cpu: used, delivered: replay)
-      try await server.stop()
     }
 
+    // One log for every replay run, written once.
+    let log = try EventLog(Self.logConfiguration(scratch + "/replay"))
+    var records: [LogRecord] = []
+    for index in 0..<replay {
+      let event = pool[index % pool.count]
+      records.append(
+        LogRecord(
+          timeUS: Int64(index + 1), seq: Int64(index + 1), eventSeq: Int64(index + 1),
+          kind: event.kind, did: event.did,
+          collection: event.collection,
+          payload: Array(event.compressed.readableBytesView)))
+      if records.count == 1_000 {
+        try log.append(records)
+        records.removeAll(keepingCapacity: true)
+      }
+    }
+    try log.append(records)
+    for round in 0..<rounds {
+      for form in Self.rotated(forms, by: round) {
+        let ring = LiveRing(capacity: 1_024, startAfter: Int64(replay))
+        let server = try await SubscribeServer.start(
+          sources: .init(ring: ring, log: log, dictionary: dictionary))
+        let cpu = CPUTime.now()
+        let client = try await LoadProcess.start(
+          port: server.port, connections: 1,
+          target: form.target(dictionaryID: dictionary.id, cursor: 1), expect: replay)
+        let result = try await client.result()
+        let used = CPUTime.now() - cpu
+        let name = "replay from disk, \(form.replayName) × 1"
+        report(
+          (rounds > 1 ? "round \(round + 1) " : "") + name, result, cpu: used, delivered: replay)
+        table.add(
+          name, group: "replay", form: form, round: round, result, cpu: used, delivered: replay)
+        try await server.stop()
+      }
+    }
+    try log.close()
+
+    if forms.contains(where: \.isV2) {
+      try v2Costs(pool, dictionary: dictionary)
+    }
+    if rounds > 1 || forms.count > 2 {
+      table.print(rounds: rounds)
+    }
+  }
+
+  /// The v2 form's own costs over the same events, on this thread: the rewrite, its zstd frame
+  /// and their sizes against the v1 zstd frame the log stores, i.e. what a v2 feed derives per
+  /// event replayed, and what storing the v2 form too would add at ingest and on disk.
+  private func v2Costs(_ pool: [BroadcastEvent], dictionary: ZstdDictionary) throws {
+    let compressor = try EventCompressor(dictionary: dictionary)
+    let decompressor = try EventDecompressor(dictionary: dictionary)
+    let v1 = pool.map { Array($0.compressed.readableBytesView) }
+    var v1JSON = 0
+    var v2JSON = 0
+    var v2Zstd = 0
+    var v2Frames: [[UInt8]] = []
+    for (index, event) in pool.enumerated() {
+      let json = try decompressor.decompress(v1[index])
+      v1JSON += json.count
+      guard
+        let v2 = json.withUnsafeBytes({
+          V2Frame.message(fromV1: $0, eventSeq: Int64(index + 1), timeUS: event.timeUS + 1)
+        })
+      else { throw CLIError("event \(index) has no v2 form") }
+      v2JSON += v2.count
+      v2Zstd += try compressor.compress(v2).count
+      v2Frames.append(v2)
+    }
+    let v1Zstd = v1.reduce(0) { $0 + $1.count }
+    let n = Double(pool.count)
+    /// Best of 5 passes over the pool, µs per event.
+    func time(_ body: () throws -> Int) rethrows -> Double {
+      var best = Double.infinity
+      var sink = 0
+      for _ in 0..<5 {
+        let start = ContinuousClock.now
+        sink &+= try body()
+        let elapsed = ContinuousClock.now - start
+        best = min(
+          best,
+          Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+      }
+      if sink == Int.min { print(sink) }
+      return best / n * 1e6
+    }
+    let decompress = try time { try v1.reduce(0) { $0 + (try decompressor.decompress($1).count) } }
+    var jsons: [[UInt8]] = []
+    for payload in v1 { jsons.append(try decompressor.decompress(payload)) }
+    let rewrite = time {
+      var total = 0
+      for (index, json) in jsons.enumerated() {
+        total &+=
+          json.withUnsafeBytes {
+            V2Frame.message(fromV1: $0, eventSeq: Int64(index + 1), timeUS: Int64(index + 1))
+          }?.count ?? 0
+      }
+      return total
+    }
+    let compress = try time { try v2Frames.reduce(0) { $0 + (try compressor.compress($1).count) } }
+    print(
+      "v2 form of the \(pool.count) events (level \(EventCompressor.defaultLevel), this "
+        + "dictionary, one thread, best of 5): v1 JSON \(format1(Double(v1JSON) / n)) B, v1 zstd "
+        + "\(format1(Double(v1Zstd) / n)) B (what the log stores); v2 JSON "
+        + "\(format1(Double(v2JSON) / n)) B, v2 zstd \(format1(Double(v2Zstd) / n)) B "
+        + "(\(format3(Double(v2Zstd) / Double(v1Zstd))) × v1 zstd); decompress v1 "
+        + "\(format3(decompress)) µs, rewrite \(format3(rewrite)) µs, compress v2 "
+        + "\(format3(compress)) µs per event")
+  }
+
+  /// `forms` starting at `offset` (mod its count): each round puts another form first.
+  static func rotated<T>(_ forms: [T], by offset: Int) -> [T] {
+    guard !forms.isEmpty else { return forms }
+    let start = offset % forms.count
+    return Array(forms[start...] + forms[..<start])
   }
 
   /// One live run: `count` subscribers read every event published as fast as possible. With
   /// `framing` off the ring does not build frames, so every subscriber copies each payload.
   /// `publish`: the CPU time of the publishing loop (restamping, framing, publishing) alone.
   private func live(
-    _ count: Int, compressed: Bool, framing: Bool, fresh: Bool = false, pool: [BroadcastEvent],
+    _ count: Int, form: FanoutForm, framing: Bool, fresh: Bool = false, pool: [BroadcastEvent],
     dictionary: ZstdDictionary, scratch: String
   ) async throws -> (result: LoadProcess.Result, cpu: Double, publish: Double, delivered: Int) {
     let events = max(2_000, deliveries / count)
-    let directory = scratch + "/live-\(count)-\(compressed)-\(framing)"
+    let directory = scratch + "/live-\(count)-\(form)-\(framing)"
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let log = try EventLog(Self.logConfiguration(directory))
     let ring = LiveRing(capacity: events + 1, maxBytes: 8 << 30, framing: framing)
@@ -142,8 +262,9 @@ struct BenchFanout: AsyncParsableCommand {
       sources: .init(ring: ring, log: log, dictionary: dictionary))
     let client = try await LoadProcess.start(
       port: server.port, connections: count,
-      target: compressed ? "/subscribe?compress=true" : "/subscribe", expect: events)
+      target: form.target(dictionaryID: dictionary.id, cursor: nil), expect: events)
     try await Self.waitFor(server, subscribers: count)
+    if form.isV2 { try await Self.waitForV2Following(server) }
     let cpu = CPUTime.now()
     // The publishing loop never suspends, so it runs on this one thread throughout.
     let publishing = CPUTime.thread()
@@ -164,9 +285,9 @@ struct BenchFanout: AsyncParsableCommand {
 
   /// `--compare`: every count and form with shared slices and with per-subscriber copies, the
   /// two interleaved (their order alternating by round), then the median and range of each.
-  private func comparison(_ counts: [Int], dictionary: ZstdDictionary, scratch: String)
-    async throws
-  {
+  private func comparison(
+    _ counts: [Int], rounds: Int, dictionary: ZstdDictionary, scratch: String
+  ) async throws {
     let pool = try Self.events(frames: frames, dictionary: dictionary)
     print(
       "compare: \(pool.count) distinct events, \(deliveries) deliveries per run, \(rounds) rounds; "
@@ -189,8 +310,8 @@ struct BenchFanout: AsyncParsableCommand {
           let order = (round + count) % 2 == 0 ? [false, true] : [true, false]
           for framing in order {
             let run = try await live(
-              count, compressed: compressed, framing: framing, fresh: true, pool: pool,
-              dictionary: dictionary, scratch: scratch)
+              count, form: compressed ? .v1Zstd : .v1JSON, framing: framing, fresh: true,
+              pool: pool, dictionary: dictionary, scratch: scratch)
             let name =
               "round \(round + 1) live \(compressed ? "zstd" : "json") × \(count) "
               + (framing ? "slices" : "copies")
@@ -277,6 +398,23 @@ struct BenchFanout: AsyncParsableCommand {
     }
   }
 
+  /// Waits until the server's v2 publisher follows the v1 ring (it starts on its own queue when
+  /// the first v2 subscriber arrives): what is published before that reaches v2 subscribers
+  /// only through the log, and the live runs publish to the ring alone.
+  static func waitForV2Following(_ server: SubscribeServer) async throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while true {
+      let ring = server.v2.ring
+      if case .events = ring.read(after: ring.newestTimeUS, limit: 1, filter: .everything) {
+        return
+      }
+      guard ContinuousClock.now < deadline else {
+        throw CLIError("the v2 publisher did not start following")
+      }
+      try await Task.sleep(for: .milliseconds(2))
+    }
+  }
+
   /// Synthetic events in the ring's form, compressed once.
   static func events(frames: Int, dictionary: ZstdDictionary) throws -> [BroadcastEvent] {
     let compressor = try EventCompressor(dictionary: dictionary)
@@ -296,7 +434,8 @@ struct BenchFanout: AsyncParsableCommand {
     -> BroadcastEvent
   {
     BroadcastEvent(
-      timeUS: time, kind: event.kind, did: event.did, collection: event.collection,
+      timeUS: time, eventSeq: time, kind: event.kind, did: event.did,
+      collection: event.collection,
       json: fresh ? event.json.map { ByteBuffer(bytes: $0.readableBytesView) } : event.json,
       compressed: fresh ? ByteBuffer(bytes: event.compressed.readableBytesView) : event.compressed,
       jsonLength: event.jsonLength)
@@ -401,9 +540,137 @@ final class LoadProcess: Sendable {
     return result
   }
 
+  var pid: Int32 { process.processIdentifier }
+
   /// Ends an idle client (it exits when its standard input closes).
   func stop() {
     try? input.fileHandleForWriting.close()
     process.waitUntilExit()
+  }
+}
+
+/// What a fan-out run's subscribers ask for.
+enum FanoutForm: CaseIterable, CustomStringConvertible {
+  case v1JSON, v1Zstd, v2Text, v2Zstd
+
+  var isV2: Bool { self == .v2Text || self == .v2Zstd }
+  var compressed: Bool { self == .v1Zstd || self == .v2Zstd }
+
+  /// As named in the live rows (the v1 names are those the benchmark always printed).
+  var name: String {
+    switch self {
+    case .v1JSON: return "json"
+    case .v1Zstd: return "zstd"
+    case .v2Text: return "v2 text"
+    case .v2Zstd: return "v2 zstd"
+    }
+  }
+
+  /// As named in the replay rows.
+  var replayName: String {
+    switch self {
+    case .v1JSON: return "json (decompressed per event)"
+    case .v1Zstd: return "zstd"
+    case .v2Text: return "v2 text (rewritten per read batch)"
+    case .v2Zstd: return "v2 zstd (rewritten and compressed per read batch)"
+    }
+  }
+
+  var description: String { name.replacingOccurrences(of: " ", with: "-") }
+
+  /// The request target: v1 `/subscribe` (`compress=true`), or v2 `subscribeEvents`
+  /// (`zstdDictionary`); `cursor` a `time_us` on v1 and a seq on v2 (the fan-out logs number
+  /// both from 1, so cursor 1 is the first event either way).
+  func target(dictionaryID: UInt32, cursor: Int64?) -> String {
+    var query: [String] = []
+    if let cursor { query.append("cursor=\(cursor)") }
+    switch self {
+    case .v1JSON: break
+    case .v1Zstd: query.append("compress=true")
+    case .v2Text: break
+    case .v2Zstd: query.append("zstdDictionary=\(dictionaryID)")
+    }
+    let path = isV2 ? "/xrpc/network.bsky.jetstream.subscribeEvents" : "/subscribe"
+    return query.isEmpty ? path : path + "?" + query.joined(separator: "&")
+  }
+
+  /// The v1 form a v2 form is compared with (same compression), nil for v1 forms.
+  var v1Counterpart: FanoutForm? {
+    switch self {
+    case .v2Text: return .v1JSON
+    case .v2Zstd: return .v1Zstd
+    default: return nil
+    }
+  }
+}
+
+/// Every run's events/s and server CPU per message by row and round; printed as medians with
+/// their spread, and v2 / v1 ratios taken within each round (runs minutes apart on a shared
+/// machine are compared only through runs next to them).
+struct FanoutTable {
+  private struct Row {
+    var name: String
+    /// Rows of one group differ only in their form (`live × 100`, `replay`).
+    var group: String
+    var form: FanoutForm
+    var rates: [Int: Double] = [:]
+    var cpu: [Int: Double] = [:]
+  }
+  private var rows: [Row] = []
+
+  mutating func add(
+    _ name: String, group: String, form: FanoutForm, round: Int, _ result: LoadProcess.Result,
+    cpu: Double, delivered: Int
+  ) {
+    guard result.complete, result.messages == delivered, result.seconds > 0 else { return }
+    if !rows.contains(where: { $0.name == name }) {
+      rows.append(Row(name: name, group: group, form: form))
+    }
+    let index = rows.firstIndex { $0.name == name }!
+    rows[index].rates[round] = Double(result.messages) / result.seconds
+    rows[index].cpu[round] = cpu / Double(delivered) * 1e6
+  }
+
+  static func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    return sorted.count % 2 == 1
+      ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+  }
+
+  static func spread(_ values: [Double], _ format: (Double) -> String) -> String {
+    guard let low = values.min(), let high = values.max() else { return "–" }
+    return "\(format(median(values))) (\(format(low))–\(format(high)))"
+  }
+
+  func print(rounds: Int) {
+    Swift.print("")
+    Swift.print(
+      "| run | rounds | events/s delivered, median (min–max) | server CPU µs/message, median "
+        + "(min–max) | v2 / v1 CPU per message, same round: median (min–max) |")
+    Swift.print("|---|---|---|---|---|")
+    // By group (in the order first run), then by form.
+    let groups = rows.map(\.group).reduce(into: [String]()) {
+      if !$0.contains($1) { $0.append($1) }
+    }
+    let ordered = rows.sorted {
+      let (left, right) = (groups.firstIndex(of: $0.group)!, groups.firstIndex(of: $1.group)!)
+      if left != right { return left < right }
+      return FanoutForm.allCases.firstIndex(of: $0.form)! < FanoutForm.allCases.firstIndex(
+        of: $1.form)!
+    }
+    for row in ordered {
+      var ratio = "–"
+      if let counterpart = row.form.v1Counterpart,
+        let v1 = rows.first(where: { $0.form == counterpart && $0.group == row.group })
+      {
+        let ratios = row.cpu.compactMap { round, cpu in v1.cpu[round].map { cpu / $0 } }
+        if !ratios.isEmpty { ratio = Self.spread(ratios, format3) }
+      }
+      Swift.print(
+        "| \(row.name) | \(row.rates.count) of \(rounds) "
+          + "| \(Self.spread(Array(row.rates.values)) { String(Int($0)) }) "
+          + "| \(Self.spread(Array(row.cpu.values), format3)) | \(ratio) |")
+    }
   }
 }

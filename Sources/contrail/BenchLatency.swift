@@ -5,6 +5,7 @@ import Compression
 import DefaultDictionary
 import EventLog
 import Events
+import Firehose
 import Foundation
 import Ingest
 import Logging
@@ -34,7 +35,10 @@ struct BenchLatency: AsyncParsableCommand {
       a thread of its own that parses only an event's identity (did + rev, or the relay seq); \
       the other live subscribers run in a `contrail load-client` process and only count bytes; \
       the replaying subscriber (zstd, cursor at the log's start, paced) runs on its own thread. \
-      Every part shares the machine's cores with the server.
+      Every part shares the machine's cores with the server. --wire both: --measuring \
+      subscribers of each of v1 JSON, v1 zstd, v2 text and v2 zstd (subscribeEvents with \
+      zstdDictionary), reported side by side, on the same event stream; the other live \
+      subscribers are half `?--background` on v1, half v2 zstd, in two load-client processes.
       """)
 
   @Option(help: "Relay frame rates to run, frames/s (comma-separated).")
@@ -43,8 +47,19 @@ struct BenchLatency: AsyncParsableCommand {
   @Option(help: "Live subscribers in total, the measuring ones included.")
   var subscribers = 100
 
-  @Option(help: "Live subscribers whose latency is measured (JSON, no filter, a thread each).")
+  @Option(
+    help: """
+      Live subscribers whose latency is measured (no filter, a thread each): JSON on v1, or \
+      this many of each form with --wire both.
+      """)
   var measuring = 3
+
+  @Option(
+    help: """
+      v1: measuring subscribers are v1 JSON (as before the v2 wire); both: v1 JSON, v1 zstd, \
+      v2 text and v2 zstd, and half the other live subscribers on v2 (zstd).
+      """)
+  var wire = "v1"
 
   @Option(help: "Seconds measured per rate, after the warm-up.")
   var seconds = 30
@@ -94,9 +109,14 @@ struct BenchLatency: AsyncParsableCommand {
   @Option(help: "How often the fsync watcher polls the log, µs.")
   var fsyncPollUs = 1_000
 
+  /// The measuring subscribers' forms.
+  private var forms: [LatencyForm] { wire == "both" ? LatencyForm.allCases : [.v1JSON] }
+
   func validate() throws {
-    guard measuring > 0, subscribers >= measuring else {
-      throw ValidationError("--measuring must be positive and at most --subscribers")
+    guard ["v1", "both"].contains(wire) else { throw ValidationError("--wire is v1 or both") }
+    guard measuring > 0, subscribers >= measuring * forms.count else {
+      throw ValidationError(
+        "--measuring must be positive and, times the forms measured, at most --subscribers")
     }
     guard seconds > 0, warmup >= 0, pool >= 1_000, tickUs >= 100, fsyncPollUs >= 100 else {
       throw ValidationError(
@@ -125,8 +145,13 @@ struct BenchLatency: AsyncParsableCommand {
         + "frame) generated in \(format1(elapsedSeconds(since: built))) s, looped under new seqs")
     print(
       "relay: \(relay == "paced" ? "paced, writes the frames due every \(tickUs) µs" : "FixtureRelay, rate-paced (bursts of ~20 ms of frames)"); "
-        + "subscribers: \(measuring) measuring (JSON, no filter, blocking reads, a thread each) + "
-        + "\(subscribers - measuring) `?\(background)` in a load-client process"
+        + "subscribers: \(measuring) measuring "
+        + (wire == "both"
+          ? "of each of \(forms.map(\.label).joined(separator: ", ")) (no filter, blocking "
+            + "reads, a thread each) + \(backgroundV1) `/subscribe?\(background)` and "
+            + "\(backgroundV2) v2 zstd in two load-client processes"
+          : "(JSON, no filter, blocking reads, a thread each) + "
+            + "\(subscribers - measuring) `?\(background)` in a load-client process")
         + (replaySpeed > 0
           ? " + 1 replaying (`?cursor=1\(replayQuery.isEmpty ? "" : "&" + replayQuery)`: from the "
             + "log's first event, \(backlog) frames stored before the server starts, paced at "
@@ -141,12 +166,23 @@ struct BenchLatency: AsyncParsableCommand {
     }
     print("\nsummary (ms; latency = relay write → subscriber read):")
     print(
-      "| frames/s target | achieved | events measured | p50 | p90 | p99 | p999 | max "
+      "| frames/s target | achieved | "
+        + (forms.count > 1 ? "subscribers | " : "")
+        + "events measured | p50 | p90 | p99 | p999 | max "
         + "| p99 written −5…+2 ms around an fsync | p99 otherwise | CPU %: this process | load client "
         + "| other processes |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for result in results { print(result.summaryRow()) }
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|" + (forms.count > 1 ? "---|" : ""))
+    for result in results {
+      for form in forms { print(result.summaryRow(form, labelled: forms.count > 1)) }
+    }
   }
+
+  /// The background subscribers on v1 and (with --wire both) on v2.
+  private var backgroundV1: Int {
+    let others = subscribers - measuring * forms.count
+    return wire == "both" ? others - others / 2 : others
+  }
+  private var backgroundV2: Int { wire == "both" ? (subscribers - measuring * forms.count) / 2 : 0 }
 
   // MARK: One rate
 
@@ -194,22 +230,43 @@ struct BenchLatency: AsyncParsableCommand {
     let contrail = try await ContrailServer.start(settings, registry: registry, logger: logger)
     let port = contrail.port
 
-    // Every live subscriber connects before the first frame.
-    var clients: [WireClient] = []
-    for _ in 0..<measuring {
-      let client = try WireClient(
-        port: port, target: "/subscribe", mode: .measure(pool, stamps))
-      client.start()
-      clients.append(client)
+    // Every v1 subscriber connects before the first frame. v2 ones are refused until the
+    // server is ready (PROTOCOL §12.1), i.e. until ingest has connected to the relay: they
+    // connect then, during the warm-up.
+    let dictionary = try ZstdDictionary(bytes: DefaultDictionary.bytes)
+    var clients: [WireClient?] = Array(repeating: nil, count: forms.count * measuring)
+    func connect(_ v2: Bool) throws {
+      for (index, form) in forms.enumerated() where form.isV2 == v2 {
+        for offset in 0..<measuring {
+          let client = try WireClient(
+            port: port, target: form.target(dictionaryID: dictionary.id),
+            mode: .measure(pool, stamps, try form.decoder(dictionary)))
+          client.start()
+          clients[index * measuring + offset] = client
+        }
+      }
     }
-    var load: LoadProcess? = nil
-    if subscribers > measuring {
-      load = try await LoadProcess.start(
-        port: port, connections: subscribers - measuring, target: "/subscribe?\(background)",
-        expect: 0)
+    try connect(false)
+    var loads: [LoadProcess] = []
+    if backgroundV1 > 0 {
+      loads.append(
+        try await LoadProcess.start(
+          port: port, connections: backgroundV1, target: "/subscribe?\(background)", expect: 0))
     }
-    try await BenchFanout.waitFor(contrail.server, subscribers: subscribers)
+    let v1Subscribers = backgroundV1 + measuring * forms.filter { !$0.isV2 }.count
+    try await BenchFanout.waitFor(contrail.server, subscribers: v1Subscribers)
     let running = Task { await contrail.run() }
+    if forms.contains(where: \.isV2) {
+      try await Self.waitForReadiness(port)
+      try connect(true)
+      if backgroundV2 > 0 {
+        loads.append(
+          try await LoadProcess.start(
+            port: port, connections: backgroundV2,
+            target: LatencyForm.v2Zstd.target(dictionaryID: dictionary.id), expect: 0))
+      }
+      try await BenchFanout.waitFor(contrail.server, subscribers: subscribers)
+    }
 
     try await Task.sleep(for: .seconds(warmup))
     var replayer: WireClient? = nil
@@ -229,28 +286,44 @@ struct BenchLatency: AsyncParsableCommand {
 
     let fsyncs = await watcher.finish()
     let replayed = await replayer?.finish()
-    var samples: [LatencySample] = []
-    var perClient: [Int] = []
-    var unmatched = 0
-    var unkeyed = 0
-    for client in clients {
+    var samples: [LatencyForm: [LatencySample]] = [:]
+    var perClient: [LatencyForm: [Int]] = [:]
+    var unmatched: [LatencyForm: Int] = [:]
+    var unkeyed: [LatencyForm: Int] = [:]
+    for (index, client) in clients.compactMap({ $0 }).enumerated() {
+      let form = forms[index / measuring]
       let outcome = await client.finish()
       let inWindow = outcome.samples.filter { $0.arrival >= before.time && $0.arrival < after.time }
-      perClient.append(inWindow.count)
-      samples += inWindow
-      unmatched += outcome.unmatched
-      unkeyed += outcome.unkeyed
+      perClient[form, default: []].append(inWindow.count)
+      samples[form, default: []] += inWindow
+      unmatched[form, default: 0] += outcome.unmatched
+      unkeyed[form, default: 0] += outcome.unkeyed
     }
-    load?.stop()
+    for load in loads { load.stop() }
     await contrail.shutdown()
     await running.value
     await stopRelay()
 
     return RateResult(
-      rate: rate, before: before, after: after, samples: samples, perClient: perClient,
-      unmatched: unmatched, unkeyed: unkeyed, fsyncs: fsyncs,
+      rate: rate, forms: forms, before: before, after: after, samplesByForm: samples,
+      perClient: perClient, unmatched: unmatched, unkeyed: unkeyed, fsyncs: fsyncs,
       fsyncPoll: UInt64(fsyncPollUs) * 1_000, replayed: replayed?.events,
       replayPace: replaySpeed > 0 ? replaySpeed * Double(rate) * pool.eventsPerFrame : nil)
+  }
+
+  /// Waits until `GET /readyz` answers 200 (ingest has connected to the relay).
+  static func waitForReadiness(_ port: Int) async throws {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while true {
+      if let response = try? await HTTPGet.fetch(
+        host: "127.0.0.1", port: port, path: "/readyz", tls: nil, timeout: .seconds(2)),
+        response.status == 200
+      {
+        return
+      }
+      guard ContinuousClock.now < deadline else { throw CLIError("the server never got ready") }
+      try await Task.sleep(for: .milliseconds(10))
+    }
   }
 
   /// Stores the pool's first `frames` positions in a new log through the store path serve uses
@@ -406,6 +479,87 @@ enum EventIdentity: Equatable {
       digits += 1
     }
     return digits > 0 ? number : nil
+  }
+
+  private static let v2KindPrefix = Array(
+    #"{"$type":"message","payload":{"$type":"network.bsky.jetstream.subscribeEvents#"#.utf8)
+  private static let didKey = Array(#""did":""#.utf8)
+  private static let timeStringKey = Array(#""time":""#.utf8)
+
+  /// The identity of a v2 event frame (PROTOCOL §12.4), the same as its v1 event's: a commit's
+  /// `did` (the first one: `cid` and `collection` precede it) and `rev` (the last one: it follows
+  /// the record, whose keys could include a `rev`); an identity or account event's relay seq,
+  /// the first `seq` (the inner object precedes the event's own v2 `seq`).
+  static func parseV2(_ json: UnsafeRawBufferPointer) -> EventIdentity? {
+    guard json.count > v2KindPrefix.count, json.starts(with: v2KindPrefix) else { return nil }
+    let kind = v2KindPrefix.count
+    switch json[kind] {
+    case UInt8(ascii: "c"):
+      guard let did = find(didKey, in: json, from: kind),
+        let didEnd = find([UInt8(ascii: "\"")], in: json, from: did + didKey.count),
+        let rev = findLast(revKey, in: json),
+        let revEnd = find([UInt8(ascii: "\"")], in: json, from: rev + revKey.count)
+      else { return nil }
+      var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+      for byte in json[(did + didKey.count)..<didEnd] {
+        hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+      }
+      hash = (hash ^ 0xFF) &* 0x100_0000_01b3
+      for byte in json[(rev + revKey.count)..<revEnd] {
+        hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+      }
+      return .commit(hash)
+    case UInt8(ascii: "i"), UInt8(ascii: "a"):
+      guard let seq = find(seqKey, in: json, from: kind) else { return nil }
+      var index = seq + seqKey.count
+      var number: Int64 = 0
+      var digits = 0
+      while index < json.count, json[index] >= 0x30, json[index] <= 0x39, digits < 18 {
+        number = number * 10 + Int64(json[index] - 0x30)
+        index += 1
+        digits += 1
+      }
+      return digits > 0 ? .seq(number) : nil
+    default:
+      return nil
+    }
+  }
+
+  /// A v2 event's witness time (its v1 `time_us`), from its last `time` member
+  /// (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
+  static func witnessTimeUS(_ json: UnsafeRawBufferPointer) -> Int64? {
+    guard let key = findLast(timeStringKey, in: json) else { return nil }
+    let start = key + timeStringKey.count
+    guard json.count >= start + 27 else { return nil }
+    func number(_ offset: Int, _ length: Int) -> Int64? {
+      var value: Int64 = 0
+      for index in (start + offset)..<(start + offset + length) {
+        let byte = json[index]
+        guard byte >= 0x30, byte <= 0x39 else { return nil }
+        value = value * 10 + Int64(byte - 0x30)
+      }
+      return value
+    }
+    guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
+      let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
+      let micros = number(20, 6)
+    else { return nil }
+    let days = CivilDate.days(year: year, month: month, day: day)
+    return ((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros
+  }
+
+  private static func findLast(_ needle: [UInt8], in haystack: UnsafeRawBufferPointer) -> Int? {
+    guard haystack.count >= needle.count else { return nil }
+    var index = haystack.count - needle.count
+    while index >= 0 {
+      if haystack[index] == needle[0]
+        && (1..<needle.count).allSatisfy({ haystack[index + $0] == needle[$0] })
+      {
+        return index
+      }
+      index -= 1
+    }
+    return nil
   }
 
   private static func find(_ needle: [UInt8], in haystack: UnsafeRawBufferPointer, from start: Int)
@@ -616,7 +770,7 @@ final class PacedSender: ChannelInboundHandler {
 /// counts events and sleeps to hold a pace (the server then finds its socket full and waits).
 final class WireClient: @unchecked Sendable {
   enum Mode {
-    case measure(LatencyPool, SendStamps)
+    case measure(LatencyPool, SendStamps, LatencyDecoder)
     case replay(eventsPerSecond: Double)
   }
 
@@ -744,9 +898,17 @@ final class WireClient: @unchecked Sendable {
         switch opcode {
         case 0x1, 0x2:
           outcome.events += 1
-          if case .measure(let pool, let stamps) = mode {
+          if case .measure(let pool, let stamps, let decoder) = mode {
             buffer.withUnsafeBytes {
-              match(UnsafeRawBufferPointer(rebasing: $0[payload]), arrival, pool, stamps)
+              let message = UnsafeRawBufferPointer(rebasing: $0[payload])
+              guard let decompressor = decoder.decompressor else {
+                return match(message, arrival, pool, stamps, v2: decoder.v2)
+              }
+              guard let json = try? decompressor.decompress(message) else {
+                outcome.unkeyed += 1
+                return
+              }
+              json.withUnsafeBytes { match($0, arrival, pool, stamps, v2: decoder.v2) }
             }
           }
         case 0x9:  // ping: a masked pong (zero mask) with the same payload
@@ -778,10 +940,11 @@ final class WireClient: @unchecked Sendable {
   }
 
   private func match(
-    _ json: UnsafeRawBufferPointer, _ arrival: UInt64, _ pool: LatencyPool, _ stamps: SendStamps
+    _ json: UnsafeRawBufferPointer, _ arrival: UInt64, _ pool: LatencyPool, _ stamps: SendStamps,
+    v2: Bool
   ) {
     let position: Int
-    switch EventIdentity.parse(json) {
+    switch v2 ? EventIdentity.parseV2(json) : EventIdentity.parse(json) {
     case .seq(let seq):
       position = Int(seq) - 1
     case .commit(let hash):
@@ -811,7 +974,10 @@ final class WireClient: @unchecked Sendable {
     }
     lastPosition = position
     // time_us is the server's wall clock when it translated the event: it splits the latency.
-    let translated = EventIdentity.timeUS(json).map { $0 * 1_000 - realtimeOffset } ?? 0
+    let translated =
+      (v2 ? EventIdentity.witnessTimeUS(json) : EventIdentity.timeUS(json)).map {
+        $0 * 1_000 - realtimeOffset
+      } ?? 0
     outcome.samples.append(
       LatencySample(
         arrival: arrival, latency: Int64(arrival) - Int64(sent),
@@ -964,16 +1130,50 @@ struct MachineCPU {
 /// One rate's numbers and their report.
 struct RateResult {
   var rate: Int
+  /// The measuring subscribers' forms, in the order reported.
+  var forms: [LatencyForm]
   var before: Snapshot
   var after: Snapshot
-  var samples: [LatencySample]
-  var perClient: [Int]
-  var unmatched: Int
-  var unkeyed: Int
+  var samplesByForm: [LatencyForm: [LatencySample]]
+  var perClient: [LatencyForm: [Int]]
+  var unmatched: [LatencyForm: Int]
+  var unkeyed: [LatencyForm: Int]
   var fsyncs: [FsyncWatcher.Sync]
   var fsyncPoll: UInt64
   var replayed: Int?
   var replayPace: Double?
+
+  /// The form whose samples the per-form figures below are about.
+  private var form = LatencyForm.v1JSON
+  private var samples: [LatencySample] { samplesByForm[form] ?? [] }
+
+  init(
+    rate: Int, forms: [LatencyForm], before: Snapshot, after: Snapshot,
+    samplesByForm: [LatencyForm: [LatencySample]], perClient: [LatencyForm: [Int]],
+    unmatched: [LatencyForm: Int], unkeyed: [LatencyForm: Int], fsyncs: [FsyncWatcher.Sync],
+    fsyncPoll: UInt64, replayed: Int?, replayPace: Double?
+  ) {
+    self.rate = rate
+    self.forms = forms
+    self.before = before
+    self.after = after
+    self.samplesByForm = samplesByForm
+    self.perClient = perClient
+    self.unmatched = unmatched
+    self.unkeyed = unkeyed
+    self.fsyncs = fsyncs
+    self.fsyncPoll = fsyncPoll
+    self.replayed = replayed
+    self.replayPace = replayPace
+    self.form = forms.first ?? .v1JSON
+  }
+
+  /// This result with `form`'s samples in view.
+  private func selecting(_ form: LatencyForm) -> RateResult {
+    var copy = self
+    copy.form = form
+    return copy
+  }
 
   private var window: Double { Double(after.time - before.time) / 1e9 }
   private var sorted: [Int64] { samples.map(\.latency).sorted() }
@@ -1045,22 +1245,12 @@ struct RateResult {
   }
 
   func report() {
-    let sorted = self.sorted
     let frames = Double(after.sent - before.sent) / window
     let events = (after.events - before.events) / window
     print("\n== \(rate) frames/s (load average at the end: \(MachineCPU.loadAverage())) ==")
     print(
       "relay: \(format1(frames)) frames/s written (\(format1(frames / Double(rate) * 100)) % of "
         + "the target); server stored \(format1(events)) events/s")
-    print(
-      "measured: \(samples.count) events over \(format1(window)) s "
-        + "(per measuring subscriber: \(perClient.map(String.init).joined(separator: ", ")); "
-        + "unmatched \(unmatched), without identity \(unkeyed))")
-    print("latency relay write → subscriber read, ms: \(Self.line(sorted))")
-    let toTranslate = samples.map(\.toTranslate).sorted()
-    let afterTranslate = samples.map { $0.latency - $0.toTranslate }.sorted()
-    print("  of which relay write → translated (event's time_us): \(Self.line(toTranslate))")
-    print("  and translated → subscriber read: \(Self.line(afterTranslate))")
     let disk = after.diskReads - before.diskReads
     if let replayed, let replayPace {
       print(
@@ -1075,17 +1265,34 @@ struct RateResult {
         * Double(ProcessInfo.processInfo.activeProcessorCount) * 100 : 0
     print(
       "CPU in the window, % of a core: this process (server, relay, measuring and replaying "
-        + "clients) \(format1(cpu.process)), the load-client process \(format1(cpu.client)), other "
+        + "clients) \(format1(cpu.process)), the load-client process\(forms.count > 1 ? "es" : "") "
+        + "\(format1(cpu.client)), other "
         + "processes \(format1(cpu.others)); the machine \(format1(cpu.machine)) of "
         + "\(ProcessInfo.processInfo.activeProcessorCount * 100) (steal \(format1(steal)))")
-
-    // fsync.
     let inWindow = fsyncs.filter { $0.time >= before.time && $0.time < after.time }
     let intervals = zip(inWindow.dropFirst(), inWindow).map { Int64($0.time - $1.time) }.sorted()
     print(
       "fsync: \(inWindow.count) completed in the window, interval median "
         + "\(ms(Self.percentile(intervals, 0.5))) ms (min \(ms(intervals.first ?? 0)), max "
         + "\(ms(intervals.last ?? 0))); seen within \(fsyncPoll / 1_000) µs of completing")
+    for form in forms {
+      selecting(form).reportForm(label: forms.count > 1 ? "[\(form.label)] " : "")
+    }
+  }
+
+  /// The lines about the selected form's measuring subscribers.
+  private func reportForm(label: String) {
+    let sorted = self.sorted
+    print(
+      "\(label)measured: \(samples.count) events over \(format1(window)) s "
+        + "(per measuring subscriber: "
+        + "\((perClient[form] ?? []).map(String.init).joined(separator: ", ")); "
+        + "unmatched \(unmatched[form] ?? 0), without identity \(unkeyed[form] ?? 0))")
+    print("\(label)latency relay write → subscriber read, ms: \(Self.line(sorted))")
+    let toTranslate = samples.map(\.toTranslate).sorted()
+    let afterTranslate = samples.map { $0.latency - $0.toTranslate }.sorted()
+    print("  of which relay write → translated (event's time_us): \(Self.line(toTranslate))")
+    print("  and translated → subscriber read: \(Self.line(afterTranslate))")
     let offsets = fsyncOffsets
     let (near, others) = byFsync(offsets)
     print(
@@ -1130,17 +1337,71 @@ struct RateResult {
         }.joined(separator: ", "))
   }
 
-  func summaryRow() -> String {
+  /// One row of the summary for `form` (with its name as a column when `labelled`).
+  func summaryRow(_ form: LatencyForm, labelled: Bool) -> String {
+    selecting(form).summaryRow(labelled: labelled)
+  }
+
+  private func summaryRow(labelled: Bool) -> String {
     let sorted = self.sorted
     let (near, others) = byFsync(fsyncOffsets)
     let frames = Double(after.sent - before.sent) / window
-    return "| \(rate) | \(Int(frames.rounded())) | \(samples.count) "
+    return "| \(rate) | \(Int(frames.rounded())) | "
+      + (labelled ? "\(form.label) | " : "") + "\(samples.count) "
       + "| \(ms(Self.percentile(sorted, 0.5))) | \(ms(Self.percentile(sorted, 0.9))) "
       + "| \(ms(Self.percentile(sorted, 0.99))) | \(ms(Self.percentile(sorted, 0.999))) "
       + "| \(ms(sorted.last ?? 0)) | \(near.isEmpty ? "–" : ms(Self.percentile(near, 0.99))) "
       + "| \(ms(Self.percentile(others, 0.99))) | \(Int(cpu.process.rounded())) "
       + "| \(Int(cpu.client.rounded())) | \(Int(cpu.others.rounded())) |"
   }
+}
+
+// MARK: - Wires
+
+/// What a measuring subscriber asks for.
+enum LatencyForm: CaseIterable, Hashable {
+  case v1JSON, v1Zstd, v2Text, v2Zstd
+
+  var isV2: Bool { self == .v2Text || self == .v2Zstd }
+
+  var label: String {
+    switch self {
+    case .v1JSON: return "v1 JSON"
+    case .v1Zstd: return "v1 zstd"
+    case .v2Text: return "v2 text"
+    case .v2Zstd: return "v2 zstd"
+    }
+  }
+
+  /// Live, no filter.
+  func target(dictionaryID: UInt32) -> String {
+    switch self {
+    case .v1JSON: return "/subscribe"
+    case .v1Zstd: return "/subscribe?compress=true"
+    case .v2Text: return "/xrpc/network.bsky.jetstream.subscribeEvents"
+    case .v2Zstd:
+      return "/xrpc/network.bsky.jetstream.subscribeEvents?zstdDictionary=\(dictionaryID)"
+    }
+  }
+
+  /// How a measuring subscriber of this form reads an event's identity.
+  func decoder(_ dictionary: ZstdDictionary) throws -> LatencyDecoder {
+    switch self {
+    case .v1JSON: return LatencyDecoder(v2: false, decompressor: nil)
+    case .v1Zstd:
+      return LatencyDecoder(v2: false, decompressor: try EventDecompressor(dictionary: dictionary))
+    case .v2Text: return LatencyDecoder(v2: true, decompressor: nil)
+    case .v2Zstd:
+      return LatencyDecoder(v2: true, decompressor: try EventDecompressor(dictionary: dictionary))
+    }
+  }
+}
+
+/// A measuring subscriber's decoding: zstd frames are decompressed (with a context of its own,
+/// on its thread) before its identity is read, the v1 or the v2 way.
+struct LatencyDecoder {
+  var v2: Bool
+  var decompressor: EventDecompressor?
 }
 
 // MARK: - Helpers
