@@ -217,6 +217,8 @@ public final class LiveRing: Sendable {
   public func notify(after position: Int64, _ wake: @escaping @Sendable () -> Void) {
     let slots = capacity + 1
     let ready = state.withLock { state -> Bool in
+      // Behind an open ring (restarted past the position): the log has what it misses.
+      if state.open && position < state.evictedThrough { return true }
       if state.segmentCount > 0,
         state.segments[(state.segmentHead + state.segmentCount - 1) % slots]!.lastTimeUS
           > position

@@ -86,13 +86,37 @@ public final class EventStore: @unchecked Sendable {
   /// `time_us`, seqs and zstd payloads are appended unchanged — nothing is compressed — and
   /// published with their JSON (decompressed once, for text subscribers). Records at or before
   /// what the log holds are skipped, so a reconnect that repeats some never stores one twice.
+  /// Nothing is stored past a record that does not continue the log (its `time_us` and event
+  /// seq must both be newer, or both not: another primary's log, `Diverged`) or whose payload
+  /// this dictionary cannot read: the error says which, and the edge stops there.
   public func storeReplicated(_ records: [LogRecord]) -> Outcome {
     let lastTime = log.lastTimeUS ?? Int64.min
     let lastEventSeq = log.lastEventSeq
-    let fresh = records.filter { $0.timeUS > lastTime && $0.eventSeq > lastEventSeq }
-    guard !fresh.isEmpty else { return Outcome(stored: 0, lastSeq: nil, error: nil) }
-    var kept = fresh.count
+    var fresh: [LogRecord] = []
+    var events: [BroadcastEvent] = []
     var failure: (any Error)? = nil
+    for record in records {
+      let newerTime = record.timeUS > lastTime
+      let newerSeq = record.eventSeq > lastEventSeq
+      guard newerTime == newerSeq else {
+        failure = Diverged(record: record, lastTimeUS: lastTime, lastEventSeq: lastEventSeq)
+        break
+      }
+      guard newerTime else { continue }  // already stored: a reconnect's overlap
+      do {
+        let json = try decompressor.decompress(record.payload)
+        fresh.append(record)
+        events.append(
+          BroadcastEvent(
+            meta: record.meta, json: ByteBuffer(bytes: json),
+            compressed: ByteBuffer(bytes: record.payload), jsonLength: json.count))
+      } catch {
+        failure = error
+        break
+      }
+    }
+    guard !fresh.isEmpty else { return Outcome(stored: 0, lastSeq: nil, error: failure) }
+    var kept = fresh.count
     do {
       try log.append(fresh)
     } catch {
@@ -100,21 +124,22 @@ public final class EventStore: @unchecked Sendable {
       kept = fresh.prefix { $0.eventSeq <= writtenThrough }.count
       failure = error
     }
-    guard kept > 0 else { return Outcome(stored: 0, lastSeq: nil, error: failure) }
-    do {
-      let events = try fresh.prefix(kept).map { record in
-        let json = try decompressor.decompress(record.payload)
-        return BroadcastEvent(
-          meta: record.meta, json: ByteBuffer(bytes: json),
-          compressed: ByteBuffer(bytes: record.payload), jsonLength: json.count)
-      }
-      ring.publish(events)
-    } catch {
-      // Stored but not publishable (a payload our dictionary cannot read): subscribers read it
-      // from the log, where it fails the same way; say so.
-      failure = failure ?? error
+    if kept > 0 { ring.publish(Array(events.prefix(kept))) }
+    return Outcome(stored: kept, lastSeq: kept > 0 ? fresh[kept - 1].seq : nil, error: failure)
+  }
+
+  /// A replicated record that does not continue this log: newer in `time_us` but not in event
+  /// seq, or the reverse — the primary's log is not the one this edge copied (it was replaced,
+  /// or the edge's data directory came from elsewhere).
+  public struct Diverged: Error, CustomStringConvertible {
+    public let record: LogRecord
+    public let lastTimeUS: Int64
+    public let lastEventSeq: Int64
+    public var description: String {
+      "the primary's log does not continue this edge's: its record (time_us \(record.timeUS), "
+        + "event seq \(record.eventSeq)) against this log's last (time_us \(lastTimeUS), event seq "
+        + "\(lastEventSeq)); start the edge with an empty --data-dir"
     }
-    return Outcome(stored: kept, lastSeq: fresh[kept - 1].seq, error: failure)
   }
 
   /// Each event's zstd frame, in order; the two halves of a large batch in parallel.

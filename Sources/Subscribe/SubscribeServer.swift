@@ -154,7 +154,9 @@ public final class SubscribeServer: Sendable {
                 http.value.xrpcRefusal = error
                 return nil
               case .success(let start):
-                guard admit(SubscribeOptions(v2: request)) else { return nil }
+                // The client may have gone during the lookup: its places were given back, so
+                // none may be taken now.
+                guard channel.isActive, admit(SubscribeOptions(v2: request)) else { return nil }
                 gate.value.v2 = V2Session(publisher: v2, info: start.info)
                 gate.value.v2Start = start.start
                 return V2Upgrade.responseHeaders(head.headers)
@@ -182,10 +184,10 @@ public final class SubscribeServer: Sendable {
                 environment: environment, writer: writer
               ) { filter in
                 if replica {
+                  // An edge catching up is not a slow consumer: only retention ends it.
                   return SubscriberFeed(
                     ring: sources.ring, log: sources.log, start: .cursor(options.cursor ?? 1),
-                    filter: filter, form: .replication,
-                    lagLimit: configuration.slowConsumer.lagLimit)
+                    filter: filter, form: .replication)
                 }
                 if let session, let v2Start {
                   return SubscriberFeed(

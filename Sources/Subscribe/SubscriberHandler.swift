@@ -239,7 +239,10 @@ final class SubscriberHandler: ChannelInboundHandler {
 
   /// How long this subscriber's address must wait before more is read (pacing), or nil.
   private var pacing: () -> TimeAmount? {
-    { [environment, address] in environment.limits.delay(address) }
+    // An edge's replication stream is never paced (`--max-events-per-second-per-ip` is for
+    // subscribers).
+    if case .replication = wire { return { nil } }
+    return { [environment, address] in environment.limits.delay(address) }
   }
 
   fileprivate func pump(_ context: ChannelHandlerContext) {

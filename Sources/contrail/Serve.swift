@@ -117,10 +117,13 @@ struct ServeService: Service {
 
   func run() async throws {
     let ingest = contrail.ingest
+    let replica = contrail.replica
     await withGracefulShutdownHandler {
       await contrail.run()
     } onGracefulShutdown: {
+      // Whichever upstream runs: the relay's, or an edge's primary.
       ingest.stop()
+      replica?.stop()
     }
     await contrail.shutdown()
   }

@@ -151,4 +151,35 @@ final class ReplicationTests: XCTestCase {
     try await primary.stop()
     try await open.stop()
   }
+
+  /// `contrail serve --upstream` as a process: it follows the primary, and SIGTERM stops it
+  /// promptly (the follower, not only a relay connection, is stopped).
+  func testAnEdgeProcessFollowsAndStopsOnSIGTERM() async throws {
+    let stream = try SyntheticStream(frames: 200, seed: 64, start: Self.base, spacing: 1_000)
+    let primary = try await primary(stream, stored: stream.events.count)
+    let directory = TemporaryLog.directory("edge-process")
+    directories.append(directory)
+    let process = Process()
+    process.executableURL = try ContrailCommand.binary()
+    process.arguments = [
+      "serve", "--upstream", "ws://127.0.0.1:\(primary.port)", "--data-dir", directory, "--host",
+      "127.0.0.1", "--port", "0", "--fsync-interval", "20ms", "--log-level", "warning",
+    ]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    let total = Int64(stream.events.count)
+    try await waitUntil("the edge process stored everything") {
+      var configuration = EventLog.Configuration(directory: directory)
+      configuration.sync = .never
+      return (try? EventLog(configuration, readOnly: true))?.lastEventSeq == total
+    }
+    let stopping = ContinuousClock.now
+    kill(process.processIdentifier, SIGTERM)
+    try await waitUntil("the edge exits on SIGTERM", timeout: .seconds(10)) { !process.isRunning }
+    XCTAssertLessThan(ContinuousClock.now - stopping, .seconds(10))
+    XCTAssertEqual(process.terminationStatus, 0)
+    try await primary.stop()
+  }
 }

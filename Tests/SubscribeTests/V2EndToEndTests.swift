@@ -407,6 +407,38 @@ final class V2EndToEndTests: XCTestCase {
     try await server.stop()
   }
 
+  /// Clients that hang up while their cursor is being looked up take no subscriber place: with
+  /// `--max-subscribers 2`, twenty of them leave room for two real subscribers.
+  func testClientsGoneDuringTheCursorLookupTakeNoPlace() async throws {
+    let stream = try self.stream(frames: 50)
+    let server = try await self.server(stream, stored: stream.events.count) {
+      $0.limits.maxSubscribers = 2
+    }
+    let request = Array(
+      ("GET \(Self.path)?cursor=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        + "Sec-WebSocket-Version: 13\r\n\r\n").utf8)
+    for _ in 0..<20 {
+      let fd = try RawSocket.connect(port: server.port)
+      XCTAssertTrue(RawSocket.send(fd, request))
+      var reset = linger(l_onoff: 1, l_linger: 0)
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
+      close(fd)
+    }
+    try await waitUntil("the clients that hung up are gone") {
+      server.server.pendingConnectionCount == 0
+    }
+    // Through the same lookup (queued after theirs), two real subscribers still get places.
+    let first = try await TestWebSocketClient.connect(
+      port: server.port, target: Self.path + "?cursor=1")
+    let second = try await TestWebSocketClient.connect(
+      port: server.port, target: Self.path + "?cursor=1")
+    try await waitUntil("two subscribers") { server.subscriberCount == 2 }
+    await first.close()
+    await second.close()
+    try await server.stop()
+  }
+
   /// The v2 wire is server-push only: a data message closes with 1008; shutdown closes with
   /// 1001 `server shutting down`.
   func testClientDataClosesWith1008AndShutdownWith1001() async throws {
