@@ -182,4 +182,32 @@ final class ReplicationTests: XCTestCase {
     XCTAssertEqual(process.terminationStatus, 0)
     try await primary.stop()
   }
+
+  /// `storeReplicated` keeps what continues the log and refuses, storing nothing past it, a
+  /// record from another log (newer time but not newer seq) or one whose payload the dictionary
+  /// cannot read; repeated records are skipped.
+  func testStoreReplicatedRefusesForeignAndUnreadableRecords() throws {
+    let stream = try SyntheticStream(frames: 60, seed: 65, start: Self.base, spacing: 1_000)
+    let log = try TemporaryLog.open("edge-store", directories: &directories)
+    let store = try EventStore(log: log, ring: LiveRing(), dictionary: stream.dictionary)
+    let records = stream.records
+    XCTAssertEqual(store.storeReplicated(Array(records.prefix(20))).stored, 20)
+    // A reconnect repeating some: only the new ones are stored.
+    XCTAssertEqual(store.storeReplicated(Array(records[10..<30])).stored, 10)
+    let next = records[30]
+    let foreign = LogRecord(
+      timeUS: next.timeUS, seq: next.seq, eventSeq: 5, kind: next.kind, did: next.did,
+      collection: next.collection, payload: next.payload)
+    let refused = store.storeReplicated([foreign] + Array(records[31..<40]))
+    XCTAssertEqual(refused.stored, 0)
+    XCTAssertTrue(refused.error is EventStore.Diverged, "\(String(describing: refused.error))")
+    let unreadable = LogRecord(
+      timeUS: next.timeUS, seq: next.seq, eventSeq: next.eventSeq, kind: next.kind, did: next.did,
+      collection: next.collection, payload: [0x28, 0xB5, 0x2F, 0xFD, 1, 2, 3])
+    let garbage = store.storeReplicated([unreadable] + Array(records[31..<40]))
+    XCTAssertEqual(garbage.stored, 0)
+    XCTAssertNotNil(garbage.error)
+    XCTAssertEqual(log.lastEventSeq, 30)
+    XCTAssertEqual(store.storeReplicated(Array(records[30...])).stored, records.count - 30)
+  }
 }
