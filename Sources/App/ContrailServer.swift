@@ -76,16 +76,21 @@ public final class ContrailServer: Sendable {
     // dictionary.
     var primaryDictionary: ZstdDictionary? = nil
     if let primary = settings.upstream {
-      primaryDictionary = try await Self.dictionary(of: primary, logger: logger)
+      primaryDictionary = try await Self.dictionary(
+        of: primary, caFile: settings.relayCertificates, logger: logger)
     }
     let dictionary =
       try primaryDictionary ?? settings.dictionaryPath.map { try ZstdDictionary(path: $0) }
       ?? ZstdDictionary(bytes: DefaultDictionary.bytes)
+    // An edge serves its primary's dictionary, whatever --dictionary says.
+    let source =
+      settings.upstream.map { "the primary \($0)" } ?? settings.dictionaryPath
+      ?? "built in (contrail-default)"
     logger.info(
       "zstd dictionary",
       metadata: [
         "id": "\(dictionary.id)",
-        "source": "\(settings.dictionaryPath ?? "built in (contrail-default)")",
+        "source": "\(source)",
         "note": "\(ServeSettings.dictionaryNote)",
       ])
     var logConfiguration = EventLog.Configuration(directory: settings.dataDirectory)
@@ -171,6 +176,7 @@ public final class ContrailServer: Sendable {
       configuration.backoffBase = settings.backoffBase
       configuration.backoffCap = settings.backoffCap
       configuration.trustedCertificates = settings.relayCertificates
+      configuration.staleAfter = settings.staleAfter
       return try ReplicaFollower(
         configuration: configuration,
         store: try EventStore(log: log, ring: ring, dictionary: dictionary), logger: logger)
@@ -230,14 +236,15 @@ public final class ContrailServer: Sendable {
 
   /// The primary's dictionary (`GET /dictionary`), asked for until it answers or 30 s pass: an
   /// edge serves exactly the frames the primary compressed.
-  private static func dictionary(of primary: RelayEndpoint, logger: Logger) async throws
+  private static func dictionary(of primary: RelayEndpoint, caFile: String?, logger: Logger)
+    async throws
     -> ZstdDictionary
   {
     let deadline = ContinuousClock.now + .seconds(30)
     var problem = ""
     while ContinuousClock.now < deadline {
       do {
-        let tls = primary.tls ? try TLSTrust.clientContext(caFile: nil) : nil
+        let tls = primary.tls ? try TLSTrust.clientContext(caFile: caFile) : nil
         let response = try await HTTPGet.fetch(
           host: primary.host, port: primary.port, path: "/dictionary", tls: tls)
         if response.status == 200 { return try ZstdDictionary(bytes: response.body) }

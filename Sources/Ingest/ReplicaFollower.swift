@@ -24,6 +24,10 @@ public final class ReplicaFollower: Sendable {
     public var backoffBase: Duration = .seconds(1)
     public var backoffCap: Duration = .seconds(30)
     public var connectTimeout: TimeAmount = .seconds(10)
+    /// A stream on which nothing arrives for this long — no record and no ping (a primary pings
+    /// every 30 s) — is given up and dialled again: a primary whose host vanished without
+    /// closing the connection is not followed forever. nil: never (`--stale-after 0`).
+    public var staleAfter: TimeAmount? = .seconds(60)
     /// PEM certificates to trust for `wss://` (nil: `$SSL_CERT_FILE`, else the system's).
     public var trustedCertificates: String?
 
@@ -97,7 +101,7 @@ public final class ReplicaFollower: Sendable {
       let after = store.log.lastTimeUS ?? 0
       let target = target(after: after)
       let storedBefore = stored
-      let handler = ReplicaHandler(follower: self)
+      let handler = ReplicaHandler(follower: self, staleAfter: configuration.staleAfter)
       do {
         logger.info(
           "connecting to primary",
@@ -156,7 +160,7 @@ public final class ReplicaFollower: Sendable {
 
 /// Decodes each replication message of a socket read and hands the batch to the store queue,
 /// pausing reads while too many batches wait; a message that does not decode ends the
-/// connection (the primary is not speaking the format).
+/// connection (the primary is not speaking the format), and so does silence for `staleAfter`.
 private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
   typealias InboundIn = RelayMessage
   typealias OutboundOut = WebSocketFrame
@@ -165,10 +169,41 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
   private var pending: [LogRecord] = []
   private var waiting = 0
   private(set) var closeReason: String?
+  private let staleAfter: TimeAmount?
+  private var lastRead = NIODeadline.now()
+  private var watchdog: RepeatedTask?
 
-  init(follower: ReplicaFollower) { self.follower = follower }
+  init(follower: ReplicaFollower, staleAfter: TimeAmount?) {
+    self.follower = follower
+    self.staleAfter = staleAfter
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    lastRead = .now()
+    guard let staleAfter else { return }
+    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+    let every = min(staleAfter, .seconds(1))
+    watchdog = context.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
+      let (handler, context) = bound.value
+      // Reads paused while the store catches up are not the primary's silence.
+      if handler.waiting >= ReplicaFollower.maxPendingBatches { handler.lastRead = .now() }
+      if NIODeadline.now() - handler.lastRead >= staleAfter {
+        handler.close(
+          context,
+          "no message or ping from the primary for \(staleAfter.nanoseconds / 1_000_000) ms")
+      }
+    }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) { watchdog?.cancel() }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    watchdog?.cancel()
+    context.fireChannelInactive()
+  }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    lastRead = .now()
     switch unwrapInboundIn(data) {
     case .binary(let message):
       do {
