@@ -191,6 +191,7 @@ public final class ContrailServer: Sendable {
     subscribe.limits = settings.limits
     subscribe.trustedProxies = settings.trustedProxies
     subscribe.replicationAllowed = settings.replicationAllowed
+    subscribe.followsPrimary = settings.upstream != nil
     subscribe.headerTimeout = settings.headerTimeout
     subscribe.idleTimeout = settings.idleTimeout
     subscribe.metrics = factory

@@ -47,7 +47,10 @@ public final class SubscriberFeed {
     /// After the newest event now.
     case live
     /// At the first event with `time_us ≥ cursor` (≤ 0 or older than retention: the oldest).
-    case cursor(Int64)
+    /// A cursor past the newest event starts live, unless `waitIfAhead`: then it starts at the
+    /// cursor itself, for an edge a little behind the instance the client came from
+    /// (OPERATIONS §10), which must not send again what the client already has.
+    case cursor(Int64, waitIfAhead: Bool = false)
   }
 
   /// The slow-consumer policy's lag limit: a subscriber whose delivered position stays more than
@@ -107,12 +110,12 @@ public final class SubscriberFeed {
     switch start {
     case .live:
       position = max(ring.newestTimeUS, log.lastTimeUS ?? 0)
-    case .cursor(let cursor):
+    case .cursor(let cursor, let waitIfAhead):
       // Any Int64 is a valid cursor: ≤ 0 means the oldest event, like a cursor before it.
       position = max(cursor, 1) - 1
       // Older than the oldest retained event: start at the oldest.
       if let oldest = log.stats.oldestTimeUS, cursor <= oldest { position = oldest - 1 }
-      if cursor > max(ring.newestTimeUS, log.lastTimeUS ?? 0) {
+      if cursor > max(ring.newestTimeUS, log.lastTimeUS ?? 0) && !waitIfAhead {
         position = max(ring.newestTimeUS, log.lastTimeUS ?? 0)
       }
     }

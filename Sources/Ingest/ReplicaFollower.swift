@@ -146,11 +146,18 @@ public final class ReplicaFollower: Sendable {
   }
 
   /// Stores one socket read's records on the store queue; `done` runs after.
-  fileprivate func submit(_ records: [LogRecord], done: @escaping @Sendable (Error?) -> Void) {
+  /// Stores one socket read's records on the store queue; `done` runs after. Once a batch of a
+  /// connection fails, the batches of that connection queued after it are dropped (`failed`):
+  /// storing them would leave a gap where the failed one's rest belongs.
+  fileprivate func submit(
+    _ records: [LogRecord], failed: FailureFlag, done: @escaping @Sendable (Error?) -> Void
+  ) {
     queue.async { [self] in
+      guard !failed.isSet else { return done(nil) }
       let outcome = store.storeReplicated(records)
       storedCount.add(outcome.stored, ordering: .relaxed)
       if let error = outcome.error {
+        failed.set()
         logger.error("cannot store replicated records", metadata: ["error": "\(error)"])
       }
       done(outcome.error)
@@ -169,6 +176,8 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
   private var pending: [LogRecord] = []
   private var waiting = 0
   private(set) var closeReason: String?
+  /// Set by the store queue when a batch of this connection fails.
+  private let failed = FailureFlag()
   private let staleAfter: TimeAmount?
   private var lastRead = NIODeadline.now()
   private var watchdog: RepeatedTask?
@@ -204,6 +213,8 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     lastRead = .now()
+    // After a bad message nothing more of this connection is taken: it would follow a gap.
+    guard closeReason == nil else { return }
     switch unwrapInboundIn(data) {
     case .binary(let message):
       do {
@@ -223,7 +234,7 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    guard !pending.isEmpty else { return }
+    guard closeReason == nil, !pending.isEmpty else { return }
     let records = pending
     pending = []
     waiting += 1
@@ -232,7 +243,7 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
     }
     let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
     let loop = context.eventLoop
-    follower.submit(records) { error in
+    follower.submit(records, failed: failed) { error in
       loop.execute {
         let (handler, context) = bound.value
         handler.waiting -= 1
@@ -259,4 +270,11 @@ extension String {
   fileprivate func leftPadded(to width: Int) -> String {
     count >= width ? self : String(repeating: "0", count: width - count) + self
   }
+}
+
+/// A flag one thread sets and others read (a connection whose store failed).
+final class FailureFlag: Sendable {
+  private let flag = Atomic<Bool>(false)
+  var isSet: Bool { flag.load(ordering: .relaxed) }
+  func set() { flag.store(true, ordering: .relaxed) }
 }

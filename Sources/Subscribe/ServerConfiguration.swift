@@ -24,6 +24,10 @@ extension SubscribeServer {
     /// Reverse proxies whose `X-Forwarded-For` / `X-Real-IP` name the client (limits, pacing,
     /// logs); none by default.
     public var trustedProxies = TrustedProxies.none
+    /// This server is an edge following a primary (`serve --upstream`): a cursor a little past
+    /// its newest event is where the client left another instance, so the stream starts there
+    /// (waiting for it) rather than live (OPERATIONS §10).
+    public var followsPrimary = false
     /// Who may follow `/replicate` (`--replication-allow`); nil: any address (the data is as
     /// public as `/subscribe`).
     public var replicationAllowed: TrustedProxies? = nil

@@ -147,7 +147,8 @@ public final class SubscribeServer: Sendable {
             // the event loop: it may read the log.
             return NIOThreadPool.singleton.runIfActive(eventLoop: channel.eventLoop) {
               V2Cursor.resolve(
-                request.cursor, log: sources.log, now: Sequencer.wallClockMicroseconds())
+                request.cursor, log: sources.log, now: Sequencer.wallClockMicroseconds(),
+                followsPrimary: configuration.followsPrimary)
             }.map { resolved -> HTTPHeaders? in
               switch resolved {
               case .failure(let error):
@@ -198,7 +199,9 @@ public final class SubscribeServer: Sendable {
                 }
                 return SubscriberFeed(
                   ring: sources.ring, log: sources.log,
-                  start: options.cursor.map { .cursor($0) } ?? .live, filter: filter,
+                  start: options.cursor.map {
+                    .cursor($0, waitIfAhead: configuration.followsPrimary)
+                  } ?? .live, filter: filter,
                   decompressors: options.compress ? nil : decompressors,
                   lagLimit: configuration.slowConsumer.lagLimit)
               }

@@ -1,6 +1,7 @@
 import Broadcast
 import EventLog
 import Events
+import Foundation
 
 /// Where a v2 subscription starts (PROTOCOL §12.3), resolved before the upgrade because
 /// a seq below the retention floor is a 400: a `cursor` below 10^15 is a v2 `seq` (inclusive;
@@ -16,13 +17,28 @@ enum V2Cursor {
   /// Cursors at or above this are microsecond times, below it v2 seqs.
   static let timeThreshold: Int64 = 1_000_000_000_000_000
 
+  /// How long an edge waits for a seq cursor just past its newest event to arrive from its
+  /// primary before starting live.
+  static let aheadWait: Duration = .seconds(2)
+
   /// Resolves `cursor` against the log (blocking file reads: call it off the event loop).
-  /// `now` is the wall clock in µs.
-  static func resolve(_ cursor: Int64?, log: EventLog, now: Int64) -> Result<V2Start, XRPCError> {
+  /// `now` is the wall clock in µs. On an edge (`followsPrimary`), a cursor a little past the
+  /// newest event is where the client left another instance: a seq is waited for (up to
+  /// `aheadWait`), a time starts at itself.
+  static func resolve(_ cursor: Int64?, log: EventLog, now: Int64, followsPrimary: Bool = false)
+    -> Result<V2Start, XRPCError>
+  {
     guard let cursor else { return .success(V2Start(start: .live)) }
     do {
+      if followsPrimary && cursor < timeThreshold && cursor > log.lastEventSeq {
+        let deadline = ContinuousClock.now + aheadWait
+        while log.lastEventSeq < cursor && ContinuousClock.now < deadline {
+          Thread.sleep(forTimeInterval: 0.01)
+        }
+      }
       return cursor < timeThreshold
-        ? try seq(cursor, log: log) : try time(cursor, log: log, now: now)
+        ? try seq(cursor, log: log)
+        : try time(cursor, log: log, now: now, followsPrimary: followsPrimary)
     } catch {
       return .failure(.cursorResolutionFailed)
     }
@@ -40,11 +56,14 @@ enum V2Cursor {
     return .success(V2Start(start: .cursor(found.timeUS)))
   }
 
-  private static func time(_ cursor: Int64, log: EventLog, now: Int64) throws -> Result<
-    V2Start, XRPCError
-  > {
+  private static func time(_ cursor: Int64, log: EventLog, now: Int64, followsPrimary: Bool)
+    throws -> Result<V2Start, XRPCError>
+  {
     if cursor > now { return .success(V2Start(start: .live)) }
     guard let found = try log.locate(timeUSAtLeast: cursor) else {
+      if followsPrimary && log.oldestEventSeq != nil {
+        return .success(V2Start(start: .cursor(cursor, waitIfAhead: true)))
+      }
       // Nothing at or after the time. An empty log floors to the next seq: say so.
       let empty = log.oldestEventSeq == nil
       return .success(

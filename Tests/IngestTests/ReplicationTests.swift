@@ -210,4 +210,39 @@ final class ReplicationTests: XCTestCase {
     XCTAssertEqual(log.lastEventSeq, 30)
     XCTAssertEqual(store.storeReplicated(Array(records[30...])).stored, records.count - 30)
   }
+
+  /// A client moving to an edge a little behind the instance it came from asks for a cursor past
+  /// the edge's newest event: the edge starts there once the events arrive (v1 time and v2 seq),
+  /// rather than live at its own newest event, which would send again what the client has.
+  func testACursorPastAnEdgesNewestEventStartsThereNotLive() async throws {
+    let stream = try SyntheticStream(frames: 600, seed: 66, start: Self.base, spacing: 1_000)
+    let total = stream.events.count
+    let primary = try await primary(stream, stored: 300)
+    let directory = TemporaryLog.directory("edge-ahead")
+    directories.append(directory)
+    let (edge, running) = try await edge(of: primary, directory: directory)
+    try await waitUntil("the edge caught up") { edge.log.lastEventSeq == 300 }
+    let k = 400  // not stored anywhere yet
+    let v1 = try await TestWebSocketClient.connect(
+      port: edge.port, target: "/subscribe?cursor=\(stream.events[k].timeUS)")
+    let v2Connect = Task {
+      try await TestWebSocketClient.connect(
+        port: edge.port,
+        target: "/xrpc/network.bsky.jetstream.subscribeEvents?cursor=\(k + 1)")
+    }
+    try await waitUntil("the v2 request waits for seq k + 1") {
+      edge.server.pendingConnectionCount == 1
+    }
+    try stream.ingest(300..<total, log: primary.log, ring: primary.ring)
+    let v2 = try await v2Connect.value
+    guard case .text(let first1)? = try await v1.next() else { return XCTFail("no v1 event") }
+    XCTAssertEqual(first1, String(decoding: stream.events[k].json, as: UTF8.self))
+    guard case .text(let first2)? = try await v2.next() else { return XCTFail("no v2 event") }
+    XCTAssertTrue(first2.contains(#""seq":\#(k + 1),"#), first2)
+    await v1.close()
+    await v2.close()
+    await edge.shutdown()
+    await running.value
+    try await primary.stop()
+  }
 }
