@@ -204,6 +204,7 @@ public final class ContrailServer: Sendable {
     subscribe.readiness = {
       if shuttingDown.value { return "shutting down" }
       if let failure = log.writeFailure { return "the event log cannot write: \(failure)" }
+      if let problem = replica?.problem { return problem }
       if offline || upstream.isRecentlyConnected(grace: .seconds(30)) { return nil }
       return upstream.connections == 0
         ? "not connected to \(upstreamName) yet"

@@ -44,6 +44,7 @@ public final class ReplicaFollower: Sendable {
   private let queue = DispatchQueue(label: "contrail.replica.store")
   private let connection = ConnectionState()
   private let storedCount = Atomic<Int>(0)
+  private let storeProblem = Mutex<String?>(nil)
 
   public init(configuration: Configuration, store: EventStore, logger: Logger) throws {
     self.configuration = configuration
@@ -61,6 +62,11 @@ public final class ReplicaFollower: Sendable {
   public func isRecentlyConnected(grace: Duration) -> Bool {
     connection.isRecentlyConnected(grace: grace)
   }
+
+  /// Why the last batch could not be stored (the primary's log does not continue this edge's,
+  /// a payload this dictionary cannot read, a full disk), until a batch is stored again: what
+  /// `/readyz` reports, so a balancer stops sending clients to an edge that no longer follows.
+  public var problem: String? { storeProblem.withLock { $0 } }
 
   /// Records stored since start.
   public var stored: Int { storedCount.load(ordering: .relaxed) }
@@ -156,6 +162,11 @@ public final class ReplicaFollower: Sendable {
       guard !failed.isSet else { return done(nil) }
       let outcome = store.storeReplicated(records)
       storedCount.add(outcome.stored, ordering: .relaxed)
+      if outcome.stored > 0 || outcome.error != nil {
+        storeProblem.withLock {
+          $0 = outcome.error.map { "cannot store the primary's records: \($0)" }
+        }
+      }
       if let error = outcome.error {
         failed.set()
         logger.error("cannot store replicated records", metadata: ["error": "\(error)"])

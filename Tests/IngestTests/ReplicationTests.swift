@@ -245,4 +245,31 @@ final class ReplicationTests: XCTestCase {
     await running.value
     try await primary.stop()
   }
+
+  /// An edge whose data directory holds another log than its primary's stores nothing of the
+  /// primary's and says so on `/readyz` (503), so a balancer stops sending clients to it.
+  func testAnEdgeOfAnotherLogIsNotReady() async throws {
+    let mine = try SyntheticStream(frames: 120, seed: 67, start: Self.base, spacing: 1_000)
+    let theirs = try SyntheticStream(
+      frames: 50, seed: 68, start: Self.base + 1_000_000_000, spacing: 1_000)
+    let primary = try await primary(theirs, stored: theirs.events.count)
+    let directory = TemporaryLog.directory("edge-foreign")
+    directories.append(directory)
+    do {
+      var configuration = EventLog.Configuration(directory: directory)
+      configuration.dictionaryID = mine.dictionary.id
+      let log = try EventLog(configuration)
+      try mine.ingest(0..<mine.events.count, log: log, ring: LiveRing())
+      try log.close()
+    }
+    let (edge, running) = try await edge(of: primary, directory: directory)
+    try await waitUntil("the edge reports it") {
+      let response = try? RawHTTP.get(port: edge.port, target: "/readyz")
+      return response?.status == 503 && response?.body.contains("does not continue") == true
+    }
+    XCTAssertEqual(edge.log.lastEventSeq, Int64(mine.events.count), "nothing of theirs stored")
+    await edge.shutdown()
+    await running.value
+    try await primary.stop()
+  }
 }
