@@ -69,6 +69,10 @@ final class ServeOptionsTests: XCTestCase {
       .staleAfter: ("0", { $0.settings.staleAfter == nil }),
       .maxFrameSize: ("1MiB", { $0.settings.maxFrameSize == 1 << 20 }),
       .relayCA: ("ca.pem", { $0.settings.relayCertificates == "ca.pem" }),
+      .upstream: ("ws://10.0.0.5:6008", { $0.settings.upstream?.host == "10.0.0.5" }),
+      .replicationAllow: (
+        "10.0.0.0/8", { $0.settings.replicationAllowed?.isTrusted("10.9.9.9") == true }
+      ),
       .collections: (
         "app.bsky.feed.post", { $0.settings.ingestFilter.collections == ["app.bsky.feed.post"] }
       ),
@@ -87,6 +91,7 @@ final class ServeOptionsTests: XCTestCase {
     let bad: [ServeOption: String] = [
       .relayCursor: "-1", .port: "65536", .compressionLevel: "20", .retention: "-5m",
       .maxFrameSize: "2GiB", .headerTimeout: "0", .relay: "ftp://x", .maxDisk: "0",
+      .upstream: "ftp://x",
     ]
     for option in ServeOption.allCases where !freeText.contains(option) {
       let text = bad[option] ?? "nonsense"
@@ -170,5 +175,19 @@ final class ServeOptionsTests: XCTestCase {
     XCTAssertTrue(ServeOption.retention.help.contains("(default 24h)"), ServeOption.retention.help)
     XCTAssertTrue(ServeOption.liveWindow.help.contains("(default 16384)"))
     XCTAssertTrue(ServeOption.maxFrameSize.help.contains("(default 5MiB)"))
+  }
+
+  /// `--upstream` follows a primary instead of a relay: with `--relay`, `--relay-cursor` or
+  /// `--offline` (flag or variable) it is refused, saying why.
+  func testUpstreamExcludesTheRelayOptions() throws {
+    XCTAssertNotNil(try resolve([.upstream: "ws://127.0.0.1:6008"]).settings.upstream)
+    for (option, text) in [(ServeOption.relay, "wss://x"), (.relayCursor, "5"), (.offline, "true")]
+    {
+      XCTAssertThrowsError(try resolve([.upstream: "ws://127.0.0.1:6008", option: text])) {
+        XCTAssertTrue("\($0)".contains("cannot be combined"), "\($0)")
+      }
+      XCTAssertThrowsError(
+        try resolve([:], ["CONTRAIL_UPSTREAM": "ws://127.0.0.1:6008", option.variable: text]))
+    }
   }
 }
