@@ -72,7 +72,7 @@ struct BenchEdge: AsyncParsableCommand {
         + "\(rounds) rounds" + (preload.map { "; call counts: \($0)" } ?? ""))
 
     var windows: [Window] = []
-    for round in 0..<rounds {
+    for round in 0..<rounds where !counts.isEmpty {
       let order = round % 2 == 0 ? counts : counts.reversed()
       windows += try await edgeRound(round, order: order, frames: frames, scratch: scratch)
     }
@@ -105,6 +105,12 @@ struct BenchEdge: AsyncParsableCommand {
       windows.append(window)
     }
     try await cluster.checkEdges()
+    // The same processes with nothing to store (the relay stays paused; under serve's 60 s
+    // --stale-after, so ingest does not reconnect meanwhile): their fixed cost per second.
+    let idle = try await cluster.measure(
+      seconds: min(seconds, 40), round: round, phase: .idle(cluster.edges.count), load: nil)
+    idle.print()
+    windows.append(idle)
     return windows
   }
 
@@ -178,6 +184,37 @@ struct BenchEdge: AsyncParsableCommand {
           + "| \(count == 0 ? "–" : spread(rows.map { $0.replicationBytesPerEvent / Double(count) }, 1)) "
           + "| \(spread(rows.map { $0.relaySeconds / $0.window * 100 }, 1)) |")
     }
+    let idles = windows.filter {
+      if case .idle = $0.phase { return true }
+      return false
+    }
+    if !idles.isEmpty {
+      // Fixed cost (relay paused) and what each event adds above it.
+      let primaryIdle = idles.map { $0.primarySeconds / $0.window }
+      let edgeIdle = idles.flatMap { window in window.edgeSeconds.map { $0 / window.window } }
+      print(
+        "idle (relay paused, \(idles.count) windows): primary "
+          + "\(spread(primaryIdle.map { $0 * 100 }, 2)) % of a core, edges "
+          + (edgeIdle.isEmpty ? "–" : "\(spread(edgeIdle.map { $0 * 100 }, 2)) %"))
+      let alone = windows.filter { $0.phase == .edges(0) }
+      let primaryMarginal = alone.map {
+        ($0.primarySeconds / $0.window - FanoutTable.median(primaryIdle)) / $0.eventsPerSecond
+          * 1e6
+      }
+      let followed = windows.filter {
+        if case .edges(let count) = $0.phase { return count > 0 }
+        return false
+      }
+      let edgeMarginal = followed.flatMap { window in
+        window.edgeSeconds.map {
+          ($0 / window.window - FanoutTable.median(edgeIdle)) / window.eventsPerSecond * 1e6
+        }
+      }
+      print(
+        "CPU per event above the idle cost, µs: primary without edges "
+          + "\(primaryMarginal.isEmpty ? "–" : spread(primaryMarginal)), edges "
+          + "\(edgeMarginal.isEmpty || edgeIdle.isEmpty ? "–" : spread(edgeMarginal))")
+    }
     if preload != nil {
       print("\ncalls per event stored, in the windows (median over windows; primary | each edge):")
       print(
@@ -185,8 +222,9 @@ struct BenchEdge: AsyncParsableCommand {
       )
       print("|---|---|---|---|---|")
       for (index, name) in CallCounts.names.enumerated() {
-        let primary = windows.map { $0.primaryCalls[index] / $0.events }
-        let edges = windows.filter {
+        let counted = windows.filter { $0.events > 0 }
+        let primary = counted.map { $0.primaryCalls[index] / $0.events }
+        let edges = counted.filter {
           if case .edges = $0.phase { return true }
           return $0.phase == .subscribers("none", 0)
         }.flatMap { window in window.edgeCalls.map { $0[index] / window.events } }
@@ -248,6 +286,8 @@ struct BenchEdge: AsyncParsableCommand {
 struct Window {
   enum Phase: Equatable {
     case edges(Int)
+    /// The relay paused (nothing stored), with this many edges attached.
+    case idle(Int)
     /// The subscribers' form ("none", "zstd", "v2 zstd") and how many.
     case subscribers(String, Int)
   }
@@ -273,6 +313,14 @@ struct Window {
     let name: String
     switch phase {
     case .edges(let count): name = "\(count) edge\(count == 1 ? "" : "s")"
+    case .idle(let count):
+      Swift.print(
+        "round \(round + 1), idle (relay paused, \(count) edge\(count == 1 ? "" : "s")): "
+          + "\(Int(events)) events stored; % of a core: primary "
+          + "\(format1(primarySeconds / window * 100)), edges "
+          + edgeSeconds.map { format1($0 / window * 100) }.joined(separator: " / ")
+          + ", other processes \(format1(othersPercent))")
+      return
     case .subscribers(let form, let count):
       name = count == 0 ? "1 edge, no subscribers" : "1 edge, \(count) \(form) subscribers"
     }
@@ -472,9 +520,9 @@ final class Cluster {
   /// After a round: every edge holds what the primary holds, byte for byte in size. The relay is
   /// paused (SIGSTOP) first, and the log gauges, updated every 5 s, are read 7 s later.
   func checkEdges() async throws {
-    guard !edges.isEmpty else { return }
     relay.pause()
     try await Task.sleep(for: .seconds(7))
+    guard !edges.isEmpty else { return }
     let events = try await metric(primary.port, "contrail_log_events")
     let bytes = try await metric(primary.port, "contrail_log_bytes")
     var lines: [String] = []
