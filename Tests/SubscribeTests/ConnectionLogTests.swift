@@ -38,6 +38,10 @@ final class ConnectionLogTests: XCTestCase {
     XCTAssertEqual(
       captured.matching("subscribe request rejected", "reason=invalid_cursor").count, 1,
       captured.all.joined(separator: "\n"))
+    // The refused request's connection gives its place back once the server sees it closed.
+    try await waitUntil("the refused connection is gone") {
+      server.pendingConnectionCount == 0
+    }
     let first = try RawSocket.silentWebSocket(port: server.port, target: "/subscribe")
     defer { close(first) }
     let (second, head) = try RawSocket.handshake(port: server.port, target: "/subscribe")
