@@ -121,10 +121,10 @@ struct BenchFanout: AsyncParsableCommand {
           let name = "live \(form.name) × \(count)"
           report(
             (rounds > 1 ? "round \(round + 1) " : "") + name, run.result, cpu: run.cpu,
-            delivered: run.delivered, publish: run.publish)
+            delivered: run.delivered, publish: run.publish, others: run.others)
           table.add(
             name, group: "live × \(count)", form: form, round: round, run.result, cpu: run.cpu,
-            delivered: run.delivered)
+            delivered: run.delivered, others: run.others)
         }
       }
     }
@@ -152,16 +152,20 @@ struct BenchFanout: AsyncParsableCommand {
         let server = try await SubscribeServer.start(
           sources: .init(ring: ring, log: log, dictionary: dictionary))
         let cpu = CPUTime.now()
+        let meter = BusyMeter(client: nil)
         let client = try await LoadProcess.start(
           port: server.port, connections: 1,
           target: form.target(dictionaryID: dictionary.id, cursor: 1), expect: replay)
         let result = try await client.result()
         let used = CPUTime.now() - cpu
+        let others = meter.othersPercent()
         let name = "replay from disk, \(form.replayName) × 1"
         report(
-          (rounds > 1 ? "round \(round + 1) " : "") + name, result, cpu: used, delivered: replay)
+          (rounds > 1 ? "round \(round + 1) " : "") + name, result, cpu: used, delivered: replay,
+          others: others)
         table.add(
-          name, group: "replay", form: form, round: round, result, cpu: used, delivered: replay)
+          name, group: "replay", form: form, round: round, result, cpu: used, delivered: replay,
+          others: others)
         try await server.stop()
       }
     }
@@ -252,7 +256,9 @@ struct BenchFanout: AsyncParsableCommand {
   private func live(
     _ count: Int, form: FanoutForm, framing: Bool, fresh: Bool = false, pool: [BroadcastEvent],
     dictionary: ZstdDictionary, scratch: String
-  ) async throws -> (result: LoadProcess.Result, cpu: Double, publish: Double, delivered: Int) {
+  ) async throws -> (
+    result: LoadProcess.Result, cpu: Double, publish: Double, delivered: Int, others: Double
+  ) {
     let events = max(2_000, deliveries / count)
     let directory = scratch + "/live-\(count)-\(form)-\(framing)"
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -266,6 +272,7 @@ struct BenchFanout: AsyncParsableCommand {
     try await Self.waitFor(server, subscribers: count)
     if form.isV2 { try await Self.waitForV2Following(server) }
     let cpu = CPUTime.now()
+    let meter = BusyMeter(client: client.pid)
     // The publishing loop never suspends, so it runs on this one thread throughout.
     let publishing = CPUTime.thread()
     var time: Int64 = 0
@@ -279,8 +286,9 @@ struct BenchFanout: AsyncParsableCommand {
     let published = CPUTime.thread() - publishing
     let result = try await client.result()
     let used = CPUTime.now() - cpu
+    let others = meter.othersPercent()
     try await server.stop()
-    return (result, used, published, count * events)
+    return (result, used, published, count * events, others)
   }
 
   /// `--compare`: every count and form with shared slices and with per-subscriber copies, the
@@ -366,7 +374,7 @@ struct BenchFanout: AsyncParsableCommand {
 
   private func report(
     _ name: String, _ result: LoadProcess.Result, cpu: Double, delivered: Int,
-    publish: Double? = nil
+    publish: Double? = nil, others: Double? = nil
   ) {
     guard result.complete, result.messages == delivered else {
       print("\(name): INCOMPLETE, \(result.messages) of \(delivered) messages")
@@ -379,7 +387,8 @@ struct BenchFanout: AsyncParsableCommand {
       "\(name): \(Int(Double(result.messages) / result.seconds)) events/s delivered, "
         + "\(format1(Double(result.bytes) / result.seconds / 1e6)) MB/s, server CPU "
         + "\(format3(cpu / Double(delivered) * 1e6)) µs/message "
-        + "(\(Int(cpu / Double(delivered) * 1e8)) ms per 100k\(split ?? ""))")
+        + "(\(Int(cpu / Double(delivered) * 1e8)) ms per 100k\(split ?? ""))"
+        + (others.map { "; other processes \(format1($0)) % of a core" } ?? ""))
   }
 
   static func logConfiguration(_ directory: String) -> EventLog.Configuration {
@@ -448,6 +457,9 @@ struct BenchFanout: AsyncParsableCommand {
 enum CPUTime {
   static func now() -> Double { seconds(RUSAGE_SELF.rawValue) }
 
+  /// Of the children that ended and were waited for.
+  static func children() -> Double { seconds(RUSAGE_CHILDREN.rawValue) }
+
   static func thread() -> Double {
     #if os(Linux)
       return seconds(1)  // RUSAGE_THREAD (glibc declares it only with _GNU_SOURCE)
@@ -461,6 +473,33 @@ enum CPUTime {
     getrusage(who, &usage)
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
       + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+  }
+}
+
+/// The CPU that processes other than this one and its load client used during a run, from
+/// /proc/stat (clock ticks): what tells a quiet run from a disturbed one on a shared machine.
+struct BusyMeter {
+  private let machine = MachineCPU.now()
+  private let own = CPUTime.now()
+  private let children = CPUTime.children()
+  /// The running load client's CPU so far (it is counted in `children` once waited for).
+  private let clientBefore: Double
+  private let start = ContinuousClock.now
+
+  init(client: Int32?) { clientBefore = client.map(Child.cpuSeconds) ?? 0 }
+
+  /// % of one core, over the time since `init`; call it once the load client was waited for.
+  func othersPercent() -> Double {
+    let end = MachineCPU.now()
+    let elapsed = ContinuousClock.now - start
+    let seconds =
+      Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    guard end.total > machine.total, seconds > 0 else { return 0 }
+    let busy =
+      (end.busy - machine.busy) / (end.total - machine.total)
+      * Double(ProcessInfo.processInfo.activeProcessorCount) * seconds
+    let ours = (CPUTime.now() - own) + (CPUTime.children() - children - clientBefore)
+    return max(0, (busy - ours) / seconds * 100)
   }
 }
 
@@ -615,12 +654,13 @@ struct FanoutTable {
     var form: FanoutForm
     var rates: [Int: Double] = [:]
     var cpu: [Int: Double] = [:]
+    var others: [Int: Double] = [:]
   }
   private var rows: [Row] = []
 
   mutating func add(
     _ name: String, group: String, form: FanoutForm, round: Int, _ result: LoadProcess.Result,
-    cpu: Double, delivered: Int
+    cpu: Double, delivered: Int, others: Double
   ) {
     guard result.complete, result.messages == delivered, result.seconds > 0 else { return }
     if !rows.contains(where: { $0.name == name }) {
@@ -629,6 +669,7 @@ struct FanoutTable {
     let index = rows.firstIndex { $0.name == name }!
     rows[index].rates[round] = Double(result.messages) / result.seconds
     rows[index].cpu[round] = cpu / Double(delivered) * 1e6
+    rows[index].others[round] = others
   }
 
   static func median(_ values: [Double]) -> Double {
@@ -647,8 +688,9 @@ struct FanoutTable {
     Swift.print("")
     Swift.print(
       "| run | rounds | events/s delivered, median (min–max) | server CPU µs/message, median "
-        + "(min–max) | v2 / v1 CPU per message, same round: median (min–max) |")
-    Swift.print("|---|---|---|---|---|")
+        + "(min–max) | v2 / v1 CPU per message, same round: median (min–max) "
+        + "| other processes, % of a core: median (max) |")
+    Swift.print("|---|---|---|---|---|---|")
     // By group (in the order first run), then by form.
     let groups = rows.map(\.group).reduce(into: [String]()) {
       if !$0.contains($1) { $0.append($1) }
@@ -670,7 +712,9 @@ struct FanoutTable {
       Swift.print(
         "| \(row.name) | \(row.rates.count) of \(rounds) "
           + "| \(Self.spread(Array(row.rates.values)) { String(Int($0)) }) "
-          + "| \(Self.spread(Array(row.cpu.values), format3)) | \(ratio) |")
+          + "| \(Self.spread(Array(row.cpu.values), format3)) | \(ratio) "
+          + "| \(format1(Self.median(Array(row.others.values)))) "
+          + "(\(format1(row.others.values.max() ?? .nan))) |")
     }
   }
 }
