@@ -57,9 +57,12 @@ def parse(path):
     text = open(path).read()
     if bench == "fanout":
         for m in re.finditer(
-            r"^((?:live|replay)[^:]*): (\d+) events/s delivered, [\d.]+ MB/s, server CPU ([\d.]+) µs/message",
+            r"^((?:live|replay)[^:]*): (\d+) events/s delivered, [\d.]+ MB/s, server CPU ([\d.]+) µs/message"
+            r"(?:.*other processes ([\d.]+) % of a core)?",
             text, re.M):
             rows[m.group(1)] = {"events/s": float(m.group(2)), "CPU µs/message": float(m.group(3))}
+            if m.group(4) is not None:  # binaries that report it (after the v2-wire benchmarks)
+                rows[m.group(1)]["CPU % others"] = float(m.group(4))
     else:
         rate = None
         for line in text.splitlines():
@@ -81,7 +84,7 @@ def spread(values, digits):
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 rows = list(runs[("before", 1)].keys())
-metrics = ["events/s", "CPU µs/message"] if bench == "fanout" else ["p50", "p99", "p999", "CPU % process", "CPU % others"]
+metrics = ["events/s", "CPU µs/message", "CPU % others"] if bench == "fanout" else ["p50", "p99", "p999", "CPU % process", "CPU % others"]
 print()
 print("| row | metric | before: median (min–max) | after: median (min–max) | after / before, per round: median (min–max) |")
 print("|---|---|---|---|---|")

@@ -112,20 +112,26 @@ struct BenchFanout: AsyncParsableCommand {
     let rounds = self.rounds ?? 1
     var table = FanoutTable()
 
+    // One round: every count of one form, then the next form (the order the benchmark always
+    // ran, so that a before/after comparison runs the same sequence); more: each count's forms
+    // together, in an order rotating by round and count.
+    let order: (Int) -> [(count: Int, form: FanoutForm)] = { round in
+      guard rounds > 1 else { return forms.flatMap { form in counts.map { ($0, form) } } }
+      return counts.enumerated().flatMap { index, count in
+        Self.rotated(forms, by: round + index).map { (count, $0) }
+      }
+    }
     for round in 0..<rounds {
-      for (index, count) in counts.enumerated() {
-        for form in Self.rotated(forms, by: round + index) {
-          let run = try await live(
-            count, form: form, framing: true, pool: pool, dictionary: dictionary,
-            scratch: scratch)
-          let name = "live \(form.name) × \(count)"
-          report(
-            (rounds > 1 ? "round \(round + 1) " : "") + name, run.result, cpu: run.cpu,
-            delivered: run.delivered, publish: run.publish, others: run.others)
-          table.add(
-            name, group: "live × \(count)", form: form, round: round, run.result, cpu: run.cpu,
-            delivered: run.delivered, others: run.others)
-        }
+      for (count, form) in order(round) {
+        let run = try await live(
+          count, form: form, framing: true, pool: pool, dictionary: dictionary, scratch: scratch)
+        let name = "live \(form.name) × \(count)"
+        report(
+          (rounds > 1 ? "round \(round + 1) " : "") + name, run.result, cpu: run.cpu,
+          delivered: run.delivered, publish: run.publish, others: run.others)
+        table.add(
+          name, group: "live × \(count)", form: form, round: round, run.result, cpu: run.cpu,
+          delivered: run.delivered, others: run.others)
       }
     }
 
