@@ -72,20 +72,22 @@ public final class ContrailServer: Sendable {
     _ settings: ServeSettings, registry: PrometheusCollectorRegistry?, logger: Logger
   ) async throws -> ContrailServer {
     let lock = try DataDirectoryLock(settings.dataDirectory)
-    // An edge compresses nothing: it stores the primary's frames, so it serves the primary's
-    // dictionary.
-    var primaryDictionary: ZstdDictionary? = nil
-    if let primary = settings.upstream {
-      primaryDictionary = try await Self.dictionary(
-        of: primary, caFile: settings.relayCertificates, logger: logger)
+    // An edge compresses nothing: it stores its upstream's frames, so it serves the upstream's
+    // dictionary: a primary's always, a Jetstream host's from --dictionary if given (a public
+    // Jetstream has no /dictionary).
+    var upstreamDictionary: ZstdDictionary? = nil
+    if let upstream = settings.upstream, !upstream.isJetstream || settings.dictionaryPath == nil {
+      upstreamDictionary = try await Self.dictionary(
+        of: upstream, caFile: settings.relayCertificates, logger: logger)
     }
     let dictionary =
-      try primaryDictionary ?? settings.dictionaryPath.map { try ZstdDictionary(path: $0) }
+      try upstreamDictionary ?? settings.dictionaryPath.map { try ZstdDictionary(path: $0) }
       ?? ZstdDictionary(bytes: DefaultDictionary.bytes)
-    // An edge serves its primary's dictionary, whatever --dictionary says.
     let source =
-      settings.upstream.map { "the primary \($0)" } ?? settings.dictionaryPath
-      ?? "built in (contrail-default)"
+      upstreamDictionary.flatMap { _ in
+        settings.upstream.map { "the \(Self.name(of: $0)) \($0)" }
+      }
+      ?? settings.dictionaryPath ?? "built in (contrail-default)"
     logger.info(
       "zstd dictionary",
       metadata: [
@@ -168,21 +170,22 @@ public final class ContrailServer: Sendable {
     ingestConfiguration.trustedCertificates = settings.relayCertificates
     let ingest = try Ingest(
       configuration: ingestConfiguration, pipeline: pipeline, logger: logger)
-    // An edge follows its primary instead (`--upstream`), passing the ingest filter upstream.
-    let replica = try settings.upstream.map { primary in
-      var configuration = ReplicaFollower.Configuration(upstream: primary)
+    // An edge follows its upstream instead (`--upstream`), passing the ingest filter upstream.
+    let replica = try settings.upstream.map { upstream in
+      var configuration = ReplicaFollower.Configuration(upstream: upstream)
       configuration.collections = settings.ingestFilter.collectionPatterns
       configuration.dids = settings.ingestFilter.dids.sorted()
       configuration.backoffBase = settings.backoffBase
       configuration.backoffCap = settings.backoffCap
       configuration.trustedCertificates = settings.relayCertificates
       configuration.staleAfter = settings.staleAfter
+      configuration.metrics = factory
       return try ReplicaFollower(
         configuration: configuration,
         store: try EventStore(log: log, ring: ring, dictionary: dictionary), logger: logger)
     }
     let upstream: any Upstream = replica ?? ingest
-    let upstreamName = settings.upstream.map { "the primary \($0)" } ?? "the relay"
+    let upstreamName = settings.upstream.map { "the \(Self.name(of: $0)) \($0)" } ?? "the relay"
 
     var subscribe = SubscribeServer.Configuration()
     subscribe.host = settings.host
@@ -225,7 +228,8 @@ public final class ContrailServer: Sendable {
       "serving",
       metadata: [
         "address": "\(settings.host):\(server.port)",
-        "upstream": "\(settings.upstream.map { "primary \($0)" } ?? "relay \(endpoint)")",
+        "upstream":
+          "\(settings.upstream.map { "\(Self.name(of: $0)) \($0)" } ?? "relay \(endpoint)")",
         "offline": "\(settings.offline)", "dictionary": "\(dictionary.id)",
         "ingest_filter": "\(filter == nil ? "none" : "on")",
         "version": "\(ContrailVersion.string)",
@@ -236,30 +240,42 @@ public final class ContrailServer: Sendable {
       logger: logger, status: status)
   }
 
-  /// The primary's dictionary (`GET /dictionary`), asked for until it answers or 30 s pass: an
-  /// edge serves exactly the frames the primary compressed.
-  private static func dictionary(of primary: RelayEndpoint, caFile: String?, logger: Logger)
+  /// What `--upstream` names: a Contrail primary or a Jetstream v1 host.
+  static func name(of upstream: RelayEndpoint) -> String {
+    upstream.isJetstream ? "Jetstream host" : "primary"
+  }
+
+  /// The upstream's dictionary (`GET /dictionary`), asked for until it answers or 30 s pass: an
+  /// edge serves exactly the frames its upstream compressed. A 404 ends the wait at once: a
+  /// public Jetstream has no `/dictionary`, and --dictionary must name its dictionary.
+  private static func dictionary(of upstream: RelayEndpoint, caFile: String?, logger: Logger)
     async throws
     -> ZstdDictionary
   {
+    let name = Self.name(of: upstream)
     let deadline = ContinuousClock.now + .seconds(30)
     var problem = ""
     while ContinuousClock.now < deadline {
       do {
-        let tls = primary.tls ? try TLSTrust.clientContext(caFile: caFile) : nil
+        let tls = upstream.tls ? try TLSTrust.clientContext(caFile: caFile) : nil
         let response = try await HTTPGet.fetch(
-          host: primary.host, port: primary.port, path: "/dictionary", tls: tls)
+          host: upstream.host, port: upstream.port, path: "/dictionary", tls: tls)
         if response.status == 200 { return try ZstdDictionary(bytes: response.body) }
         problem = "HTTP \(response.status)"
+        if response.status == 404 { break }
       } catch {
         problem = "\(error)"
       }
       logger.warning(
-        "cannot fetch the primary's dictionary yet",
-        metadata: ["upstream": "\(primary)", "error": "\(problem)"])
+        "cannot fetch the \(name)'s dictionary yet",
+        metadata: ["upstream": "\(upstream)", "error": "\(problem)"])
       try await Task.sleep(for: .seconds(1))
     }
-    throw ServeError("cannot fetch the dictionary of the primary \(primary): \(problem)")
+    throw ServeError(
+      "cannot fetch the dictionary of the \(name) \(upstream) (GET /dictionary: \(problem))"
+        + (upstream.isJetstream
+          ? "; pass --dictionary with the dictionary its zstd frames use (Jetstream's "
+            + "zstd_dictionary file)" : ""))
   }
 
   /// Returns when `task` has ended or `limit` has passed, whichever comes first.

@@ -50,6 +50,8 @@ enum MetricHelp {
     "contrail_subscriptions_total": "Subscriptions started, by start (live or cursor).",
     "contrail_translate_dropped_total":
       "Commits, ops or events the translator dropped, by scope and reason.",
+    "contrail_upstream_frames_total":
+      "On an edge: messages from its primary or Jetstream host, by what was done with them.",
   ]
 
   /// The exposition with a `# HELP` line before every `# TYPE` line that has a text.

@@ -111,8 +111,10 @@ public enum ServeOption: String, CaseIterable, Sendable {
       return ("PEM certificates to trust for a wss:// relay instead of the system's", nil)
     case .upstream:
       return (
-        "Run as an edge: follow this Contrail primary's /replicate stream (ws://host:port) "
-          + "instead of a relay, storing its records as they are", nil
+        "Run as an edge instead of reading a relay: follow this Contrail primary's /replicate "
+          + "stream (ws://host:port), or a Jetstream v1 host's zstd stream (wss://host/subscribe; "
+          + "its dictionary from --dictionary or its /dictionary), storing its frames as they "
+          + "are", nil
       )
     case .replicationAllow:
       return ("Only these CIDRs may follow this server's /replicate stream", "any address")
@@ -254,7 +256,8 @@ public struct ServeConfiguration: Sendable {
     }
     if given(.upstream) && (given(.relay) || given(.relayCursor) || resolved.settings.offline) {
       throw ServeError(
-        "--upstream follows another Contrail instead of a relay: it cannot be combined with "
+        "--upstream follows another Contrail or a Jetstream instead of a relay: it cannot be "
+          + "combined with "
           + "--relay, --relay-cursor or --offline")
     }
     return resolved

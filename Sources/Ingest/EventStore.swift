@@ -56,30 +56,15 @@ public final class EventStore: @unchecked Sendable {
     }
     let firstEventSeq = log.lastEventSeq + 1
     var records: [LogRecord] = []
+    var published: [BroadcastEvent] = []
     records.reserveCapacity(events.count)
+    published.reserveCapacity(events.count)
     for (index, (event, frame)) in zip(events, frames).enumerated() {
-      records.append(LogRecord(event, eventSeq: firstEventSeq + Int64(index), payload: frame))
+      let eventSeq = firstEventSeq + Int64(index)
+      records.append(LogRecord(event, eventSeq: eventSeq, payload: frame))
+      published.append(BroadcastEvent(event, eventSeq: eventSeq, compressed: frame))
     }
-    var kept = events.count
-    var failure: (any Error)? = nil
-    do {
-      try log.append(records)
-    } catch {
-      // An append can fail part-way (a full disk at a segment roll). Event seqs increase
-      // strictly (relay seqs need not: a new relay epoch), so they tell which records the log
-      // kept.
-      let writtenThrough = log.lastEventSeq
-      kept = records.prefix { $0.eventSeq <= writtenThrough }.count
-      failure = error
-    }
-    if kept > 0 {
-      ring.publish(
-        (0..<kept).map {
-          BroadcastEvent(events[$0], eventSeq: records[$0].eventSeq, compressed: frames[$0])
-        })
-    }
-    return Outcome(
-      stored: kept, lastSeq: kept > 0 ? events[kept - 1].seq : nil, error: failure)
+    return appendAndPublish(records, published, failure: nil)
   }
 
   /// Stores records a primary stored (an edge, OPERATIONS §10) exactly as they are: their
@@ -115,17 +100,100 @@ public final class EventStore: @unchecked Sendable {
         break
       }
     }
-    guard !fresh.isEmpty else { return Outcome(stored: 0, lastSeq: nil, error: failure) }
-    var kept = fresh.count
+    return appendAndPublish(fresh, events, failure: failure)
+  }
+
+  /// What `storeForwarded` did: the outcome, and the frames it left out, by reason.
+  public struct ForwardOutcome {
+    public var outcome: Outcome
+    /// Frames this dictionary cannot decompress.
+    public var unreadable = 0
+    /// Frames whose JSON is not an event Contrail could store (`UpstreamEvent`).
+    public var notEvents = 0
+    /// Events the ingest filter rejects.
+    public var filtered = 0
+    /// Events not newer than the log's last `time_us`: a reconnect's overlap, or an upstream
+    /// whose `time_us` went back.
+    public var repeated = 0
+    /// Why the first unreadable or non-event frame was left out.
+    public var firstProblem: String?
+  }
+
+  /// Stores the zstd frames a Jetstream v1 host sent (`serve --upstream …/subscribe`,
+  /// OPERATIONS §10) as they are: each is decompressed once (for its metadata and for text
+  /// subscribers), keeps the upstream's `time_us`, gets this log's next event seq, and is
+  /// appended unchanged and published. Frames this dictionary cannot read, JSON that is not an
+  /// event, events `filter` rejects and events not newer than the log's last (so nothing is
+  /// stored twice) are left out and counted; none of them stops the batch.
+  public func storeForwarded(_ frames: [[UInt8]], filter: EventFilter?) -> ForwardOutcome {
+    var result = ForwardOutcome(outcome: Outcome(stored: 0, lastSeq: nil, error: nil))
+    var lastTime = log.lastTimeUS ?? Int64.min
+    var nextEventSeq = log.lastEventSeq + 1
+    var fresh: [LogRecord] = []
+    var events: [BroadcastEvent] = []
+    for frame in frames {
+      let json: [UInt8]
+      do {
+        json = try decompressor.decompress(frame)
+      } catch {
+        result.unreadable += 1
+        result.firstProblem = result.firstProblem ?? "\(error)"
+        continue
+      }
+      guard var meta = json.withUnsafeBytes({ UpstreamEvent.meta(ofV1: $0) }) else {
+        result.notEvents += 1
+        result.firstProblem =
+          result.firstProblem ?? "not a Jetstream event: \(Self.excerpt(json))"
+        continue
+      }
+      if let filter, !filter.matches(kind: meta.kind, did: meta.did, collection: meta.collection) {
+        result.filtered += 1
+        continue
+      }
+      guard meta.timeUS > lastTime else {
+        result.repeated += 1
+        continue
+      }
+      lastTime = meta.timeUS
+      meta.eventSeq = nextEventSeq
+      nextEventSeq += 1
+      fresh.append(LogRecord(meta: meta, payload: frame))
+      events.append(
+        BroadcastEvent(
+          meta: meta, json: ByteBuffer(bytes: json), compressed: ByteBuffer(bytes: frame),
+          jsonLength: json.count))
+    }
+    result.outcome = appendAndPublish(fresh, events, failure: nil)
+    return result
+  }
+
+  /// The start of some JSON, for a log line.
+  private static func excerpt(_ json: [UInt8]) -> String {
+    let text = String(decoding: json.prefix(80), as: UTF8.self)
+    return json.count > 80 ? text + "…" : text
+  }
+
+  /// Appends `records` and publishes their `events` (the prefix the log kept, after a failed
+  /// append); `failure` is why the caller stopped short of its whole batch, if it did.
+  private func appendAndPublish(
+    _ records: [LogRecord], _ events: [BroadcastEvent], failure: (any Error)?
+  ) -> Outcome {
+    guard !records.isEmpty else { return Outcome(stored: 0, lastSeq: nil, error: failure) }
+    var kept = records.count
+    var failure = failure
     do {
-      try log.append(fresh)
+      try log.append(records)
     } catch {
+      // An append can fail part-way (a full disk at a segment roll). Event seqs increase
+      // strictly (relay seqs need not: a new relay epoch), so they tell which records the log
+      // kept.
       let writtenThrough = log.lastEventSeq
-      kept = fresh.prefix { $0.eventSeq <= writtenThrough }.count
+      kept = records.prefix { $0.eventSeq <= writtenThrough }.count
       failure = error
     }
     if kept > 0 { ring.publish(Array(events.prefix(kept))) }
-    return Outcome(stored: kept, lastSeq: kept > 0 ? fresh[kept - 1].seq : nil, error: failure)
+    return Outcome(
+      stored: kept, lastSeq: kept > 0 ? records[kept - 1].seq : nil, error: failure)
   }
 
   /// A replicated record that does not continue this log: newer in `time_us` but not in event

@@ -57,6 +57,12 @@ public struct RelayEndpoint: Sendable, Equatable, CustomStringConvertible {
     self.target = target
   }
 
+  /// Whether this names a Jetstream v1 host's `/subscribe` (an edge following a public
+  /// Jetstream, OPERATIONS §10) rather than a relay or a Contrail primary.
+  public var isJetstream: Bool {
+    target == "/subscribe" || target.hasPrefix("/subscribe?")
+  }
+
   static func isLoopback(_ host: Substring) -> Bool {
     host == "localhost" || host == "::1" || host.hasPrefix("127.")
   }

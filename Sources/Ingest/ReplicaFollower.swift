@@ -1,5 +1,7 @@
+import CoreMetrics
 import Dispatch
 import EventLog
+import Events
 import Logging
 import NIOCore
 import NIOSSL
@@ -7,20 +9,27 @@ import NIOWebSocket
 import Synchronization
 import WebSocketClient
 
-/// An edge's upstream (`serve --upstream`, OPERATIONS §10): follows a Contrail primary's
-/// `/replicate` stream and stores each record exactly as the primary stored it
+/// An edge's upstream (`serve --upstream`, OPERATIONS §10). From a Contrail primary it follows
+/// the `/replicate` stream and stores each record exactly as the primary stored it
 /// (`EventStore.storeReplicated`): the same `time_us`, relay seq, v2 seq and zstd payload, so
 /// nothing is decoded or compressed again and both wires' cursors mean the same event on the
-/// primary and on every edge. Resumes after the last stored `time_us`, reconnects with backoff,
-/// and never stores a record twice.
+/// primary and on every edge. From any other Jetstream v1 host (an upstream URL whose path is
+/// `/subscribe`) it follows `/subscribe?compress=true` and stores each zstd frame as it came,
+/// with the upstream's `time_us` and this log's own v2 seqs (`EventStore.storeForwarded`).
+/// Either way it resumes after the last stored `time_us`, reconnects with backoff, and never
+/// stores an event twice.
 public final class ReplicaFollower: Sendable {
   public struct Configuration: Sendable {
-    /// The primary (`ws://host:port`; `/replicate` is added when there is no path).
+    /// The primary (`ws://host:port`; `/replicate` is added when there is no path), or a
+    /// Jetstream v1 host (`wss://host/subscribe`: `isJetstream`).
     public var upstream: RelayEndpoint
     /// Only these collections' commits and these DIDs' events (the edge's ingest filter,
-    /// passed upstream as `collections` and `dids`).
+    /// passed upstream as `collections` and `dids`, or `wantedCollections` and `wantedDids` to
+    /// a Jetstream host, and applied here as well).
     public var collections: [String] = []
     public var dids: [String] = []
+    /// Metrics: `contrail_upstream_frames_total{outcome}`.
+    public var metrics: any MetricsFactory = NOOPMetricsHandler.instance
     public var backoffBase: Duration = .seconds(1)
     public var backoffCap: Duration = .seconds(30)
     public var connectTimeout: TimeAmount = .seconds(10)
@@ -45,11 +54,22 @@ public final class ReplicaFollower: Sendable {
   private let connection = ConnectionState()
   private let storedCount = Atomic<Int>(0)
   private let storeProblem = Mutex<String?>(nil)
+  /// The ingest filter, applied to a Jetstream host's events (a primary applies it itself).
+  private let filter: EventFilter?
+  private let frames: UpstreamFrameCounters
+  /// Frames of a Jetstream host left out as unreadable or not events since the last warning,
+  /// and when that was (one warning per 10 s at most, whatever the upstream sends).
+  private let badFrames = Mutex<(count: Int, warned: ContinuousClock.Instant?)>((0, nil))
 
   public init(configuration: Configuration, store: EventStore, logger: Logger) throws {
     self.configuration = configuration
     self.store = store
     self.logger = logger
+    filter =
+      configuration.upstream.isJetstream
+      ? try EventFilter(ingestCollections: configuration.collections, dids: configuration.dids)
+      : nil
+    frames = UpstreamFrameCounters(factory: configuration.metrics)
     tls =
       configuration.upstream.tls
       ? try TLSTrust.clientContext(caFile: configuration.trustedCertificates) : nil
@@ -73,15 +93,27 @@ public final class ReplicaFollower: Sendable {
   /// Connections made so far.
   public var connections: Int { connection.connections }
 
-  /// The request for everything after `after`.
+  /// The request for everything after `after` (a `time_us`; 0: nothing stored yet). A Jetstream
+  /// host is asked for zstd frames from `after + 1` (its cursors are inclusive), or from its live
+  /// tip when nothing is stored yet.
   func target(after: Int64) -> String {
     let upstream = configuration.upstream
+    let collections = configuration.collections.map(Self.escape)
+    let dids = configuration.dids.map(Self.escape)
+    if upstream.isJetstream {
+      var query = ["compress=true"]
+      if after > 0 { query.append("cursor=\(after + 1)") }
+      query += collections.map { "wantedCollections=\($0)" }
+      query += dids.map { "wantedDids=\($0)" }
+      let joined = query.joined(separator: "&")
+      return upstream.target + (upstream.target.contains("?") ? "&" : "?") + joined
+    }
     let path =
       upstream.target.hasPrefix(RelayEndpoint.subscribePath)
       ? "/replicate" : String(upstream.target.prefix { $0 != "?" })
-    var query = ["after=\(after)"]
-    query += configuration.collections.map { "collections=\(Self.escape($0))" }
-    query += configuration.dids.map { "dids=\(Self.escape($0))" }
+    let query =
+      ["after=\(after)"] + collections.map { "collections=\($0)" }
+      + dids.map { "dids=\($0)" }
     return path + "?" + query.joined(separator: "&")
   }
 
@@ -100,17 +132,21 @@ public final class ReplicaFollower: Sendable {
     return out
   }
 
-  /// Follows the primary until `stop()`.
+  /// What is followed, for log lines and close reasons.
+  private var name: String { configuration.upstream.isJetstream ? "Jetstream host" : "primary" }
+
+  /// Follows the upstream until `stop()`.
   public func run() async {
     var attempt = 0
     while !connection.isStopped {
       let after = store.log.lastTimeUS ?? 0
       let target = target(after: after)
       let storedBefore = stored
-      let handler = ReplicaHandler(follower: self, staleAfter: configuration.staleAfter)
+      let handler = ReplicaHandler(
+        follower: self, source: name, staleAfter: configuration.staleAfter)
       do {
         logger.info(
-          "connecting to primary",
+          "connecting to \(name)",
           metadata: ["upstream": "\(configuration.upstream)", "after": "\(after)"])
         let channel = try await WebSocketDialer.connect(
           host: configuration.upstream.host, port: configuration.upstream.port, target: target,
@@ -118,17 +154,17 @@ public final class ReplicaFollower: Sendable {
           framing: { ByteToMessageHandler(RelayMessageDecoder(maxMessageBytes: 17 << 20)) },
           handlers: { channel in try channel.pipeline.syncOperations.addHandler(handler) })
         connection.opened(channel)
-        logger.info("following primary", metadata: ["upstream": "\(configuration.upstream)"])
+        logger.info("following \(name)", metadata: ["upstream": "\(configuration.upstream)"])
         try? await channel.closeFuture.get()
         connection.closed()
         await drain()
         if !connection.isStopped {
           logger.warning(
-            "primary stream ended",
-            metadata: ["reason": "\(handler.closeReason ?? "closed by the primary")"])
+            "\(name) stream ended",
+            metadata: ["reason": "\(handler.closeReason ?? "closed by the \(name)")"])
         }
       } catch {
-        logger.warning("cannot connect to primary", metadata: ["error": "\(error)"])
+        logger.warning("cannot connect to \(name)", metadata: ["error": "\(error)"])
       }
       guard !connection.isStopped else { break }
       if stored != storedBefore { attempt = 0 }
@@ -151,40 +187,143 @@ public final class ReplicaFollower: Sendable {
     await withCheckedContinuation { continuation in queue.async { continuation.resume() } }
   }
 
-  /// Stores one socket read's records on the store queue; `done` runs after.
-  /// Stores one socket read's records on the store queue; `done` runs after. Once a batch of a
-  /// connection fails, the batches of that connection queued after it are dropped (`failed`):
-  /// storing them would leave a gap where the failed one's rest belongs.
+  /// Stores one socket read's messages on the store queue; `done` runs after, with why the
+  /// connection must end (nil: it goes on). Once a batch of a connection fails, the batches of
+  /// that connection queued after it are dropped (`failed`): storing them would leave a gap
+  /// where the failed one's rest belongs.
   fileprivate func submit(
-    _ records: [LogRecord], failed: FailureFlag, done: @escaping @Sendable (Error?) -> Void
+    _ messages: [[UInt8]], failed: FailureFlag, done: @escaping @Sendable (String?) -> Void
   ) {
     queue.async { [self] in
       guard !failed.isSet else { return done(nil) }
-      let outcome = store.storeReplicated(records)
-      storedCount.add(outcome.stored, ordering: .relaxed)
-      if outcome.stored > 0 || outcome.error != nil {
-        storeProblem.withLock {
-          $0 = outcome.error.map { "cannot store the primary's records: \($0)" }
-        }
-      }
-      if let error = outcome.error {
-        failed.set()
-        logger.error("cannot store replicated records", metadata: ["error": "\(error)"])
-      }
-      done(outcome.error)
+      let failure =
+        configuration.upstream.isJetstream ? storeForwarded(messages) : storeReplicated(messages)
+      if failure != nil { failed.set() }
+      done(failure)
     }
+  }
+
+  /// A primary's records, stored as they are; why the connection must end, if it must.
+  private func storeReplicated(_ messages: [[UInt8]]) -> String? {
+    var records: [LogRecord] = []
+    var undecodable: String? = nil
+    for message in messages {
+      do {
+        records.append(try message.withUnsafeBytes { try ReplicationMessage.decode($0) })
+      } catch {
+        undecodable = "\(error)"  // the primary is not speaking the format
+        break
+      }
+    }
+    let outcome = store.storeReplicated(records)
+    count(stored: outcome.stored)
+    if outcome.error == nil { frames.repeated.increment(by: records.count - outcome.stored) }
+    if outcome.stored > 0 || outcome.error != nil {
+      storeProblem.withLock {
+        $0 = outcome.error.map { "cannot store the primary's records: \($0)" }
+      }
+    }
+    if let error = outcome.error {
+      logger.error("cannot store replicated records", metadata: ["error": "\(error)"])
+      return "the log cannot store"
+    }
+    return undecodable
+  }
+
+  /// A Jetstream host's zstd frames, stored as they came; frames that cannot be read or are not
+  /// events are left out, counted and logged (at most once per 10 s), and a host none of whose
+  /// frames can be read makes the edge not ready: its dictionary is probably not this one.
+  private func storeForwarded(_ messages: [[UInt8]]) -> String? {
+    let result = store.storeForwarded(messages, filter: filter)
+    let outcome = result.outcome
+    count(stored: outcome.stored)
+    frames.unreadable.increment(by: result.unreadable)
+    frames.notEvent.increment(by: result.notEvents)
+    frames.filtered.increment(by: result.filtered)
+    frames.repeated.increment(by: result.repeated)
+    let bad = result.unreadable + result.notEvents
+    if bad > 0 { warnOfBadFrames(bad, result.firstProblem ?? "") }
+    if outcome.stored > 0 || outcome.error != nil {
+      storeProblem.withLock {
+        $0 = outcome.error.map { "cannot store the Jetstream host's events: \($0)" }
+      }
+    } else if bad == messages.count {
+      storeProblem.withLock {
+        $0 =
+          "cannot read the Jetstream host's frames (\(result.firstProblem ?? "")); is --dictionary "
+          + "the dictionary it compresses with?"
+      }
+    }
+    if let error = outcome.error {
+      logger.error("cannot store forwarded events", metadata: ["error": "\(error)"])
+      return "the log cannot store"
+    }
+    return nil
+  }
+
+  /// A message over the size limit: a primary's record cannot be skipped (the edge would have
+  /// a gap), so the connection ends; a Jetstream host's frame is counted and skipped, as a
+  /// relay's is.
+  fileprivate func oversize() -> String? {
+    guard configuration.upstream.isJetstream else { return "a message over the size limit" }
+    frames.oversize.increment()
+    warnOfBadFrames(1, "a frame over the size limit")
+    return nil
+  }
+
+  private func count(stored: Int) {
+    storedCount.add(stored, ordering: .relaxed)
+    frames.stored.increment(by: stored)
+  }
+
+  private func warnOfBadFrames(_ count: Int, _ problem: String) {
+    let now = ContinuousClock.now
+    let due = badFrames.withLock { state -> Int? in
+      state.count += count
+      if let warned = state.warned, now - warned < .seconds(10) { return nil }
+      defer { state = (0, now) }
+      return state.count
+    }
+    guard let due else { return }
+    logger.warning(
+      "frames from the Jetstream host left out",
+      metadata: ["frames": "\(due)", "first_problem": "\(problem)"])
   }
 }
 
-/// Decodes each replication message of a socket read and hands the batch to the store queue,
-/// pausing reads while too many batches wait; a message that does not decode ends the
-/// connection (the primary is not speaking the format), and so does silence for `staleAfter`.
+/// `contrail_upstream_frames_total{outcome}`: what an edge did with each message it followed.
+private struct UpstreamFrameCounters {
+  let stored: Counter
+  let repeated: Counter
+  let filtered: Counter
+  let unreadable: Counter
+  let notEvent: Counter
+  let oversize: Counter
+
+  init(factory: any MetricsFactory) {
+    func counter(_ outcome: String) -> Counter {
+      Counter(
+        label: "contrail_upstream_frames_total", dimensions: [("outcome", outcome)],
+        factory: factory)
+    }
+    stored = counter("stored")
+    repeated = counter("repeated")
+    filtered = counter("filtered")
+    unreadable = counter("unreadable")
+    notEvent = counter("not_event")
+    oversize = counter("oversize")
+  }
+}
+
+/// Hands each socket read's binary messages to the store queue as one batch, pausing reads while
+/// too many batches wait; the connection ends when the store says so (a message that does not
+/// decode, a log that cannot store), on an oversize message, and on silence for `staleAfter`.
 private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
   typealias InboundIn = RelayMessage
   typealias OutboundOut = WebSocketFrame
 
   private let follower: ReplicaFollower
-  private var pending: [LogRecord] = []
+  private var pending: [[UInt8]] = []
   private var waiting = 0
   private(set) var closeReason: String?
   /// Set by the store queue when a batch of this connection fails.
@@ -192,9 +331,12 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
   private let staleAfter: TimeAmount?
   private var lastRead = NIODeadline.now()
   private var watchdog: RepeatedTask?
+  /// "primary" or "Jetstream host", for close reasons.
+  private let source: String
 
-  init(follower: ReplicaFollower, staleAfter: TimeAmount?) {
+  init(follower: ReplicaFollower, source: String, staleAfter: TimeAmount?) {
     self.follower = follower
+    self.source = source
     self.staleAfter = staleAfter
   }
 
@@ -205,12 +347,13 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
     let every = min(staleAfter, .seconds(1))
     watchdog = context.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
       let (handler, context) = bound.value
-      // Reads paused while the store catches up are not the primary's silence.
+      // Reads paused while the store catches up are not the upstream's silence.
       if handler.waiting >= ReplicaFollower.maxPendingBatches { handler.lastRead = .now() }
       if NIODeadline.now() - handler.lastRead >= staleAfter {
         handler.close(
           context,
-          "no message or ping from the primary for \(staleAfter.nanoseconds / 1_000_000) ms")
+          "no message or ping from the \(handler.source) for "
+            + "\(staleAfter.nanoseconds / 1_000_000) ms")
       }
     }
   }
@@ -228,17 +371,13 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
     guard closeReason == nil else { return }
     switch unwrapInboundIn(data) {
     case .binary(let message):
-      do {
-        pending.append(try message.withUnsafeReadableBytes { try ReplicationMessage.decode($0) })
-      } catch {
-        close(context, "\(error)")
-      }
+      pending.append(Array(message.readableBytesView))
     case .oversize:
-      close(context, "a replication message over the size limit")
+      if let reason = follower.oversize() { close(context, reason) }
     case .ping(let payload):
       context.writeAndFlush(wrapOutboundOut(.pong(echoing: payload)), promise: nil)
     case .close:
-      close(context, "the primary closed the connection")
+      close(context, "the \(source) closed the connection")
     case .other:
       break
     }
@@ -246,7 +385,7 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
 
   func channelReadComplete(context: ChannelHandlerContext) {
     guard closeReason == nil, !pending.isEmpty else { return }
-    let records = pending
+    let messages = pending
     pending = []
     waiting += 1
     if waiting >= ReplicaFollower.maxPendingBatches {
@@ -254,11 +393,11 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
     }
     let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
     let loop = context.eventLoop
-    follower.submit(records, failed: failed) { error in
+    follower.submit(messages, failed: failed) { reason in
       loop.execute {
         let (handler, context) = bound.value
         handler.waiting -= 1
-        if error != nil { return handler.close(context, "the log cannot store") }
+        if let reason { return handler.close(context, reason) }
         if handler.waiting < ReplicaFollower.maxPendingBatches {
           let channel = context.channel
           channel.setOption(.autoRead, value: true).whenSuccess { channel.read() }

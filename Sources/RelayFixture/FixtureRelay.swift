@@ -23,6 +23,8 @@ public final class FixtureRelay: Sendable {
     public var log: @Sendable (String) -> Void = { _ in }
     /// Serve `wss://` with this context (tests of the TLS client).
     public var tls: NIOSSLContext? = nil
+    /// The path it upgrades (another, e.g. `/subscribe`, to stand in for a Jetstream host).
+    public var path = FixtureRelay.path
 
     public init() {}
   }
@@ -100,7 +102,7 @@ public final class FixtureRelay: Sendable {
           if let tls = self.configuration.tls {
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
           }
-          return try Self.configure(channel)
+          return try Self.configure(channel, path: self.configuration.path)
         }
       }
     serverChannel.withLock { $0 = server.channel }
@@ -118,13 +120,15 @@ public final class FixtureRelay: Sendable {
     }
   }
 
-  private static func configure(_ channel: Channel) throws -> EventLoopFuture<Upgrade> {
+  private static func configure(_ channel: Channel, path served: String) throws
+    -> EventLoopFuture<Upgrade>
+  {
     let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
       maxFrameSize: 1 << 20,
       shouldUpgrade: { channel, head in
         let path = QueryString.split(head.uri).path
         return channel.eventLoop.makeSucceededFuture(
-          path == FixtureRelay.path ? HTTPHeaders() : nil)
+          path == served ? HTTPHeaders() : nil)
       },
       upgradePipelineHandler: { channel, head in
         channel.eventLoop.makeCompletedFuture {

@@ -5,7 +5,8 @@ import FuzzSupport
 /// A stored v1 event → its Jetstream v2 message frame (`V2Frame.message`, PROTOCOL-v2 §2). What
 /// it accepts must be JSON, and so must the frame it builds, with the v2 envelope; the
 /// `ByteSink` variant must append the same bytes. The first 8 bytes also go to `V2Frame.time` as
-/// any Int64.
+/// any Int64. The same input as a Jetstream host's event (`UpstreamEvent.meta`): what it accepts
+/// must also make a v2 frame, with a positive `time_us`, a DID, and an NSID on a commit.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
   let input = fuzzInput(start, count)
@@ -18,6 +19,11 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
   }
   let timeUS = Int64(count) &* 1_000_003 &- 7
   let frame = V2Frame.message(fromV1: input, eventSeq: Int64(count), timeUS: timeUS)
+  if let meta = UpstreamEvent.meta(ofV1: input) {
+    guard frame != nil, meta.timeUS > 0, Identifier.isDID(meta.did),
+      meta.kind == .commit ? Identifier.isNSID(meta.collection) : meta.collection.isEmpty
+    else { fuzzFailure("UpstreamEvent accepted \(meta)", input) }
+  }
   var sink = ByteSink(capacity: 16)
   defer { sink.release() }
   sink.append(UInt8(ascii: "x"))

@@ -1,0 +1,331 @@
+import App
+import Broadcast
+import Compression
+import EventLog
+import Events
+import Foundation
+import RelayFixture
+import TestSupport
+import XCTest
+
+@testable import Ingest
+
+/// An edge following a Jetstream v1 host (`serve --upstream …/subscribe`, OPERATIONS §10) over
+/// real sockets on 127.0.0.1. The host is a Contrail primary's `/subscribe` — byte-identical to
+/// Jetstream's — or, for hostile input, a fixture server sending whatever a test gives it. The
+/// edge stores each zstd frame as it came with the upstream's `time_us` and its own v2 seqs,
+/// resumes with no gap and no duplicate, passes its filter upstream, and shrugs off frames that
+/// are not events.
+final class JetstreamFollowTests: XCTestCase {
+  private var directories: [String] = []
+  private static let base: Int64 = 1_700_000_000_000_000
+
+  override func tearDown() {
+    for directory in directories { try? FileManager.default.removeItem(atPath: directory) }
+  }
+
+  private func host(_ stream: SyntheticStream, stored: Int) async throws -> TestServer {
+    let log = try TemporaryLog.open("jetstream-host", directories: &directories)
+    let ring = LiveRing(capacity: 100_000, startAfter: 0)
+    try stream.ingest(0..<stored, log: log, ring: ring)
+    return try await TestServer.start(ring: ring, log: log, dictionary: stream.dictionary)
+  }
+
+  private func edge(
+    upstream: String, directory: String, dictionary: String? = nil, collections: [String] = []
+  ) async throws -> (ContrailServer, Task<Void, Never>) {
+    var settings = try ServeSettings.forTests(relay: "ws://127.0.0.1:1", dataDirectory: directory)
+    settings.upstream = try RelayEndpoint(upstream)
+    settings.dictionaryPath = dictionary
+    settings.ingestFilter = try EventFilter(ingestCollections: collections, dids: [])
+    let edge = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
+    return (edge, Task { await edge.run() })
+  }
+
+  private func records(_ log: EventLog) -> [LogRecord] {
+    let reader = log.reader(from: 0, filter: .everything)
+    var records: [LogRecord] = []
+    while let record = reader.next() { records.append(record) }
+    return records
+  }
+
+  /// What a v1 subscriber of the host sees of its log: every event but `#sync`.
+  private func v1Records(_ log: EventLog) -> [LogRecord] {
+    records(log).filter { $0.kind != .sync }
+  }
+
+  private func newDirectory(_ name: String) -> String {
+    let directory = TemporaryLog.directory(name)
+    directories.append(directory)
+    return directory
+  }
+
+  /// The edge stores the host's zstd frames byte for byte with the host's `time_us` (its history
+  /// from live on, then what comes next), numbers them 1, 2, 3… itself, compresses nothing, and
+  /// serves the host's v1 bytes from the same cursor — text and zstd — and a v2 stream.
+  func testAnEdgeStoresAJetstreamHostsFramesAsTheyCame() async throws {
+    let stream = try SyntheticStream(frames: 1_000, seed: 71, start: Self.base, spacing: 1_000)
+    let total = stream.events.count
+    let host = try await host(stream, stored: 0)
+    let (edge, running) = try await edge(
+      upstream: "ws://127.0.0.1:\(host.port)/subscribe", directory: newDirectory("jet-edge"))
+    try await waitUntil("the edge follows the host") { host.subscriberCount == 1 }
+    let compressedBefore = EventCompressor.framesCompressed
+    try stream.ingest(0..<(total / 2), log: host.log, ring: host.ring)
+    let firstHalf = v1Records(host.log).count
+    try await waitUntil("the edge has the first half") {
+      edge.log.lastEventSeq == Int64(firstHalf)
+    }
+    try stream.ingest((total / 2)..<total, log: host.log, ring: host.ring)
+    let expected = v1Records(host.log)
+    try await waitUntil("the edge has everything") {
+      edge.log.lastEventSeq == Int64(expected.count)
+    }
+    // The host compressed; the edge only decompressed.
+    XCTAssertEqual(EventCompressor.framesCompressed, compressedBefore + total)
+    let stored = records(edge.log)
+    XCTAssertEqual(stored.map(\.payload), expected.map(\.payload), "the host's frames, unchanged")
+    XCTAssertEqual(stored.map(\.timeUS), expected.map(\.timeUS))
+    XCTAssertEqual(stored.map(\.did), expected.map(\.did))
+    XCTAssertEqual(stored.map(\.kind), expected.map(\.kind))
+    XCTAssertEqual(stored.map(\.collection), expected.map(\.collection))
+    XCTAssertEqual(stored.map(\.eventSeq), Array(1...Int64(expected.count)), "its own v2 seqs")
+    XCTAssertEqual(edge.log.dictionaryIDs.last, stream.dictionary.id, "the host's /dictionary")
+
+    let cursor = expected[100].timeUS
+    for target in ["/subscribe?compress=true&cursor=\(cursor)", "/subscribe?cursor=\(cursor)"] {
+      var received: [[TestWebSocketClient.Message]] = []
+      for port in [host.port, edge.port] {
+        received.append(try await messages(port: port, target: target, count: expected.count - 100))
+      }
+      XCTAssertEqual(received[0].count, expected.count - 100, target)
+      XCTAssertEqual(received[0], received[1], target)
+    }
+    let v2 = try await messages(
+      port: edge.port, target: "/xrpc/network.bsky.jetstream.subscribeEvents?cursor=101",
+      count: expected.count - 100)
+    XCTAssertEqual(v2.count, expected.count - 100)
+    guard case .text(let first) = v2.first else { return XCTFail("no v2 text frame") }
+    XCTAssertTrue(first.contains("\"seq\":101,"), first)
+    XCTAssertTrue(first.contains(expected[100].did), first)
+    await edge.shutdown()
+    await running.value
+    try await host.stop()
+  }
+
+  /// Stopped and started again while the host moves on, the edge asks for `cursor = last
+  /// time_us + 1` and ends with every frame once; a frame the host repeats is not stored twice.
+  func testARestartedEdgeResumesWithNoGapAndNoDuplicate() async throws {
+    let stream = try SyntheticStream(frames: 900, seed: 72, start: Self.base, spacing: 1_000)
+    let total = stream.events.count
+    let host = try await host(stream, stored: 0)
+    let directory = newDirectory("jet-edge-restart")
+    let upstream = "ws://127.0.0.1:\(host.port)/subscribe"
+    var (edge, running) = try await edge(upstream: upstream, directory: directory)
+    try await waitUntil("the edge follows the host") { host.subscriberCount == 1 }
+    try stream.ingest(0..<(total / 3), log: host.log, ring: host.ring)
+    var expected = v1Records(host.log)
+    try await waitUntil("the edge caught up") { edge.log.lastEventSeq == Int64(expected.count) }
+    await edge.shutdown()
+    await running.value
+    try stream.ingest((total / 3)..<(2 * total / 3), log: host.log, ring: host.ring)
+    (edge, running) = try await self.edge(upstream: upstream, directory: directory)
+    try stream.ingest((2 * total / 3)..<total, log: host.log, ring: host.ring)
+    expected = v1Records(host.log)
+    try await waitUntil("the restarted edge caught up") {
+      edge.log.lastEventSeq == Int64(expected.count)
+    }
+    let stored = records(edge.log)
+    XCTAssertEqual(stored.map(\.timeUS), expected.map(\.timeUS))
+    XCTAssertEqual(stored.map(\.payload), expected.map(\.payload))
+    XCTAssertEqual(stored.map(\.eventSeq), Array(1...Int64(expected.count)))
+    await edge.shutdown()
+    await running.value
+    try await host.stop()
+  }
+
+  /// `--collections` goes upstream as `wantedCollections` and holds on the edge: it stores the
+  /// host's commits of that collection and every identity and account event, nothing else.
+  func testTheIngestFilterGoesUpstreamAsWantedCollections() async throws {
+    let stream = try SyntheticStream(frames: 600, seed: 73, start: Self.base, spacing: 1_000)
+    let host = try await host(stream, stored: 0)
+    // A collection with some commits, but not most of them.
+    let collection = try XCTUnwrap(
+      Dictionary(grouping: stream.events.filter { $0.kind == .commit }, by: \.collection)
+        .filter { $0.value.count >= 5 }.min { $0.value.count < $1.value.count }?.key)
+    let (edge, running) = try await edge(
+      upstream: "ws://127.0.0.1:\(host.port)/subscribe", directory: newDirectory("jet-edge-f"),
+      collections: [collection])
+    XCTAssertEqual(
+      edge.replica?.target(after: 41),
+      "/subscribe?compress=true&cursor=42&wantedCollections="
+        + collection)
+    try await waitUntil("the edge follows the host") { host.subscriberCount == 1 }
+    try stream.ingest(0..<stream.events.count, log: host.log, ring: host.ring)
+    let expected = v1Records(host.log).filter { $0.kind != .commit || $0.collection == collection }
+    XCTAssertLessThan(expected.count, v1Records(host.log).count / 2, "the filter matters")
+    XCTAssertGreaterThanOrEqual(expected.filter { $0.kind == .commit }.count, 5)
+    try await waitUntil("the edge has the matching events") {
+      edge.log.lastEventSeq == Int64(expected.count)
+    }
+    XCTAssertEqual(records(edge.log).map(\.payload), expected.map(\.payload))
+    await edge.shutdown()
+    await running.value
+    try await host.stop()
+  }
+
+  /// A host sending frames that are not zstd, zstd of JSON that is not an event, an event with
+  /// an escaped DID, a repeated `time_us` and an event older than the last: the edge stores the
+  /// real events in between, in order, and leaves the rest out; it keeps the connection and
+  /// stays ready.
+  func testFramesThatAreNotEventsAreLeftOutAndTheEdgeCarriesOn() async throws {
+    let stream = try SyntheticStream(frames: 40, seed: 74, start: Self.base, spacing: 1_000)
+    let good = stream.records.filter { $0.kind != .sync }
+    let compressor = try EventCompressor(dictionary: stream.dictionary)
+    let notAnEvent = try compressor.compress(Array(#"{"did":"x","kind":"commit"}"#.utf8))
+    let escapedDID = try compressor.compress(
+      Array(
+        String(decoding: stream.events[0].json, as: UTF8.self)
+          .replacingOccurrences(of: "did:", with: #"did\u003a"#).utf8))
+    var frames: [[UInt8]] = []
+    for (index, record) in good.enumerated() {
+      frames.append(record.payload)
+      switch index % 5 {
+      case 0: frames.append([0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x01, 0x02])  // a broken zstd frame
+      case 1: frames.append(notAnEvent)
+      case 2: frames.append(escapedDID)
+      case 3: frames.append(record.payload)  // the same time_us again
+      default: frames.append(good[0].payload)  // an older one
+      }
+    }
+    let relay = FixtureRelay(
+      source: FramesSource(frames: frames), configuration: Self.jetstreamPath())
+    let (port, relayTask) = try await relay.start()
+    let dictionaryFile = newDirectory("jet-dict") + ".zdict"
+    try Data(stream.dictionary.bytes).write(to: URL(fileURLWithPath: dictionaryFile))
+    defer { try? FileManager.default.removeItem(atPath: dictionaryFile) }
+    let (edge, running) = try await edge(
+      upstream: "ws://127.0.0.1:\(port)/subscribe", directory: newDirectory("jet-edge-bad"),
+      dictionary: dictionaryFile)
+    try await waitUntil("the edge stored every real event") {
+      edge.log.lastEventSeq == Int64(good.count)
+    }
+    XCTAssertEqual(records(edge.log).map(\.payload), good.map(\.payload))
+    XCTAssertEqual(relay.connectionsAccepted, 1, "one connection throughout")
+    XCTAssertNil(edge.replica?.problem)
+    XCTAssertEqual(try RawHTTP.get(port: edge.port, target: "/readyz").status, 200)
+    await edge.shutdown()
+    await running.value
+    relayTask.cancel()
+  }
+
+  /// A host whose frames need another dictionary: nothing is stored and `/readyz` says why, so a
+  /// balancer sends no one to an edge that cannot serve.
+  func testAHostWhoseFramesThisDictionaryCannotReadMakesTheEdgeNotReady() async throws {
+    let stream = try SyntheticStream(frames: 60, seed: 75, start: Self.base, spacing: 1_000)
+    let foreign = try ZstdDictionary(path: SharedData.defaultDictionaryPath)
+    let other = try DictionaryTrainer(size: 4 << 10, id: 4_242, optimize: false).train(
+      stream.events.map(\.json))
+    XCTAssertNotEqual(other.id, foreign.id)
+    let compressor = try EventCompressor(dictionary: other)
+    let frames = try stream.events.filter { $0.kind != .sync }.map {
+      try compressor.compress($0.json)
+    }
+    let relay = FixtureRelay(
+      source: FramesSource(frames: frames), configuration: Self.jetstreamPath())
+    let (port, relayTask) = try await relay.start()
+    let dictionaryFile = newDirectory("jet-dict-2") + ".zdict"
+    try Data(foreign.bytes).write(to: URL(fileURLWithPath: dictionaryFile))
+    defer { try? FileManager.default.removeItem(atPath: dictionaryFile) }
+    let (edge, running) = try await edge(
+      upstream: "ws://127.0.0.1:\(port)/subscribe", directory: newDirectory("jet-edge-dict"),
+      dictionary: dictionaryFile)
+    try await waitUntil("the edge reports it") {
+      let response = try? RawHTTP.get(port: edge.port, target: "/readyz")
+      return response?.status == 503 && response?.body.contains("--dictionary") == true
+    }
+    XCTAssertEqual(edge.log.lastEventSeq, 0)
+    await edge.shutdown()
+    await running.value
+    relayTask.cancel()
+  }
+
+  /// A host with no `/dictionary` and no `--dictionary` given: the edge does not start, and says
+  /// what to pass.
+  func testAHostWithoutADictionaryNeedsDictionary() async throws {
+    let relay = FixtureRelay(source: FramesSource(frames: []), configuration: Self.jetstreamPath())
+    let (port, relayTask) = try await relay.start()
+    defer { relayTask.cancel() }
+    do {
+      _ = try await edge(
+        upstream: "ws://127.0.0.1:\(port)/subscribe", directory: newDirectory("jet-edge-nodict"))
+      XCTFail("the edge started without a dictionary")
+    } catch {
+      XCTAssertTrue("\(error)".contains("pass --dictionary"), "\(error)")
+    }
+  }
+
+  /// `storeForwarded` counts what it leaves out by reason, numbers what it keeps from the log's
+  /// next event seq, and applies the filter.
+  func testStoreForwardedCountsWhatItLeavesOut() throws {
+    let stream = try SyntheticStream(frames: 60, seed: 76, start: Self.base, spacing: 1_000)
+    let events = stream.records.filter { $0.kind != .sync }
+    let log = try TemporaryLog.open("forward-store", directories: &directories)
+    let store = try EventStore(log: log, ring: LiveRing(), dictionary: stream.dictionary)
+    let first = store.storeForwarded(events.prefix(10).map(\.payload), filter: nil)
+    XCTAssertEqual(first.outcome.stored, 10)
+    XCTAssertEqual(log.lastEventSeq, 10)
+    let notEvent = try EventCompressor(dictionary: stream.dictionary).compress(Array("{}".utf8))
+    let collection = try XCTUnwrap(events.first { $0.kind == .commit }?.collection)
+    let filter = try EventFilter(ingestCollections: [collection], dids: [])
+    let batch = [[1, 2, 3], notEvent] + events[5..<events.count].map(\.payload)
+    let second = store.storeForwarded(batch, filter: filter)
+    let passing = events[10...].filter { $0.kind != .commit || $0.collection == collection }
+    XCTAssertEqual(second.unreadable, 1)
+    XCTAssertEqual(second.notEvents, 1)
+    XCTAssertEqual(
+      second.repeated,
+      5
+        - events[5..<10].filter {
+          !filter.matches(kind: $0.kind, did: $0.did, collection: $0.collection)
+        }.count)
+    XCTAssertEqual(second.filtered, events[5...].count - passing.count - second.repeated)
+    XCTAssertEqual(second.outcome.stored, passing.count)
+    XCTAssertNotNil(second.firstProblem)
+    let reader = log.reader(from: 0, filter: .everything)
+    var stored: [LogRecord] = []
+    while let record = reader.next() { stored.append(record) }
+    XCTAssertEqual(stored.map(\.payload), events.prefix(10).map(\.payload) + passing.map(\.payload))
+    XCTAssertEqual(stored.map(\.eventSeq), Array(1...Int64(stored.count)))
+  }
+
+  private static func jetstreamPath() -> FixtureRelay.Configuration {
+    var configuration = FixtureRelay.Configuration()
+    configuration.path = "/subscribe"
+    return configuration
+  }
+
+  private func messages(port: Int, target: String, count: Int) async throws
+    -> [TestWebSocketClient.Message]
+  {
+    let client = try await TestWebSocketClient.connect(port: port, target: target)
+    var messages: [TestWebSocketClient.Message] = []
+    while messages.count < count {
+      guard let message = try? await client.next(timeout: .seconds(5)) else { break }
+      if message != .ping { messages.append(message) }
+    }
+    await client.close()
+    return messages
+  }
+}
+
+/// Fixed frames for a fixture server standing in for a Jetstream host: every connection gets
+/// them all, in order, whatever its cursor.
+private struct FramesSource: RelaySource {
+  let frames: [[UInt8]]
+  var oldestSeq: Int64 { 1 }
+  func frame(at position: Int) -> (seq: Int64, bytes: [UInt8])? {
+    position < frames.count ? (Int64(position + 1), frames[position]) : nil
+  }
+  func position(after cursor: Int64) -> Int { 0 }
+}
