@@ -42,16 +42,9 @@ final class JetstreamFollowTests: XCTestCase {
     return (edge, Task { await edge.run() })
   }
 
-  private func records(_ log: EventLog) -> [LogRecord] {
-    let reader = log.reader(from: 0, filter: .everything)
-    var records: [LogRecord] = []
-    while let record = reader.next() { records.append(record) }
-    return records
-  }
-
   /// What a v1 subscriber of the host sees of its log: every event but `#sync`.
   private func v1Records(_ log: EventLog) -> [LogRecord] {
-    records(log).filter { $0.kind != .sync }
+    log.allRecords().filter { $0.kind != .sync }
   }
 
   private func newDirectory(_ name: String) -> String {
@@ -83,7 +76,7 @@ final class JetstreamFollowTests: XCTestCase {
     }
     // The host compressed; the edge only decompressed.
     XCTAssertEqual(EventCompressor.framesCompressed, compressedBefore + total)
-    let stored = records(edge.log)
+    let stored = edge.log.allRecords()
     XCTAssertEqual(stored.map(\.payload), expected.map(\.payload), "the host's frames, unchanged")
     XCTAssertEqual(stored.map(\.timeUS), expected.map(\.timeUS))
     XCTAssertEqual(stored.map(\.did), expected.map(\.did))
@@ -135,7 +128,7 @@ final class JetstreamFollowTests: XCTestCase {
     try await waitUntil("the restarted edge caught up") {
       edge.log.lastEventSeq == Int64(expected.count)
     }
-    let stored = records(edge.log)
+    let stored = edge.log.allRecords()
     XCTAssertEqual(stored.map(\.timeUS), expected.map(\.timeUS))
     XCTAssertEqual(stored.map(\.payload), expected.map(\.payload))
     XCTAssertEqual(stored.map(\.eventSeq), Array(1...Int64(expected.count)))
@@ -168,7 +161,7 @@ final class JetstreamFollowTests: XCTestCase {
     try await waitUntil("the edge has the matching events") {
       edge.log.lastEventSeq == Int64(expected.count)
     }
-    XCTAssertEqual(records(edge.log).map(\.payload), expected.map(\.payload))
+    XCTAssertEqual(edge.log.allRecords().map(\.payload), expected.map(\.payload))
     await edge.shutdown()
     await running.value
     try await host.stop()
@@ -210,7 +203,7 @@ final class JetstreamFollowTests: XCTestCase {
     try await waitUntil("the edge stored every real event") {
       edge.log.lastEventSeq == Int64(good.count)
     }
-    XCTAssertEqual(records(edge.log).map(\.payload), good.map(\.payload))
+    XCTAssertEqual(edge.log.allRecords().map(\.payload), good.map(\.payload))
     XCTAssertEqual(relay.connectionsAccepted, 1, "one connection throughout")
     XCTAssertNil(edge.replica?.problem)
     XCTAssertEqual(try RawHTTP.get(port: edge.port, target: "/readyz").status, 200)
@@ -292,9 +285,7 @@ final class JetstreamFollowTests: XCTestCase {
     XCTAssertEqual(second.filtered, events[5...].count - passing.count - second.repeated)
     XCTAssertEqual(second.outcome.stored, passing.count)
     XCTAssertNotNil(second.firstProblem)
-    let reader = log.reader(from: 0, filter: .everything)
-    var stored: [LogRecord] = []
-    while let record = reader.next() { stored.append(record) }
+    let stored = log.allRecords()
     XCTAssertEqual(stored.map(\.payload), events.prefix(10).map(\.payload) + passing.map(\.payload))
     XCTAssertEqual(stored.map(\.eventSeq), Array(1...Int64(stored.count)))
   }

@@ -42,14 +42,6 @@ final class ReplicationTests: XCTestCase {
     return (edge, Task { await edge.run() })
   }
 
-  /// Every record of `log`, as stored.
-  private func records(_ log: EventLog) -> [LogRecord] {
-    let reader = log.reader(from: 0, filter: .everything)
-    var records: [LogRecord] = []
-    while let record = reader.next() { records.append(record) }
-    return records
-  }
-
   /// An edge's log ends up holding the primary's records byte for byte (time_us, relay seq, v2
   /// seq, payload), live ones included; subscribers of both wires get the primary's bytes from
   /// the same cursors; and the edge compressed nothing.
@@ -67,7 +59,7 @@ final class ReplicationTests: XCTestCase {
     // The primary compressed those; from here on only the edge works.
     let compressedBefore = EventCompressor.framesCompressed
     try await waitUntil("the edge has everything") { edge.log.lastEventSeq == Int64(total) }
-    XCTAssertEqual(records(edge.log), records(primary.log))
+    XCTAssertEqual(edge.log.allRecords(), primary.log.allRecords())
     XCTAssertEqual(try edge.log.locate(eventSeqAtLeast: 101)?.eventSeq, 101)
     XCTAssertEqual(try primary.log.locate(eventSeqAtLeast: 101)?.eventSeq, 101)
     XCTAssertEqual(
@@ -123,7 +115,7 @@ final class ReplicationTests: XCTestCase {
     try await waitUntil("the restarted edge caught up") {
       edge.log.lastEventSeq == Int64(total)
     }
-    XCTAssertEqual(records(edge.log), records(primary.log))
+    XCTAssertEqual(edge.log.allRecords(), primary.log.allRecords())
     await edge.shutdown()
     await running.value
     try await primary.stop()

@@ -55,3 +55,13 @@ public final class TestClock: Sendable {
 
   public func set(_ now: Int64) { value.store(now, ordering: .relaxed) }
 }
+
+extension EventLog {
+  /// Every record the log holds, oldest first, as stored.
+  public func allRecords() -> [LogRecord] {
+    let reader = reader(from: 0, filter: .everything)
+    var records: [LogRecord] = []
+    while let record = reader.next() { records.append(record) }
+    return records
+  }
+}
