@@ -80,12 +80,17 @@ public final class ContrailServer: Sendable {
       upstreamDictionary = try await Self.dictionary(
         of: upstream, caFile: settings.relayCertificates, logger: logger)
     }
+    if let upstream = settings.upstream, !upstream.isJetstream, let path = settings.dictionaryPath {
+      logger.warning(
+        "--dictionary does not apply to an edge of a primary: it serves the primary's",
+        metadata: ["dictionary": "\(path)"])
+    }
     let dictionary =
       try upstreamDictionary ?? settings.dictionaryPath.map { try ZstdDictionary(path: $0) }
       ?? ZstdDictionary(bytes: DefaultDictionary.bytes)
     let source =
       upstreamDictionary.flatMap { _ in
-        settings.upstream.map { "the \(Self.name(of: $0)) \($0)" }
+        settings.upstream.map { "the \($0.upstreamName) \($0)" }
       }
       ?? settings.dictionaryPath ?? "built in (contrail-default)"
     logger.info(
@@ -185,7 +190,7 @@ public final class ContrailServer: Sendable {
         store: try EventStore(log: log, ring: ring, dictionary: dictionary), logger: logger)
     }
     let upstream: any Upstream = replica ?? ingest
-    let upstreamName = settings.upstream.map { "the \(Self.name(of: $0)) \($0)" } ?? "the relay"
+    let upstreamName = settings.upstream.map { "the \($0.upstreamName) \($0)" } ?? "the relay"
 
     var subscribe = SubscribeServer.Configuration()
     subscribe.host = settings.host
@@ -229,7 +234,7 @@ public final class ContrailServer: Sendable {
       metadata: [
         "address": "\(settings.host):\(server.port)",
         "upstream":
-          "\(settings.upstream.map { "\(Self.name(of: $0)) \($0)" } ?? "relay \(endpoint)")",
+          "\(settings.upstream.map { "\($0.upstreamName) \($0)" } ?? "relay \(endpoint)")",
         "offline": "\(settings.offline)", "dictionary": "\(dictionary.id)",
         "ingest_filter": "\(filter == nil ? "none" : "on")",
         "version": "\(ContrailVersion.string)",
@@ -240,11 +245,6 @@ public final class ContrailServer: Sendable {
       logger: logger, status: status)
   }
 
-  /// What `--upstream` names: a Contrail primary or a Jetstream v1 host.
-  static func name(of upstream: RelayEndpoint) -> String {
-    upstream.isJetstream ? "Jetstream host" : "primary"
-  }
-
   /// The upstream's dictionary (`GET /dictionary`), asked for until it answers or 30 s pass: an
   /// edge serves exactly the frames its upstream compressed. A 404 ends the wait at once: a
   /// public Jetstream has no `/dictionary`, and --dictionary must name its dictionary.
@@ -252,7 +252,7 @@ public final class ContrailServer: Sendable {
     async throws
     -> ZstdDictionary
   {
-    let name = Self.name(of: upstream)
+    let name = upstream.upstreamName
     let deadline = ContinuousClock.now + .seconds(30)
     var problem = ""
     while ContinuousClock.now < deadline {
@@ -262,7 +262,8 @@ public final class ContrailServer: Sendable {
           host: upstream.host, port: upstream.port, path: "/dictionary", tls: tls)
         if response.status == 200 { return try ZstdDictionary(bytes: response.body) }
         problem = "HTTP \(response.status)"
-        if response.status == 404 { break }
+        // A public Jetstream has none; a primary's 404 may be a proxy mid-deploy.
+        if response.status == 404 && upstream.isJetstream { break }
       } catch {
         problem = "\(error)"
       }

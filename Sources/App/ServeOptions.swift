@@ -260,7 +260,30 @@ public struct ServeConfiguration: Sendable {
           + "combined with "
           + "--relay, --relay-cursor or --offline")
     }
+    if let upstream = resolved.settings.upstream, upstream.isJetstream {
+      try Self.checkJetstreamUpstream(upstream, filter: resolved.settings.ingestFilter)
+    }
     return resolved
+  }
+
+  /// A Jetstream host's URL leaves out what the edge sets itself, and the filter stays within
+  /// what a Jetstream accepts (100 collections, 10,000 DIDs), which would otherwise refuse
+  /// every connection.
+  static func checkJetstreamUpstream(_ upstream: RelayEndpoint, filter: EventFilter) throws {
+    let query = upstream.target.drop { $0 != "?" }.dropFirst()
+    for pair in query.split(separator: "&") {
+      let name = pair.prefix { $0 != "=" }
+      if RelayEndpoint.jetstreamReservedParameters.contains(String(name)) {
+        throw ServeError(
+          "--upstream \(upstream): leave \(name) out of a Jetstream host's URL (the edge sets "
+            + "cursor, compress and requireHello itself)")
+      }
+    }
+    if filter.collectionPatterns.count > 100 || filter.dids.count > 10_000 {
+      throw ServeError(
+        "a Jetstream host takes at most 100 collections and 10,000 DIDs; --collections has "
+          + "\(filter.collectionPatterns.count), --dids \(filter.dids.count)")
+    }
   }
 }
 

@@ -43,6 +43,13 @@ public final class EventDecompressor {
   /// `EventCompressor.framesCompressed`).
   public static var framesDecompressed: Int { decompressed.load(ordering: .relaxed) }
 
+  /// Whether `frame` is exactly one zstd frame, nothing after it (zstd alone would skip
+  /// skippable frames that follow, and ignore other bytes).
+  public static func isSingleFrame(_ frame: UnsafeRawBufferPointer) -> Bool {
+    let length = ZSTD_findFrameCompressedSize(frame.baseAddress, frame.count)
+    return ZSTD_isError(length) == 0 && length == frame.count
+  }
+
   public func decompress(_ frame: UnsafeRawBufferPointer) throws -> [UInt8] {
     guard let size = try checkedSize(of: frame) else {
       Self.decompressed.add(1, ordering: .relaxed)

@@ -20,7 +20,7 @@ struct JSONScanner {
   @inline(__always) func at(_ c: UInt8) -> Bool { i < n && p[i] == c }
 
   /// Whether the bytes of `span` (a string's content, quotes excluded) equal `literal`.
-  func content(_ span: Span, is literal: StaticString) -> Bool {
+  func content(_ span: ScannedSpan, is literal: StaticString) -> Bool {
     let count = span.end - span.start - 2
     guard count == literal.utf8CodeUnitCount else { return false }
     return memcmp(p + span.start + 1, literal.utf8Start, count) == 0
@@ -30,14 +30,14 @@ struct JSONScanner {
   /// four), and the object under the kind's name; each exactly once, nothing else. One pass:
   /// the inner object's members are read into `members`, sorted by key, as they come.
   mutating func plan(
-    members: UnsafeMutableBufferPointer<Member>, scratch: UnsafeMutablePointer<UInt8>
-  ) -> Plan? {
+    members: UnsafeMutableBufferPointer<ScannedMember>, scratch: UnsafeMutablePointer<UInt8>
+  ) -> V2Plan? {
     guard at(UInt8(ascii: "{")) else { return nil }
     i += 1
-    var did: Span? = nil
-    var timeUS: Span? = nil
-    var kindValue: Span? = nil
-    var innerKey: Span? = nil
+    var did: ScannedSpan? = nil
+    var timeUS: ScannedSpan? = nil
+    var kindValue: ScannedSpan? = nil
+    var innerKey: ScannedSpan? = nil
     var memberCount = 0
     while true {
       guard let key = string(), at(UInt8(ascii: ":")) else { return nil }
@@ -45,13 +45,13 @@ struct JSONScanner {
       let start = i
       if content(key, is: "did") {
         guard did == nil, at(UInt8(ascii: "\"")), string() != nil else { return nil }
-        did = Span(start: start, end: i)
+        did = ScannedSpan(start: start, end: i)
       } else if content(key, is: "time_us") {
         guard timeUS == nil, !at(UInt8(ascii: "\"")), number() else { return nil }
-        timeUS = Span(start: start, end: i)
+        timeUS = ScannedSpan(start: start, end: i)
       } else if content(key, is: "kind") {
         guard kindValue == nil, at(UInt8(ascii: "\"")), string() != nil else { return nil }
-        kindValue = Span(start: start, end: i)
+        kindValue = ScannedSpan(start: start, end: i)
       } else {
         guard innerKey == nil, let count = readMembers(into: members) else { return nil }
         innerKey = key
@@ -69,7 +69,7 @@ struct JSONScanner {
     guard kindLength == innerKey.end - innerKey.start,
       memcmp(p + kindValue.start, p + innerKey.start, kindLength) == 0
     else { return nil }
-    let kind: Kind
+    let kind: ScannedKind
     if content(kindValue, is: "commit") {
       kind = .commit
     } else if content(kindValue, is: "identity") {
@@ -81,7 +81,7 @@ struct JSONScanner {
     } else {
       return nil
     }
-    var plan = Plan(json: p, kind: kind, did: did, members: members, scratch: scratch)
+    var plan = V2Plan(json: p, kind: kind, did: did, members: members, scratch: scratch)
     plan.timeUS = timeUS
     plan.memberCount = memberCount
     return kind == .commit ? flattenCommit(&plan) : checkInner(plan)
@@ -89,7 +89,7 @@ struct JSONScanner {
 
   /// The object at `i`, its members in `members` sorted by key; nil if it is not an object, has
   /// a key twice or more members than there is room for. Returns the member count.
-  mutating func readMembers(into members: UnsafeMutableBufferPointer<Member>) -> Int? {
+  mutating func readMembers(into members: UnsafeMutableBufferPointer<ScannedMember>) -> Int? {
     guard at(UInt8(ascii: "{")) else { return nil }
     i += 1
     var count = 0
@@ -111,7 +111,7 @@ struct JSONScanner {
         members[index] = members[index - 1]
         index -= 1
       }
-      members[index] = Member(key: key, value: Span(start: start, end: i))
+      members[index] = ScannedMember(key: key, value: ScannedSpan(start: start, end: i))
       count += 1
       guard i < n else { return nil }
       let separator = p[i]
@@ -122,8 +122,8 @@ struct JSONScanner {
   }
 
   /// A commit's members are its six known fields (`operation` required), each of its type.
-  func flattenCommit(_ plan: inout Plan) -> Plan? {
-    var operation: Span? = nil
+  func flattenCommit(_ plan: inout V2Plan) -> V2Plan? {
+    var operation: ScannedSpan? = nil
     for index in 0..<plan.memberCount {
       let member = plan.members[index]
       let value = member.value
@@ -152,7 +152,7 @@ struct JSONScanner {
 
   /// The other kinds' inner objects need `did` and `time` strings and `seq` a non-negative
   /// integer; other members are copied as they are.
-  func checkInner(_ plan: Plan) -> Plan? {
+  func checkInner(_ plan: V2Plan) -> V2Plan? {
     var found = 0
     for index in 0..<plan.memberCount {
       let member = plan.members[index]
@@ -172,7 +172,7 @@ struct JSONScanner {
   }
 
   /// Byte order of two keys' contents, shorter first on a common prefix (Go's string order).
-  func compareKeys(_ a: Span, _ b: Span) -> Int {
+  func compareKeys(_ a: ScannedSpan, _ b: ScannedSpan) -> Int {
     let aCount = a.end - a.start - 2
     let bCount = b.end - b.start - 2
     let common = min(aCount, bCount)
@@ -184,7 +184,7 @@ struct JSONScanner {
   }
 
   /// Digits only, no leading zero, at most Int64.max.
-  func isUnsignedInteger(_ span: Span) -> Bool {
+  func isUnsignedInteger(_ span: ScannedSpan) -> Bool {
     let count = span.end - span.start
     guard count >= 1, count <= 19 else { return false }
     if count > 1, p[span.start] == UInt8(ascii: "0") { return false }
@@ -195,7 +195,7 @@ struct JSONScanner {
 
   /// A string at `i`: returns its span with the quotes and moves past it; nil if it is not a
   /// valid JSON string of valid UTF-8.
-  mutating func string() -> Span? {
+  mutating func string() -> ScannedSpan? {
     guard at(UInt8(ascii: "\"")) else { return nil }
     let start = i
     i += 1
@@ -208,7 +208,7 @@ struct JSONScanner {
       let c = p[i]
       if c == UInt8(ascii: "\"") {
         i += 1
-        return Span(start: start, end: i)
+        return ScannedSpan(start: start, end: i)
       }
       if c == UInt8(ascii: "\\") {
         guard i + 1 < n else { return nil }

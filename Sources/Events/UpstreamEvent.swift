@@ -8,7 +8,8 @@ public enum UpstreamEvent {
   /// stored), or nil when `json` is not such an event.
   public static func meta(ofV1 json: UnsafeRawBufferPointer) -> EventMeta? {
     guard let base = json.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
-    return withUnsafeTemporaryAllocation(of: Member.self, capacity: V2Frame.maxInnerMembers) {
+    return withUnsafeTemporaryAllocation(of: ScannedMember.self, capacity: V2Frame.maxInnerMembers)
+    {
       members in
       withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1) { scratch in
         var scanner = JSONScanner(base, json.count)
@@ -36,7 +37,7 @@ public enum UpstreamEvent {
 
   /// The digits of `span` as a positive Int64 (at most 16 digits: microseconds until the year
   /// 2286); nil for anything else.
-  private static func positiveInteger(_ p: UnsafePointer<UInt8>, _ span: Span) -> Int64? {
+  private static func positiveInteger(_ p: UnsafePointer<UInt8>, _ span: ScannedSpan) -> Int64? {
     let count = span.end - span.start
     guard count >= 1, count <= 16, p[span.start] != UInt8(ascii: "0") else { return nil }
     var value: Int64 = 0
@@ -50,7 +51,7 @@ public enum UpstreamEvent {
 
   /// A string's content (quotes excluded) when it has no escapes; nil otherwise (DIDs and
   /// NSIDs are plain ASCII, so an escaped one is not one).
-  private static func plainString(_ p: UnsafePointer<UInt8>, _ span: Span) -> String? {
+  private static func plainString(_ p: UnsafePointer<UInt8>, _ span: ScannedSpan) -> String? {
     let content = UnsafeBufferPointer(start: p + span.start + 1, count: span.end - span.start - 2)
     guard !content.contains(UInt8(ascii: "\\")) else { return nil }
     return String(decoding: content, as: UTF8.self)

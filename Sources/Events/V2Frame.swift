@@ -189,38 +189,38 @@ public enum V2Frame {
 // MARK: - The plan: what to copy, in order
 
 /// A byte range of the input, `[start, end)`.
-struct Span {
+struct ScannedSpan {
   var start: Int
   var end: Int
 }
 
 /// One member of the inner object: its key with the quotes, and its value.
-struct Member {
-  var key: Span
-  var value: Span
+struct ScannedMember {
+  var key: ScannedSpan
+  var value: ScannedSpan
 }
 
-enum Kind {
+enum ScannedKind {
   case commit, identity, account, sync
 }
 
 /// Everything needed to write one frame: ranges of the input, the inner members in output
 /// order, and the formatted `seq` and `time`.
-struct Plan {
+struct V2Plan {
   let json: UnsafePointer<UInt8>
-  let kind: Kind
-  let did: Span
+  let kind: ScannedKind
+  let did: ScannedSpan
   /// The `time_us` number (checked to be a number only).
-  var timeUS: Span? = nil
+  var timeUS: ScannedSpan? = nil
   /// Commit: the flattened members (nil when absent).
-  var cid: Span? = nil
-  var collection: Span? = nil
-  var operation = Span(start: 0, end: 0)
-  var record: Span? = nil
-  var rev: Span? = nil
-  var rkey: Span? = nil
+  var cid: ScannedSpan? = nil
+  var collection: ScannedSpan? = nil
+  var operation = ScannedSpan(start: 0, end: 0)
+  var record: ScannedSpan? = nil
+  var rev: ScannedSpan? = nil
+  var rkey: ScannedSpan? = nil
   /// Identity, account, sync: the inner members, sorted by key.
-  var members: UnsafeMutableBufferPointer<Member>
+  var members: UnsafeMutableBufferPointer<ScannedMember>
   var memberCount = 0
   /// `seq` then `time`, formatted.
   let scratch: UnsafeMutablePointer<UInt8>
@@ -266,7 +266,7 @@ struct Plan {
   }
 
   /// `,"key":value`, or `""` for a missing value.
-  private func field<Out: Output>(_ key: StaticString, _ value: Span?, _ out: inout Out) {
+  private func field<Out: Output>(_ key: StaticString, _ value: ScannedSpan?, _ out: inout Out) {
     out.append(key)
     if let value {
       out.append(json + value.start, value.end - value.start)
@@ -326,9 +326,9 @@ extension V2Frame {
   /// Scans `json` into a plan (nil if it is not an event) and hands it to `body`; the plan's
   /// memory lives on the stack for the duration of the call.
   fileprivate static func withPlan<R>(
-    _ json: UnsafeRawBufferPointer, eventSeq: Int64, timeUS: Int64, _ body: (Plan?) -> R
+    _ json: UnsafeRawBufferPointer, eventSeq: Int64, timeUS: Int64, _ body: (V2Plan?) -> R
   ) -> R {
-    withUnsafeTemporaryAllocation(of: Member.self, capacity: maxInnerMembers) { members in
+    withUnsafeTemporaryAllocation(of: ScannedMember.self, capacity: maxInnerMembers) { members in
       withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24 + maxTimeLength) { scratch in
         guard let base = json.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
           return body(nil)

@@ -5,11 +5,11 @@ import Events
 import Foundation
 import NIOCore
 
-/// The one store path (ARCHITECTURE §1, store stage): compresses each event once, numbers the
-/// batch with the log's next event seqs (the v2 `seq`), appends it to the log, then publishes to
-/// the ring exactly what the log holds — in order, once.
-/// Used by ingest, the tests and the benchmarks. Not thread-safe: one caller at a time (ingest's
-/// store queue); large batches are compressed on two threads.
+/// The one store path (ARCHITECTURE §1, store stage): compresses each event once (or, on an
+/// edge, takes the frames its upstream compressed), numbers the batch with the log's next event
+/// seqs (the v2 `seq`), appends it to the log, then publishes to the ring exactly what the log
+/// holds — in order, once. Used by ingest, edges, the tests and the benchmarks. Not thread-safe:
+/// one caller at a time (a store queue); large batches are compressed on two threads.
 public final class EventStore: @unchecked Sendable {
   /// What one `store` call did.
   public struct Outcome {
@@ -26,7 +26,7 @@ public final class EventStore: @unchecked Sendable {
   public let ring: LiveRing
   /// One per compressing thread (zstd contexts are single-threaded).
   private let compressors: [EventCompressor]
-  /// For replicated records' JSON (`storeReplicated`).
+  /// For replicated and forwarded records' JSON (`storeReplicated`, `storeForwarded`).
   private let decompressor: EventDecompressor
   /// Batches at least this big are compressed on two threads.
   static let parallelBatch = 64
@@ -106,44 +106,95 @@ public final class EventStore: @unchecked Sendable {
   /// What `storeForwarded` did: the outcome, and the frames it left out, by reason.
   public struct ForwardOutcome {
     public var outcome: Outcome
-    /// Frames this dictionary cannot decompress.
+    /// Frames that are not one zstd frame this dictionary can decompress within
+    /// `maxForwardedEventBytes`, or over `maxForwardedFrameBytes`.
     public var unreadable = 0
     /// Frames whose JSON is not an event Contrail could store (`UpstreamEvent`).
     public var notEvents = 0
+    /// Events whose `time_us` is after `notAfter` (a host clock far ahead, or a hostile host):
+    /// stored, one would hold back every later event.
+    public var badTime = 0
     /// Events the ingest filter rejects.
     public var filtered = 0
     /// Events not newer than the log's last `time_us`: a reconnect's overlap, or an upstream
     /// whose `time_us` went back.
     public var repeated = 0
-    /// Why the first unreadable or non-event frame was left out.
+    /// Frames that decompressed (whatever became of them), and the unreadable frames after the
+    /// last of them, which tell a host whose frames need another dictionary.
+    public var readable = 0
+    public var unreadableAtEnd = 0
+    /// Why the first frame left out as unreadable, not an event or out of time was, printable.
     public var firstProblem: String?
   }
+
+  /// The largest zstd frame `storeForwarded` takes: a relay frame's limit (`--max-frame-size`'s
+  /// default); the log and `/replicate` carry up to 16 MiB.
+  public static let maxForwardedFrameBytes = 5 << 20
+  /// The most JSON one forwarded frame may decompress to.
+  public static let maxForwardedEventBytes = 10 << 20
+  /// JSON held before what is ready is appended and published: one call's memory bound.
+  static let forwardedBatchBytes = 8 << 20
+
+  private lazy var forwardDecompressor = try? EventDecompressor(
+    dictionary: decompressor.dictionary, maxSize: Self.maxForwardedEventBytes)
 
   /// Stores the zstd frames a Jetstream v1 host sent (`serve --upstream …/subscribe`,
   /// OPERATIONS §10) as they are: each is decompressed once (for its metadata and for text
   /// subscribers), keeps the upstream's `time_us`, gets this log's next event seq, and is
-  /// appended unchanged and published. Frames this dictionary cannot read, JSON that is not an
-  /// event, events `filter` rejects and events not newer than the log's last (so nothing is
-  /// stored twice) are left out and counted; none of them stops the batch.
-  public func storeForwarded(_ frames: [[UInt8]], filter: EventFilter?) -> ForwardOutcome {
+  /// appended unchanged and published, in parts of at most `forwardedBatchBytes` of JSON.
+  /// Frames this dictionary cannot read, JSON that is not an event, events after `notAfter`,
+  /// events `filter` rejects and events not newer than the log's last (so nothing is stored
+  /// twice) are left out and counted; none of them stops the batch. A failed append does.
+  public func storeForwarded(_ frames: [[UInt8]], filter: EventFilter?, notAfter: Int64)
+    -> ForwardOutcome
+  {
     var result = ForwardOutcome(outcome: Outcome(stored: 0, lastSeq: nil, error: nil))
     var lastTime = log.lastTimeUS ?? Int64.min
-    var nextEventSeq = log.lastEventSeq + 1
     var fresh: [LogRecord] = []
     var events: [BroadcastEvent] = []
+    var heldBytes = 0
+    func leftOut(
+      _ counter: WritableKeyPath<ForwardOutcome, Int>, _ problem: @autoclosure () -> String
+    ) {
+      result[keyPath: counter] += 1
+      if result.firstProblem == nil { result.firstProblem = problem() }
+    }
+    func flush() -> Bool {
+      let outcome = appendAndPublish(fresh, events, failure: nil)
+      result.outcome.stored += outcome.stored
+      result.outcome.lastSeq = outcome.lastSeq ?? result.outcome.lastSeq
+      result.outcome.error = outcome.error
+      (fresh, events, heldBytes) = ([], [], 0)
+      return outcome.error == nil
+    }
     for frame in frames {
       let json: [UInt8]
       do {
-        json = try decompressor.decompress(frame)
+        guard let decompressor = forwardDecompressor else {
+          throw Unreadable("no decompressor")
+        }
+        guard frame.count <= Self.maxForwardedFrameBytes else {
+          throw Unreadable("a \(frame.count)-byte frame, over \(Self.maxForwardedFrameBytes)")
+        }
+        json = try frame.withUnsafeBytes { bytes in
+          guard EventDecompressor.isSingleFrame(bytes) else {
+            throw Unreadable("not exactly one zstd frame")
+          }
+          return try decompressor.decompress(bytes)
+        }
       } catch {
-        result.unreadable += 1
-        result.firstProblem = result.firstProblem ?? "\(error)"
+        result.unreadableAtEnd += 1
+        leftOut(\.unreadable, "\(error)")
         continue
       }
+      result.readable += 1
+      result.unreadableAtEnd = 0
       guard var meta = json.withUnsafeBytes({ UpstreamEvent.meta(ofV1: $0) }) else {
-        result.notEvents += 1
-        result.firstProblem =
-          result.firstProblem ?? "not a Jetstream event: \(Self.excerpt(json))"
+        leftOut(\.notEvents, "not a Jetstream event: \(Self.excerpt(json))")
+        continue
+      }
+      guard meta.timeUS <= notAfter else {
+        leftOut(\.badTime, "time_us \(meta.timeUS) is in the future")
         continue
       }
       if let filter, !filter.matches(kind: meta.kind, did: meta.did, collection: meta.collection) {
@@ -155,22 +206,29 @@ public final class EventStore: @unchecked Sendable {
         continue
       }
       lastTime = meta.timeUS
-      meta.eventSeq = nextEventSeq
-      nextEventSeq += 1
+      meta.eventSeq = log.lastEventSeq + 1 + Int64(fresh.count)
       fresh.append(LogRecord(meta: meta, payload: frame))
       events.append(
         BroadcastEvent(
           meta: meta, json: ByteBuffer(bytes: json), compressed: ByteBuffer(bytes: frame),
           jsonLength: json.count))
+      heldBytes += json.count + frame.count
+      if heldBytes >= Self.forwardedBatchBytes, !flush() { return result }
     }
-    result.outcome = appendAndPublish(fresh, events, failure: nil)
+    _ = flush()
     return result
   }
 
-  /// The start of some JSON, for a log line.
+  /// Why a forwarded frame cannot be read (besides the decompressor's own errors).
+  private struct Unreadable: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+  }
+
+  /// The start of some JSON for a log line, printable: other bytes become `?`.
   private static func excerpt(_ json: [UInt8]) -> String {
-    let text = String(decoding: json.prefix(80), as: UTF8.self)
-    return json.count > 80 ? text + "…" : text
+    let shown = json.prefix(80).map { (0x20...0x7E).contains($0) ? $0 : UInt8(ascii: "?") }
+    return String(decoding: shown, as: UTF8.self) + (json.count > 80 ? "…" : "")
   }
 
   /// Appends `records` and publishes their `events` (the prefix the log kept, after a failed

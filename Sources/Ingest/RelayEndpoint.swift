@@ -58,10 +58,20 @@ public struct RelayEndpoint: Sendable, Equatable, CustomStringConvertible {
   }
 
   /// Whether this names a Jetstream v1 host's `/subscribe` (an edge following a public
-  /// Jetstream, OPERATIONS §10) rather than a relay or a Contrail primary.
+  /// Jetstream, OPERATIONS §10) rather than a relay or a Contrail primary: a path ending in
+  /// `/subscribe` (`/subscribe`, `/jetstream/subscribe/`).
   public var isJetstream: Bool {
-    target == "/subscribe" || target.hasPrefix("/subscribe?")
+    var path = target.prefix { $0 != "?" }
+    if path.hasSuffix("/") { path = path.dropLast() }
+    return path.hasSuffix("/subscribe")
   }
+
+  /// What an edge's `--upstream` names, for log lines and messages: "Jetstream host" or
+  /// "primary".
+  public var upstreamName: String { isJetstream ? "Jetstream host" : "primary" }
+
+  /// Query parameters an edge sets itself on a Jetstream host's URL, so the URL must not.
+  public static let jetstreamReservedParameters = ["cursor", "compress", "requireHello"]
 
   static func isLoopback(_ host: Substring) -> Bool {
     host == "localhost" || host == "::1" || host.hasPrefix("127.")

@@ -2,6 +2,7 @@ import CoreMetrics
 import Dispatch
 import EventLog
 import Events
+import Foundation
 import Logging
 import NIOCore
 import NIOSSL
@@ -43,7 +44,7 @@ public final class ReplicaFollower: Sendable {
     public init(upstream: RelayEndpoint) { self.upstream = upstream }
   }
 
-  /// Batches waiting for the store queue before reads from the primary pause.
+  /// Batches waiting for the store queue before reads from the upstream pause.
   static let maxPendingBatches = 8
 
   private let configuration: Configuration
@@ -60,6 +61,12 @@ public final class ReplicaFollower: Sendable {
   /// Frames of a Jetstream host left out as unreadable or not events since the last warning,
   /// and when that was (one warning per 10 s at most, whatever the upstream sends).
   private let badFrames = Mutex<(count: Int, warned: ContinuousClock.Instant?)>((0, nil))
+  /// Unreadable frames from a Jetstream host since the last one that decompressed.
+  private let unreadableStreak = Atomic<Int>(0)
+  /// That many in a row, and the edge is not ready: its dictionary is probably not the host's.
+  static let unreadableLimit = 16
+  /// How far ahead of this clock a Jetstream host's `time_us` may be.
+  static let clockSkew: Int64 = 10 * 60 * 1_000_000
 
   public init(configuration: Configuration, store: EventStore, logger: Logger) throws {
     self.configuration = configuration
@@ -75,7 +82,7 @@ public final class ReplicaFollower: Sendable {
       ? try TLSTrust.clientContext(caFile: configuration.trustedCertificates) : nil
   }
 
-  /// Whether the primary's stream is open now.
+  /// Whether the upstream's stream is open now.
   public var isConnected: Bool { connection.isConnected }
 
   /// Connected now, or down for less than `grace` (for `/readyz`, as with a relay).
@@ -83,9 +90,11 @@ public final class ReplicaFollower: Sendable {
     connection.isRecentlyConnected(grace: grace)
   }
 
-  /// Why the last batch could not be stored (the primary's log does not continue this edge's,
-  /// a payload this dictionary cannot read, a full disk), until a batch is stored again: what
-  /// `/readyz` reports, so a balancer stops sending clients to an edge that no longer follows.
+  /// Why the edge is not following (the primary's log does not continue this edge's, a payload
+  /// this dictionary cannot read, a message that does not decode, a full disk; a Jetstream host
+  /// whose last `unreadableLimit` frames or more were unreadable), until a batch is stored again:
+  /// what `/readyz` reports, so a balancer stops sending clients to an edge that no longer
+  /// follows.
   public var problem: String? { storeProblem.withLock { $0 } }
 
   /// Records stored since start.
@@ -94,15 +103,16 @@ public final class ReplicaFollower: Sendable {
   public var connections: Int { connection.connections }
 
   /// The request for everything after `after` (a `time_us`; 0: nothing stored yet). A Jetstream
-  /// host is asked for zstd frames from `after + 1` (its cursors are inclusive), or from its live
-  /// tip when nothing is stored yet.
+  /// host is asked for zstd frames from `after` itself (a host with inclusive cursors repeats
+  /// that one event, which is not stored again; one with exclusive cursors misses nothing), or
+  /// from its live tip when nothing is stored yet.
   func target(after: Int64) -> String {
     let upstream = configuration.upstream
     let collections = configuration.collections.map(Self.escape)
     let dids = configuration.dids.map(Self.escape)
     if upstream.isJetstream {
       var query = ["compress=true"]
-      if after > 0 { query.append("cursor=\(after + 1)") }
+      if after > 0 { query.append("cursor=\(after)") }
       query += collections.map { "wantedCollections=\($0)" }
       query += dids.map { "wantedDids=\($0)" }
       let joined = query.joined(separator: "&")
@@ -133,7 +143,7 @@ public final class ReplicaFollower: Sendable {
   }
 
   /// What is followed, for log lines and close reasons.
-  private var name: String { configuration.upstream.isJetstream ? "Jetstream host" : "primary" }
+  private var name: String { configuration.upstream.upstreamName }
 
   /// Follows the upstream until `stop()`.
   public func run() async {
@@ -142,6 +152,7 @@ public final class ReplicaFollower: Sendable {
       let after = store.log.lastTimeUS ?? 0
       let target = target(after: after)
       let storedBefore = stored
+      let limit = maxMessageBytes
       let handler = ReplicaHandler(
         follower: self, source: name, staleAfter: configuration.staleAfter)
       do {
@@ -151,7 +162,7 @@ public final class ReplicaFollower: Sendable {
         let channel = try await WebSocketDialer.connect(
           host: configuration.upstream.host, port: configuration.upstream.port, target: target,
           tls: tls, connectTimeout: configuration.connectTimeout,
-          framing: { ByteToMessageHandler(RelayMessageDecoder(maxMessageBytes: 17 << 20)) },
+          framing: { ByteToMessageHandler(RelayMessageDecoder(maxMessageBytes: limit)) },
           handlers: { channel in try channel.pipeline.syncOperations.addHandler(handler) })
         connection.opened(channel)
         logger.info("following \(name)", metadata: ["upstream": "\(configuration.upstream)"])
@@ -212,15 +223,20 @@ public final class ReplicaFollower: Sendable {
         records.append(try message.withUnsafeBytes { try ReplicationMessage.decode($0) })
       } catch {
         undecodable = "\(error)"  // the primary is not speaking the format
+        frames.unreadable.increment()
         break
       }
     }
     let outcome = store.storeReplicated(records)
     count(stored: outcome.stored)
     if outcome.error == nil { frames.repeated.increment(by: records.count - outcome.stored) }
-    if outcome.stored > 0 || outcome.error != nil {
+    if outcome.stored > 0 || outcome.error != nil || undecodable != nil {
       storeProblem.withLock {
-        $0 = outcome.error.map { "cannot store the primary's records: \($0)" }
+        if let error = outcome.error {
+          $0 = "cannot store the primary's records: \(error)"
+        } else {
+          $0 = undecodable.map { "the primary sent a message that does not decode: \($0)" }
+        }
       }
     }
     if let error = outcome.error {
@@ -234,24 +250,31 @@ public final class ReplicaFollower: Sendable {
   /// events are left out, counted and logged (at most once per 10 s), and a host none of whose
   /// frames can be read makes the edge not ready: its dictionary is probably not this one.
   private func storeForwarded(_ messages: [[UInt8]]) -> String? {
-    let result = store.storeForwarded(messages, filter: filter)
+    let now = Int64((Date().timeIntervalSince1970 * 1e6).rounded())
+    let result = store.storeForwarded(messages, filter: filter, notAfter: now + Self.clockSkew)
     let outcome = result.outcome
     count(stored: outcome.stored)
     frames.unreadable.increment(by: result.unreadable)
     frames.notEvent.increment(by: result.notEvents)
+    frames.badTime.increment(by: result.badTime)
     frames.filtered.increment(by: result.filtered)
     frames.repeated.increment(by: result.repeated)
-    let bad = result.unreadable + result.notEvents
+    let bad = result.unreadable + result.notEvents + result.badTime
     if bad > 0 { warnOfBadFrames(bad, result.firstProblem ?? "") }
-    if outcome.stored > 0 || outcome.error != nil {
-      storeProblem.withLock {
-        $0 = outcome.error.map { "cannot store the Jetstream host's events: \($0)" }
-      }
-    } else if bad == messages.count {
-      storeProblem.withLock {
-        $0 =
+    let streak =
+      result.readable > 0
+      ? result.unreadableAtEnd
+      : unreadableStreak.load(ordering: .relaxed) + result.unreadable
+    unreadableStreak.store(streak, ordering: .relaxed)
+    storeProblem.withLock { problem in
+      if let error = outcome.error {
+        problem = "cannot store the Jetstream host's events: \(error)"
+      } else if streak >= Self.unreadableLimit {
+        problem =
           "cannot read the Jetstream host's frames (\(result.firstProblem ?? "")); is --dictionary "
           + "the dictionary it compresses with?"
+      } else if result.readable > 0 {
+        problem = nil
       }
     }
     if let error = outcome.error {
@@ -259,6 +282,12 @@ public final class ReplicaFollower: Sendable {
       return "the log cannot store"
     }
     return nil
+  }
+
+  /// The longest message taken: a primary's record (the log's limit, with its header), or a
+  /// Jetstream host's frame (`EventStore.maxForwardedFrameBytes`).
+  private var maxMessageBytes: Int {
+    configuration.upstream.isJetstream ? EventStore.maxForwardedFrameBytes : 17 << 20
   }
 
   /// A message over the size limit: a primary's record cannot be skipped (the edge would have
@@ -298,6 +327,7 @@ private struct UpstreamFrameCounters {
   let filtered: Counter
   let unreadable: Counter
   let notEvent: Counter
+  let badTime: Counter
   let oversize: Counter
 
   init(factory: any MetricsFactory) {
@@ -311,13 +341,15 @@ private struct UpstreamFrameCounters {
     filtered = counter("filtered")
     unreadable = counter("unreadable")
     notEvent = counter("not_event")
+    badTime = counter("bad_time")
     oversize = counter("oversize")
   }
 }
 
 /// Hands each socket read's binary messages to the store queue as one batch, pausing reads while
 /// too many batches wait; the connection ends when the store says so (a message that does not
-/// decode, a log that cannot store), on an oversize message, and on silence for `staleAfter`.
+/// decode, a log that cannot store), on a primary's oversize message, and on silence for
+/// `staleAfter`.
 private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
   typealias InboundIn = RelayMessage
   typealias OutboundOut = WebSocketFrame

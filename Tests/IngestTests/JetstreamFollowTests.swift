@@ -4,6 +4,7 @@ import Compression
 import EventLog
 import Events
 import Foundation
+import Prometheus
 import RelayFixture
 import TestSupport
 import XCTest
@@ -32,13 +33,14 @@ final class JetstreamFollowTests: XCTestCase {
   }
 
   private func edge(
-    upstream: String, directory: String, dictionary: String? = nil, collections: [String] = []
+    upstream: String, directory: String, dictionary: String? = nil, collections: [String] = [],
+    registry: PrometheusCollectorRegistry? = nil
   ) async throws -> (ContrailServer, Task<Void, Never>) {
     var settings = try ServeSettings.forTests(relay: "ws://127.0.0.1:1", dataDirectory: directory)
     settings.upstream = try RelayEndpoint(upstream)
     settings.dictionaryPath = dictionary
     settings.ingestFilter = try EventFilter(ingestCollections: collections, dids: [])
-    let edge = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
+    let edge = try await ContrailServer.start(settings, registry: registry, logger: quietLogger)
     return (edge, Task { await edge.run() })
   }
 
@@ -53,6 +55,31 @@ final class JetstreamFollowTests: XCTestCase {
     return directory
   }
 
+  /// An edge with nothing stored starts at the host's live tip, whenever its subscription takes
+  /// hold: the host's events from `start` on are stored a few at a time until the edge has one.
+  /// Returns the index of the next event to store; the edge's first event is the first it has.
+  private func prime(
+    _ edge: ContrailServer, from stream: SyntheticStream, into host: TestServer, start: Int = 0
+  ) async throws -> Int {
+    try await waitUntil("the edge follows the host") { host.subscriberCount == 1 }
+    var next = start
+    while edge.log.lastEventSeq == 0 {
+      guard next < stream.events.count else { throw XCTSkip("the stream ran out") }
+      try stream.ingest(next..<(next + 1), log: host.log, ring: host.ring)
+      next += 1
+      try? await waitUntil("the edge stored one", timeout: .milliseconds(200)) {
+        edge.log.lastEventSeq > 0
+      }
+    }
+    return next
+  }
+
+  /// The host's v1 events from the edge's first one on: what the edge should hold.
+  private func expected(_ host: TestServer, _ edge: ContrailServer) -> [LogRecord] {
+    let first = edge.log.allRecords().first?.timeUS ?? .max
+    return v1Records(host.log).filter { $0.timeUS >= first }
+  }
+
   /// The edge stores the host's zstd frames byte for byte with the host's `time_us` (its history
   /// from live on, then what comes next), numbers them 1, 2, 3… itself, compresses nothing, and
   /// serves the host's v1 bytes from the same cursor — text and zstd — and a v2 stream.
@@ -62,15 +89,16 @@ final class JetstreamFollowTests: XCTestCase {
     let host = try await host(stream, stored: 0)
     let (edge, running) = try await edge(
       upstream: "ws://127.0.0.1:\(host.port)/subscribe", directory: newDirectory("jet-edge"))
-    try await waitUntil("the edge follows the host") { host.subscriberCount == 1 }
     let compressedBefore = EventCompressor.framesCompressed
-    try stream.ingest(0..<(total / 2), log: host.log, ring: host.ring)
-    let firstHalf = v1Records(host.log).count
+    let primed = try await prime(edge, from: stream, into: host)
+    try stream.ingest(primed..<(total / 2), log: host.log, ring: host.ring)
+    let firstHalf = self.expected(host, edge).count
     try await waitUntil("the edge has the first half") {
       edge.log.lastEventSeq == Int64(firstHalf)
     }
     try stream.ingest((total / 2)..<total, log: host.log, ring: host.ring)
-    let expected = v1Records(host.log)
+    let expected = self.expected(host, edge)
+    XCTAssertGreaterThan(expected.count, total * 9 / 10)
     try await waitUntil("the edge has everything") {
       edge.log.lastEventSeq == Int64(expected.count)
     }
@@ -107,7 +135,7 @@ final class JetstreamFollowTests: XCTestCase {
   }
 
   /// Stopped and started again while the host moves on, the edge asks for `cursor = last
-  /// time_us + 1` and ends with every frame once; a frame the host repeats is not stored twice.
+  /// time_us` and ends with every frame once: the one the host sends again is not stored twice.
   func testARestartedEdgeResumesWithNoGapAndNoDuplicate() async throws {
     let stream = try SyntheticStream(frames: 900, seed: 72, start: Self.base, spacing: 1_000)
     let total = stream.events.count
@@ -115,16 +143,16 @@ final class JetstreamFollowTests: XCTestCase {
     let directory = newDirectory("jet-edge-restart")
     let upstream = "ws://127.0.0.1:\(host.port)/subscribe"
     var (edge, running) = try await edge(upstream: upstream, directory: directory)
-    try await waitUntil("the edge follows the host") { host.subscriberCount == 1 }
-    try stream.ingest(0..<(total / 3), log: host.log, ring: host.ring)
-    var expected = v1Records(host.log)
+    let primed = try await prime(edge, from: stream, into: host)
+    try stream.ingest(primed..<(total / 3), log: host.log, ring: host.ring)
+    var expected = self.expected(host, edge)
     try await waitUntil("the edge caught up") { edge.log.lastEventSeq == Int64(expected.count) }
     await edge.shutdown()
     await running.value
     try stream.ingest((total / 3)..<(2 * total / 3), log: host.log, ring: host.ring)
     (edge, running) = try await self.edge(upstream: upstream, directory: directory)
     try stream.ingest((2 * total / 3)..<total, log: host.log, ring: host.ring)
-    expected = v1Records(host.log)
+    expected = self.expected(host, edge)
     try await waitUntil("the restarted edge caught up") {
       edge.log.lastEventSeq == Int64(expected.count)
     }
@@ -146,50 +174,80 @@ final class JetstreamFollowTests: XCTestCase {
     let collection = try XCTUnwrap(
       Dictionary(grouping: stream.events.filter { $0.kind == .commit }, by: \.collection)
         .filter { $0.value.count >= 5 }.min { $0.value.count < $1.value.count }?.key)
+    let registry = PrometheusCollectorRegistry()
     let (edge, running) = try await edge(
       upstream: "ws://127.0.0.1:\(host.port)/subscribe", directory: newDirectory("jet-edge-f"),
-      collections: [collection])
+      collections: [collection], registry: registry)
     XCTAssertEqual(
       edge.replica?.target(after: 41),
-      "/subscribe?compress=true&cursor=42&wantedCollections="
-        + collection)
-    try await waitUntil("the edge follows the host") { host.subscriberCount == 1 }
-    try stream.ingest(0..<stream.events.count, log: host.log, ring: host.ring)
-    let expected = v1Records(host.log).filter { $0.kind != .commit || $0.collection == collection }
+      "/subscribe?compress=true&cursor=41&wantedCollections=" + collection)
+    let primed = try await prime(edge, from: stream, into: host)
+    try stream.ingest(primed..<stream.events.count, log: host.log, ring: host.ring)
+    let expected = self.expected(host, edge).filter {
+      $0.kind != .commit || $0.collection == collection
+    }
     XCTAssertLessThan(expected.count, v1Records(host.log).count / 2, "the filter matters")
     XCTAssertGreaterThanOrEqual(expected.filter { $0.kind == .commit }.count, 5)
     try await waitUntil("the edge has the matching events") {
       edge.log.lastEventSeq == Int64(expected.count)
     }
     XCTAssertEqual(edge.log.allRecords().map(\.payload), expected.map(\.payload))
+    // The host did the filtering: the edge was sent nothing it had to leave out.
+    XCTAssertEqual(registry.value(#"contrail_upstream_frames_total{outcome="filtered"}"#), 0)
+    XCTAssertEqual(
+      registry.value(#"contrail_upstream_frames_total{outcome="stored"}"#),
+      Double(expected.count))
     await edge.shutdown()
     await running.value
     try await host.stop()
   }
 
-  /// A host sending frames that are not zstd, zstd of JSON that is not an event, an event with
-  /// an escaped DID, a repeated `time_us` and an event older than the last: the edge stores the
-  /// real events in between, in order, and leaves the rest out; it keeps the connection and
-  /// stays ready.
+  /// A host sending, between its real events, frames that are not zstd, zstd of JSON that is not
+  /// an event, an event with an escaped DID, a real event with a skippable frame after it, an
+  /// event from the far future, a frame over the size limit, an event again and an older one:
+  /// the edge stores the real events, in order, leaves the rest out and counts each by reason;
+  /// it keeps the connection and stays ready.
   func testFramesThatAreNotEventsAreLeftOutAndTheEdgeCarriesOn() async throws {
     let stream = try SyntheticStream(frames: 40, seed: 74, start: Self.base, spacing: 1_000)
     let good = stream.records.filter { $0.kind != .sync }
     let compressor = try EventCompressor(dictionary: stream.dictionary)
+    let firstJSON = String(decoding: stream.events[0].json, as: UTF8.self)
     let notAnEvent = try compressor.compress(Array(#"{"did":"x","kind":"commit"}"#.utf8))
     let escapedDID = try compressor.compress(
+      Array(firstJSON.replacingOccurrences(of: "did:", with: #"did\u003a"#).utf8))
+    let future = try compressor.compress(
       Array(
-        String(decoding: stream.events[0].json, as: UTF8.self)
-          .replacingOccurrences(of: "did:", with: #"did\u003a"#).utf8))
+        firstJSON.replacingOccurrences(
+          of: "\"time_us\":\(stream.events[0].timeUS)", with: "\"time_us\":9000000000000000"
+        ).utf8))
+    XCTAssertNotEqual(
+      Array(firstJSON.utf8),
+      try EventDecompressor(dictionary: stream.dictionary)
+        .decompress(future))
+    let skippable: [UInt8] = [0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]
+    let oversize = [UInt8](repeating: 7, count: EventStore.maxForwardedFrameBytes + 1)
     var frames: [[UInt8]] = []
+    var counts: [String: Int] = [:]
     for (index, record) in good.enumerated() {
-      frames.append(record.payload)
-      switch index % 5 {
-      case 0: frames.append([0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x01, 0x02])  // a broken zstd frame
-      case 1: frames.append(notAnEvent)
-      case 2: frames.append(escapedDID)
-      case 3: frames.append(record.payload)  // the same time_us again
-      default: frames.append(good[0].payload)  // an older one
+      let (frame, outcome): ([UInt8], String)
+      switch index % 8 {
+      case 0: (frame, outcome) = ([0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x01, 0x02], "unreadable")
+      case 1: (frame, outcome) = (notAnEvent, "not_event")
+      case 2: (frame, outcome) = (escapedDID, "not_event")
+      case 3: (frame, outcome) = (record.payload + skippable, "unreadable")
+      case 4: (frame, outcome) = (future, "bad_time")
+      case 5:
+        (frame, outcome) = (
+          index < 8 ? oversize : good[0].payload, index < 8 ? "oversize" : "repeated"
+        )
+      case 6: (frame, outcome) = (good[max(0, index - 1)].payload, "repeated")  // again
+      default: (frame, outcome) = (good[0].payload, "repeated")  // an older one
       }
+      if index > 0 || outcome != "repeated" {
+        frames.append(frame)
+        counts[outcome, default: 0] += 1
+      }
+      frames.append(record.payload)
     }
     let relay = FixtureRelay(
       source: FramesSource(frames: frames), configuration: Self.jetstreamPath())
@@ -197,9 +255,10 @@ final class JetstreamFollowTests: XCTestCase {
     let dictionaryFile = newDirectory("jet-dict") + ".zdict"
     try Data(stream.dictionary.bytes).write(to: URL(fileURLWithPath: dictionaryFile))
     defer { try? FileManager.default.removeItem(atPath: dictionaryFile) }
+    let registry = PrometheusCollectorRegistry()
     let (edge, running) = try await edge(
       upstream: "ws://127.0.0.1:\(port)/subscribe", directory: newDirectory("jet-edge-bad"),
-      dictionary: dictionaryFile)
+      dictionary: dictionaryFile, registry: registry)
     try await waitUntil("the edge stored every real event") {
       edge.log.lastEventSeq == Int64(good.count)
     }
@@ -207,6 +266,14 @@ final class JetstreamFollowTests: XCTestCase {
     XCTAssertEqual(relay.connectionsAccepted, 1, "one connection throughout")
     XCTAssertNil(edge.replica?.problem)
     XCTAssertEqual(try RawHTTP.get(port: edge.port, target: "/readyz").status, 200)
+    XCTAssertEqual(counts["oversize"], 1)
+    for outcome in ["unreadable", "not_event", "bad_time", "oversize", "repeated"] {
+      XCTAssertEqual(
+        registry.value(#"contrail_upstream_frames_total{outcome="\#(outcome)"}"#),
+        Double(counts[outcome] ?? 0), outcome)
+    }
+    XCTAssertEqual(
+      registry.value(#"contrail_upstream_frames_total{outcome="stored"}"#), Double(good.count))
     await edge.shutdown()
     await running.value
     relayTask.cancel()
@@ -265,14 +332,15 @@ final class JetstreamFollowTests: XCTestCase {
     let events = stream.records.filter { $0.kind != .sync }
     let log = try TemporaryLog.open("forward-store", directories: &directories)
     let store = try EventStore(log: log, ring: LiveRing(), dictionary: stream.dictionary)
-    let first = store.storeForwarded(events.prefix(10).map(\.payload), filter: nil)
+    let first = store.storeForwarded(
+      events.prefix(10).map(\.payload), filter: nil, notAfter: .max)
     XCTAssertEqual(first.outcome.stored, 10)
     XCTAssertEqual(log.lastEventSeq, 10)
     let notEvent = try EventCompressor(dictionary: stream.dictionary).compress(Array("{}".utf8))
     let collection = try XCTUnwrap(events.first { $0.kind == .commit }?.collection)
     let filter = try EventFilter(ingestCollections: [collection], dids: [])
     let batch = [[1, 2, 3], notEvent] + events[5..<events.count].map(\.payload)
-    let second = store.storeForwarded(batch, filter: filter)
+    let second = store.storeForwarded(batch, filter: filter, notAfter: .max)
     let passing = events[10...].filter { $0.kind != .commit || $0.collection == collection }
     XCTAssertEqual(second.unreadable, 1)
     XCTAssertEqual(second.notEvents, 1)
@@ -288,6 +356,18 @@ final class JetstreamFollowTests: XCTestCase {
     let stored = log.allRecords()
     XCTAssertEqual(stored.map(\.payload), events.prefix(10).map(\.payload) + passing.map(\.payload))
     XCTAssertEqual(stored.map(\.eventSeq), Array(1...Int64(stored.count)))
+    XCTAssertEqual(second.readable, batch.count - 1)
+    XCTAssertEqual(second.unreadableAtEnd, 0)
+    // Events after `notAfter` are left out, not stored to hold back every later one.
+    let more = try SyntheticStream(
+      frames: 20, seed: 77, start: Self.base + 1_000_000_000, spacing: 1_000)
+    let later = more.records.filter { $0.kind != .sync }.map(\.payload)
+    let third = store.storeForwarded(
+      later, filter: nil, notAfter: more.events[9].timeUS)
+    XCTAssertEqual(third.badTime, more.events[10...].filter { $0.kind != .sync }.count)
+    XCTAssertEqual(third.outcome.stored, later.count - third.badTime)
+    XCTAssertEqual(
+      store.storeForwarded([[1], [2]], filter: nil, notAfter: .max).unreadableAtEnd, 2)
   }
 
   private static func jetstreamPath() -> FixtureRelay.Configuration {

@@ -190,4 +190,30 @@ final class ServeOptionsTests: XCTestCase {
         try resolve([:], ["CONTRAIL_UPSTREAM": "ws://127.0.0.1:6008", option.variable: text]))
     }
   }
+
+  /// A Jetstream host's URL (a path ending in `/subscribe`) must leave out what the edge sets
+  /// itself, and the filter must stay within a Jetstream's limits.
+  func testAJetstreamUpstreamIsChecked() throws {
+    for url in [
+      "wss://jetstream.example/subscribe", "wss://x.example/jetstream/subscribe/",
+      "ws://127.0.0.1:6008/subscribe?wantedCollections=app.bsky.feed.post",
+    ] {
+      XCTAssertEqual(try resolve([.upstream: url]).settings.upstream?.isJetstream, true, url)
+    }
+    XCTAssertEqual(
+      try resolve([.upstream: "ws://127.0.0.1:6008"]).settings.upstream?.isJetstream, false)
+    for parameter in ["cursor=5", "compress=false", "requireHello=true"] {
+      XCTAssertThrowsError(
+        try resolve([.upstream: "wss://jetstream.example/subscribe?\(parameter)"])
+      ) {
+        XCTAssertTrue("\($0)".contains("leave"), "\($0)")
+      }
+    }
+    let dids = (0...10_000).map { "did:plc:\($0)" }.joined(separator: ",")
+    XCTAssertThrowsError(
+      try resolve([.upstream: "wss://jetstream.example/subscribe", .dids: dids])
+    ) {
+      XCTAssertTrue("\($0)".contains("10,000 DIDs"), "\($0)")
+    }
+  }
 }
