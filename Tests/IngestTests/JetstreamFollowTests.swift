@@ -27,9 +27,7 @@ final class JetstreamFollowTests: XCTestCase {
 
   private func host(_ stream: SyntheticStream, stored: Int) async throws -> TestServer {
     let log = try TemporaryLog.open("jetstream-host", directories: &directories)
-    let ring = LiveRing(capacity: 100_000, startAfter: 0)
-    try stream.ingest(0..<stored, log: log, ring: ring)
-    return try await TestServer.start(ring: ring, log: log, dictionary: stream.dictionary)
+    return try await TestServer.start(stream, stored: stored, log: log)
   }
 
   private func edge(

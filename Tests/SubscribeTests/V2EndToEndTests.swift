@@ -47,10 +47,8 @@ final class V2EndToEndTests: XCTestCase {
     } else {
       log = try TemporaryLog.open("v2", directories: &directories)
     }
-    let ring = LiveRing(capacity: 100_000, startAfter: 0)
-    try stream.ingest(0..<stored, log: log, ring: ring)
     return try await TestServer.start(
-      ring: ring, log: log, dictionary: stream.dictionary, metrics: registry, configure)
+      stream, stored: stored, log: log, metrics: registry, configure)
   }
 
   /// The exact text frame of stored event `index` (its v2 seq is `index + 1`).

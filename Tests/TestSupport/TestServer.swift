@@ -35,15 +35,16 @@ public struct TestServer: Sendable {
     return TestServer(server: server, ring: ring, log: log)
   }
 
-  /// Starts a server over `log` and a new ring of `ringCapacity` events, both holding all of
-  /// `stream`'s events (stored as ingest stores them), serving the stream's dictionary.
+  /// Starts a server over `log` and a new ring of `ringCapacity` events, both holding the first
+  /// `stored` of `stream`'s events (all by default; stored as ingest stores them), serving the
+  /// stream's dictionary.
   public static func start(
-    _ stream: SyntheticStream, log: EventLog, ringCapacity: Int = 100_000,
+    _ stream: SyntheticStream, stored: Int? = nil, log: EventLog, ringCapacity: Int = 100_000,
     metrics registry: PrometheusCollectorRegistry? = nil, logger: Logger? = nil,
     _ configure: (inout SubscribeServer.Configuration) -> Void = { _ in }
   ) async throws -> TestServer {
     let ring = LiveRing(capacity: ringCapacity, startAfter: 0)
-    try stream.ingest(0..<stream.events.count, log: log, ring: ring)
+    try stream.ingest(0..<(stored ?? stream.events.count), log: log, ring: ring)
     return try await start(
       ring: ring, log: log, dictionary: stream.dictionary, metrics: registry, logger: logger,
       configure)
