@@ -442,24 +442,11 @@ enum EventIdentity: Equatable {
       guard let rev = find(revKey, in: json, from: value),
         let revEnd = find([UInt8(ascii: "\"")], in: json, from: rev + revKey.count)
       else { return nil }
-      var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-      for byte in json[didPrefix.count..<didEnd] { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-      hash = (hash ^ 0xFF) &* 0x100_0000_01b3
-      for byte in json[(rev + revKey.count)..<revEnd] {
-        hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
-      }
-      return .commit(hash)
+      return .commit(
+        commitHash(did: json[didPrefix.count..<didEnd], rev: json[(rev + revKey.count)..<revEnd]))
     case UInt8(ascii: "i"), UInt8(ascii: "a"):
       guard let seq = find(seqKey, in: json, from: value) else { return nil }
-      var index = seq + seqKey.count
-      var number: Int64 = 0
-      var digits = 0
-      while index < json.count, json[index] >= 0x30, json[index] <= 0x39, digits < 18 {
-        number = number * 10 + Int64(json[index] - 0x30)
-        index += 1
-        digits += 1
-      }
-      return digits > 0 ? .seq(number) : nil
+      return number(in: json, at: seq + seqKey.count).map { .seq($0) }
     default:
       return nil
     }
@@ -470,15 +457,31 @@ enum EventIdentity: Equatable {
   /// The event's `time_us`.
   static func timeUS(_ json: UnsafeRawBufferPointer) -> Int64? {
     guard let key = find(timeKey, in: json, from: 0) else { return nil }
-    var index = key + timeKey.count
+    return number(in: json, at: key + timeKey.count)
+  }
+
+  /// The decimal number (up to 18 digits) at `start`, if there is one.
+  private static func number(in json: UnsafeRawBufferPointer, at start: Int) -> Int64? {
+    var index = start
     var number: Int64 = 0
-    var digits = 0
-    while index < json.count, json[index] >= 0x30, json[index] <= 0x39, digits < 18 {
+    while index < json.count, json[index] >= 0x30, json[index] <= 0x39, index - start < 18 {
       number = number * 10 + Int64(json[index] - 0x30)
       index += 1
-      digits += 1
     }
-    return digits > 0 ? number : nil
+    return index > start ? number : nil
+  }
+
+  /// FNV-1a of a commit's DID and rev, with a separator byte between them.
+  private static func commitHash(
+    did: Slice<UnsafeRawBufferPointer>, rev: Slice<UnsafeRawBufferPointer>
+  )
+    -> UInt64
+  {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in did { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    hash = (hash ^ 0xFF) &* 0x100_0000_01b3
+    for byte in rev { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    return hash
   }
 
   private static let v2KindPrefix = Array(
@@ -500,26 +503,12 @@ enum EventIdentity: Equatable {
         let rev = findLast(revKey, in: json),
         let revEnd = find([UInt8(ascii: "\"")], in: json, from: rev + revKey.count)
       else { return nil }
-      var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-      for byte in json[(did + didKey.count)..<didEnd] {
-        hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
-      }
-      hash = (hash ^ 0xFF) &* 0x100_0000_01b3
-      for byte in json[(rev + revKey.count)..<revEnd] {
-        hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
-      }
-      return .commit(hash)
+      return .commit(
+        commitHash(
+          did: json[(did + didKey.count)..<didEnd], rev: json[(rev + revKey.count)..<revEnd]))
     case UInt8(ascii: "i"), UInt8(ascii: "a"):
       guard let seq = find(seqKey, in: json, from: kind) else { return nil }
-      var index = seq + seqKey.count
-      var number: Int64 = 0
-      var digits = 0
-      while index < json.count, json[index] >= 0x30, json[index] <= 0x39, digits < 18 {
-        number = number * 10 + Int64(json[index] - 0x30)
-        index += 1
-        digits += 1
-      }
-      return digits > 0 ? .seq(number) : nil
+      return number(in: json, at: seq + seqKey.count).map { .seq($0) }
     default:
       return nil
     }
