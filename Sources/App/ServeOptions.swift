@@ -271,18 +271,24 @@ public struct ServeConfiguration: Sendable {
   /// every connection.
   static func checkJetstreamUpstream(_ upstream: RelayEndpoint, filter: EventFilter) throws {
     let query = upstream.target.drop { $0 != "?" }.dropFirst()
+    var inURL = (collections: 0, dids: 0)
     for pair in query.split(separator: "&") {
-      let name = pair.prefix { $0 != "=" }
-      if RelayEndpoint.jetstreamReservedParameters.contains(String(name)) {
+      let raw = String(pair.prefix { $0 != "=" })
+      let name = raw.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? raw
+      if RelayEndpoint.jetstreamReservedParameters.contains(name) {
         throw ServeError(
           "--upstream \(upstream): leave \(name) out of a Jetstream host's URL (the edge sets "
             + "cursor, compress and requireHello itself)")
       }
+      if name == "wantedCollections" { inURL.collections += 1 }
+      if name == "wantedDids" { inURL.dids += 1 }
     }
-    if filter.collectionPatterns.count > 100 || filter.dids.count > 10_000 {
+    let collections = filter.collectionPatterns.count + inURL.collections
+    let dids = filter.dids.count + inURL.dids
+    if collections > 100 || dids > 10_000 {
       throw ServeError(
-        "a Jetstream host takes at most 100 collections and 10,000 DIDs; --collections has "
-          + "\(filter.collectionPatterns.count), --dids \(filter.dids.count)")
+        "a Jetstream host takes at most 100 collections and 10,000 DIDs; --upstream and "
+          + "--collections ask for \(collections), --upstream and --dids for \(dids)")
     }
   }
 }

@@ -119,12 +119,14 @@ public final class EventStore: @unchecked Sendable {
     /// Events not newer than the log's last `time_us`: a reconnect's overlap, or an upstream
     /// whose `time_us` went back.
     public var repeated = 0
-    /// Frames that decompressed (whatever became of them), and the unreadable frames after the
-    /// last of them, which tell a host whose frames need another dictionary.
-    public var readable = 0
-    public var unreadableAtEnd = 0
-    /// Why the first frame left out as unreadable, not an event or out of time was, printable.
+    /// Frames left out as unreadable, not events or out of time: what tells a host whose
+    /// frames this edge cannot use (another dictionary, another event format, another clock).
+    public var leftOut: Int { unreadable + notEvents + badTime }
+    /// Appends made: one per part of about `forwardedBatchBytes`.
+    public var parts = 0
+    /// Why the first and the last frame left out that way were, printable.
     public var firstProblem: String?
+    public var lastProblem: String?
   }
 
   /// The largest zstd frame `storeForwarded` takes: a relay frame's limit (`--max-frame-size`'s
@@ -132,8 +134,9 @@ public final class EventStore: @unchecked Sendable {
   public static let maxForwardedFrameBytes = 5 << 20
   /// The most JSON one forwarded frame may decompress to.
   public static let maxForwardedEventBytes = 10 << 20
-  /// JSON held before what is ready is appended and published: one call's memory bound.
-  static let forwardedBatchBytes = 8 << 20
+  /// JSON and frames held before what is ready is appended and published (one call's memory
+  /// bound, exceeded by at most one event). A property so that tests can make it small.
+  var forwardedBatchBytes = 8 << 20
 
   private lazy var forwardDecompressor = try? EventDecompressor(
     dictionary: decompressor.dictionary, maxSize: Self.maxForwardedEventBytes)
@@ -141,7 +144,7 @@ public final class EventStore: @unchecked Sendable {
   /// Stores the zstd frames a Jetstream v1 host sent (`serve --upstream …/subscribe`,
   /// OPERATIONS §10) as they are: each is decompressed once (for its metadata and for text
   /// subscribers), keeps the upstream's `time_us`, gets this log's next event seq, and is
-  /// appended unchanged and published, in parts of at most `forwardedBatchBytes` of JSON.
+  /// appended unchanged and published, in parts of about `forwardedBatchBytes`.
   /// Frames this dictionary cannot read, JSON that is not an event, events after `notAfter`,
   /// events `filter` rejects and events not newer than the log's last (so nothing is stored
   /// twice) are left out and counted; none of them stops the batch. A failed append does.
@@ -153,13 +156,16 @@ public final class EventStore: @unchecked Sendable {
     var fresh: [LogRecord] = []
     var events: [BroadcastEvent] = []
     var heldBytes = 0
-    func leftOut(
+    func skip(
       _ counter: WritableKeyPath<ForwardOutcome, Int>, _ problem: @autoclosure () -> String
     ) {
       result[keyPath: counter] += 1
-      if result.firstProblem == nil { result.firstProblem = problem() }
+      let text = problem()
+      result.lastProblem = text
+      if result.firstProblem == nil { result.firstProblem = text }
     }
     func flush() -> Bool {
+      if !fresh.isEmpty { result.parts += 1 }
       let outcome = appendAndPublish(fresh, events, failure: nil)
       result.outcome.stored += outcome.stored
       result.outcome.lastSeq = outcome.lastSeq ?? result.outcome.lastSeq
@@ -183,18 +189,15 @@ public final class EventStore: @unchecked Sendable {
           return try decompressor.decompress(bytes)
         }
       } catch {
-        result.unreadableAtEnd += 1
-        leftOut(\.unreadable, "\(error)")
+        skip(\.unreadable, "\(error)")
         continue
       }
-      result.readable += 1
-      result.unreadableAtEnd = 0
       guard var meta = json.withUnsafeBytes({ UpstreamEvent.meta(ofV1: $0) }) else {
-        leftOut(\.notEvents, "not a Jetstream event: \(Self.excerpt(json))")
+        skip(\.notEvents, "not a Jetstream event: \(Self.excerpt(json))")
         continue
       }
       guard meta.timeUS <= notAfter else {
-        leftOut(\.badTime, "time_us \(meta.timeUS) is in the future")
+        skip(\.badTime, "time_us \(meta.timeUS) is in the future")
         continue
       }
       if let filter, !filter.matches(kind: meta.kind, did: meta.did, collection: meta.collection) {
@@ -213,7 +216,7 @@ public final class EventStore: @unchecked Sendable {
           meta: meta, json: ByteBuffer(bytes: json), compressed: ByteBuffer(bytes: frame),
           jsonLength: json.count))
       heldBytes += json.count + frame.count
-      if heldBytes >= Self.forwardedBatchBytes, !flush() { return result }
+      if heldBytes >= forwardedBatchBytes, !flush() { return result }
     }
     _ = flush()
     return result

@@ -14,8 +14,8 @@ import WebSocketClient
 /// the `/replicate` stream and stores each record exactly as the primary stored it
 /// (`EventStore.storeReplicated`): the same `time_us`, relay seq, v2 seq and zstd payload, so
 /// nothing is decoded or compressed again and both wires' cursors mean the same event on the
-/// primary and on every edge. From any other Jetstream v1 host (an upstream URL whose path is
-/// `/subscribe`) it follows `/subscribe?compress=true` and stores each zstd frame as it came,
+/// primary and on every edge. From any other Jetstream v1 host (an upstream URL whose path ends
+/// in `/subscribe`) it follows `/subscribe?compress=true` and stores each zstd frame as it came,
 /// with the upstream's `time_us` and this log's own v2 seqs (`EventStore.storeForwarded`).
 /// Either way it resumes after the last stored `time_us`, reconnects with backoff, and never
 /// stores an event twice.
@@ -61,10 +61,8 @@ public final class ReplicaFollower: Sendable {
   /// Frames of a Jetstream host left out as unreadable or not events since the last warning,
   /// and when that was (one warning per 10 s at most, whatever the upstream sends).
   private let badFrames = Mutex<(count: Int, warned: ContinuousClock.Instant?)>((0, nil))
-  /// Unreadable frames from a Jetstream host since the last one that decompressed.
-  private let unreadableStreak = Atomic<Int>(0)
-  /// That many in a row, and the edge is not ready: its dictionary is probably not the host's.
-  static let unreadableLimit = 16
+  /// Whether a Jetstream host's recent frames could be used at all.
+  private let health = Mutex(UpstreamHealth())
   /// How far ahead of this clock a Jetstream host's `time_us` may be.
   static let clockSkew: Int64 = 10 * 60 * 1_000_000
 
@@ -92,9 +90,9 @@ public final class ReplicaFollower: Sendable {
 
   /// Why the edge is not following (the primary's log does not continue this edge's, a payload
   /// this dictionary cannot read, a message that does not decode, a full disk; a Jetstream host
-  /// whose last `unreadableLimit` frames or more were unreadable), until a batch is stored again:
-  /// what `/readyz` reports, so a balancer stops sending clients to an edge that no longer
-  /// follows.
+  /// most of whose frames cannot be used, `UpstreamHealth`), until a batch is stored again or,
+  /// for a Jetstream host, a window of its frames is usable again: what `/readyz` reports, so a
+  /// balancer stops sending clients to an edge that no longer follows.
   public var problem: String? { storeProblem.withLock { $0 } }
 
   /// Records stored since start.
@@ -115,8 +113,13 @@ public final class ReplicaFollower: Sendable {
       if after > 0 { query.append("cursor=\(after)") }
       query += collections.map { "wantedCollections=\($0)" }
       query += dids.map { "wantedDids=\($0)" }
-      let joined = query.joined(separator: "&")
-      return upstream.target + (upstream.target.contains("?") ? "&" : "?") + joined
+      // The edge's own parameters first (a host that takes the first of a repeated parameter
+      // takes these), then whatever the URL carries; `/subscribe/` is asked for as `/subscribe`.
+      var path = upstream.target.prefix { $0 != "?" }
+      if path.hasSuffix("/") { path = path.dropLast() }
+      let given = upstream.target.drop { $0 != "?" }.dropFirst()
+      if !given.isEmpty { query.append(String(given)) }
+      return String(path) + "?" + query.joined(separator: "&")
     }
     let path =
       upstream.target.hasPrefix(RelayEndpoint.subscribePath)
@@ -259,22 +262,20 @@ public final class ReplicaFollower: Sendable {
     frames.badTime.increment(by: result.badTime)
     frames.filtered.increment(by: result.filtered)
     frames.repeated.increment(by: result.repeated)
-    let bad = result.unreadable + result.notEvents + result.badTime
-    if bad > 0 { warnOfBadFrames(bad, result.firstProblem ?? "") }
-    let streak =
-      result.readable > 0
-      ? result.unreadableAtEnd
-      : unreadableStreak.load(ordering: .relaxed) + result.unreadable
-    unreadableStreak.store(streak, ordering: .relaxed)
+    if result.leftOut > 0 { warnOfBadFrames(result.leftOut, result.firstProblem ?? "") }
+    let (judged, failing) = health.withLock {
+      ($0.add(frames: messages.count, leftOut: result.leftOut), $0.failing)
+    }
     storeProblem.withLock { problem in
       if let error = outcome.error {
         problem = "cannot store the Jetstream host's events: \(error)"
-      } else if streak >= Self.unreadableLimit {
+      } else if judged {
         problem =
-          "cannot read the Jetstream host's frames (\(result.firstProblem ?? "")); is --dictionary "
-          + "the dictionary it compresses with?"
-      } else if result.readable > 0 {
-        problem = nil
+          failing
+          ? "cannot use most of the Jetstream host's frames (last: \(result.lastProblem ?? "")); "
+            + "is --dictionary the dictionary it compresses with, is this clock right, and does "
+            + "this Contrail know its event format?"
+          : nil
       }
     }
     if let error = outcome.error {

@@ -4,6 +4,7 @@ import Compression
 import EventLog
 import Events
 import Foundation
+import Logging
 import Prometheus
 import RelayFixture
 import TestSupport
@@ -351,11 +352,11 @@ final class JetstreamFollowTests: XCTestCase {
     XCTAssertEqual(second.filtered, events[5...].count - passing.count - second.repeated)
     XCTAssertEqual(second.outcome.stored, passing.count)
     XCTAssertNotNil(second.firstProblem)
+    XCTAssertNotEqual(second.firstProblem, second.lastProblem)
+    XCTAssertEqual(second.leftOut, 2)
     let stored = log.allRecords()
     XCTAssertEqual(stored.map(\.payload), events.prefix(10).map(\.payload) + passing.map(\.payload))
     XCTAssertEqual(stored.map(\.eventSeq), Array(1...Int64(stored.count)))
-    XCTAssertEqual(second.readable, batch.count - 1)
-    XCTAssertEqual(second.unreadableAtEnd, 0)
     // Events after `notAfter` are left out, not stored to hold back every later one.
     let more = try SyntheticStream(
       frames: 20, seed: 77, start: Self.base + 1_000_000_000, spacing: 1_000)
@@ -364,8 +365,66 @@ final class JetstreamFollowTests: XCTestCase {
       later, filter: nil, notAfter: more.events[9].timeUS)
     XCTAssertEqual(third.badTime, more.events[10...].filter { $0.kind != .sync }.count)
     XCTAssertEqual(third.outcome.stored, later.count - third.badTime)
+    XCTAssertEqual(third.leftOut, third.badTime)
+  }
+
+  /// A batch bigger than `forwardedBatchBytes` is stored in parts, each appended and published
+  /// as it fills: every event once, seqs consecutive across the parts, the ring as the log.
+  func testStoreForwardedStoresABigBatchInParts() throws {
+    let stream = try SyntheticStream(frames: 200, seed: 78, start: Self.base, spacing: 1_000)
+    let events = stream.records.filter { $0.kind != .sync }
+    let log = try TemporaryLog.open("forward-parts", directories: &directories)
+    let ring = LiveRing(capacity: 10_000, startAfter: 0)
+    let store = try EventStore(log: log, ring: ring, dictionary: stream.dictionary)
+    store.forwardedBatchBytes = 4_096
+    let result = store.storeForwarded(events.map(\.payload), filter: nil, notAfter: .max)
+    XCTAssertEqual(result.outcome.stored, events.count)
+    XCTAssertNil(result.outcome.error)
+    XCTAssertGreaterThan(result.parts, 10, "stored in parts")
+    let stored = log.allRecords()
+    XCTAssertEqual(stored.map(\.payload), events.map(\.payload))
+    XCTAssertEqual(stored.map(\.eventSeq), Array(1...Int64(events.count)))
+    XCTAssertEqual(stored.map(\.timeUS), events.map(\.timeUS))
+    XCTAssertEqual(ring.newestTimeUS, events.last?.timeUS)
+  }
+
+  /// `/readyz` judges a Jetstream host over windows of frames: mostly unusable frames make the
+  /// edge not ready, mostly usable ones ready again, anything between leaves it as it was.
+  func testUpstreamHealthNeedsMostFramesBadToFailAndMostGoodToRecover() {
+    var health = UpstreamHealth()
+    XCTAssertFalse(health.add(frames: 10, leftOut: 10), "no window yet")
+    XCTAssertTrue(health.add(frames: 6, leftOut: 2))
+    XCTAssertTrue(health.failing, "12 of 16 left out")
+    XCTAssertTrue(health.add(frames: 16, leftOut: 8))
+    XCTAssertTrue(health.failing, "half left out: unchanged")
+    XCTAssertTrue(health.add(frames: 16, leftOut: 4))
+    XCTAssertFalse(health.failing, "a quarter left out: usable again")
+    XCTAssertTrue(health.add(frames: 100, leftOut: 74))
+    XCTAssertFalse(health.failing, "under three quarters: unchanged")
+    XCTAssertTrue(health.add(frames: 1_000, leftOut: 1_000))
+    XCTAssertTrue(health.failing)
+  }
+
+  /// The request puts the edge's own parameters first, then what the URL carries, and asks for
+  /// `/subscribe/` as `/subscribe`.
+  func testTheRequestPutsTheEdgesParametersFirst() throws {
+    let stream = try SyntheticStream(frames: 5, seed: 79, start: Self.base, spacing: 1_000)
+    let log = try TemporaryLog.open("forward-target", directories: &directories)
+    var configuration = ReplicaFollower.Configuration(
+      upstream: try RelayEndpoint("wss://x.example/jetstream/subscribe/?wantedDids=did:plc:a"))
+    configuration.collections = ["app.bsky.feed.post"]
+    let follower = try ReplicaFollower(
+      configuration: configuration,
+      store: try EventStore(log: log, ring: LiveRing(), dictionary: stream.dictionary),
+      logger: Logger(label: "test"))
     XCTAssertEqual(
-      store.storeForwarded([[1], [2]], filter: nil, notAfter: .max).unreadableAtEnd, 2)
+      follower.target(after: 7),
+      "/jetstream/subscribe?compress=true&cursor=7&wantedCollections=app.bsky.feed.post"
+        + "&wantedDids=did:plc:a")
+    XCTAssertEqual(
+      follower.target(after: 0),
+      "/jetstream/subscribe?compress=true&wantedCollections=app.bsky.feed.post"
+        + "&wantedDids=did:plc:a")
   }
 
   private static func jetstreamPath() -> FixtureRelay.Configuration {

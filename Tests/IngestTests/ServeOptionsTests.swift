@@ -202,7 +202,7 @@ final class ServeOptionsTests: XCTestCase {
     }
     XCTAssertEqual(
       try resolve([.upstream: "ws://127.0.0.1:6008"]).settings.upstream?.isJetstream, false)
-    for parameter in ["cursor=5", "compress=false", "requireHello=true"] {
+    for parameter in ["cursor=5", "compress=false", "requireHello=true", "%63ompress=false"] {
       XCTAssertThrowsError(
         try resolve([.upstream: "wss://jetstream.example/subscribe?\(parameter)"])
       ) {
@@ -214,6 +214,18 @@ final class ServeOptionsTests: XCTestCase {
       try resolve([.upstream: "wss://jetstream.example/subscribe", .dids: dids])
     ) {
       XCTAssertTrue("\($0)".contains("10,000 DIDs"), "\($0)")
+    }
+    // What the URL asks for counts too.
+    let collections = (0..<100).map { "app.bsky.c\($0)" }.joined(separator: ",")
+    XCTAssertNoThrow(
+      try resolve([.upstream: "wss://jetstream.example/subscribe", .collections: collections]))
+    XCTAssertThrowsError(
+      try resolve([
+        .upstream: "wss://jetstream.example/subscribe?wantedCollections=app.bsky.x",
+        .collections: collections,
+      ])
+    ) {
+      XCTAssertTrue("\($0)".contains("100 collections"), "\($0)")
     }
   }
 }
