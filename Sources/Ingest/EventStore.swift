@@ -179,6 +179,7 @@ public final class EventStore: @unchecked Sendable {
         guard let decompressor = forwardDecompressor else {
           throw Unreadable("no decompressor")
         }
+        guard !frame.isEmpty else { throw Unreadable("a text message, not a zstd frame") }
         guard frame.count <= Self.maxForwardedFrameBytes else {
           throw Unreadable("a \(frame.count)-byte frame, over \(Self.maxForwardedFrameBytes)")
         }

@@ -78,7 +78,7 @@ final class RelayFrameHandler: ChannelInboundHandler {
       context.writeAndFlush(wrapOutboundOut(.pong(echoing: payload)), promise: nil)
     case .close:
       close(context, reason: "the relay closed the connection")
-    case .other:
+    case .text, .other:
       break
     }
   }

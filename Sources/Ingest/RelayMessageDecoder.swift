@@ -9,7 +9,9 @@ enum RelayMessage {
   case close
   /// A data message longer than the limit: its bytes were skipped as they arrived, never held.
   case oversize(bytes: UInt64)
-  /// Text messages and pongs: nothing for ingest.
+  /// A complete text message; its bytes are not kept (nothing upstream sends text on purpose).
+  case text
+  /// Pongs: nothing for ingest.
   case other
 }
 
@@ -106,7 +108,7 @@ struct RelayMessageDecoder: ByteToMessageDecoder {
     buffer.moveReaderIndex(forwardBy: size)
     if header.fin && message == nil {
       inMessage = false
-      context.fireChannelRead(wrapInboundOut(messageIsBinary ? .binary(payload) : .other))
+      context.fireChannelRead(wrapInboundOut(messageIsBinary ? .binary(payload) : .text))
     } else {
       var joined = message ?? ByteBuffer()
       var part = payload
@@ -115,7 +117,7 @@ struct RelayMessageDecoder: ByteToMessageDecoder {
       if header.fin {
         inMessage = false
         message = nil
-        context.fireChannelRead(wrapInboundOut(messageIsBinary ? .binary(joined) : .other))
+        context.fireChannelRead(wrapInboundOut(messageIsBinary ? .binary(joined) : .text))
       }
     }
     return .continue

@@ -90,9 +90,9 @@ public final class ReplicaFollower: Sendable {
 
   /// Why the edge is not following (the primary's log does not continue this edge's, a payload
   /// this dictionary cannot read, a message that does not decode, a full disk; a Jetstream host
-  /// most of whose frames cannot be used, `UpstreamHealth`), until a batch is stored again or,
-  /// for a Jetstream host, a window of its frames is usable again: what `/readyz` reports, so a
-  /// balancer stops sending clients to an edge that no longer follows.
+  /// most of whose recent frames cannot be used, `UpstreamHealth`), until a batch is stored
+  /// again (and, for a Jetstream host, its frames are usable again): what `/readyz` reports, so
+  /// a balancer stops sending clients to an edge that no longer follows.
   public var problem: String? { storeProblem.withLock { $0 } }
 
   /// Records stored since start.
@@ -157,7 +157,8 @@ public final class ReplicaFollower: Sendable {
       let storedBefore = stored
       let limit = maxMessageBytes
       let handler = ReplicaHandler(
-        follower: self, source: name, staleAfter: configuration.staleAfter)
+        follower: self, source: name, forwards: configuration.upstream.isJetstream,
+        staleAfter: configuration.staleAfter)
       do {
         logger.info(
           "connecting to \(name)",
@@ -249,9 +250,9 @@ public final class ReplicaFollower: Sendable {
     return undecodable
   }
 
-  /// A Jetstream host's zstd frames, stored as they came; frames that cannot be read or are not
-  /// events are left out, counted and logged (at most once per 10 s), and a host none of whose
-  /// frames can be read makes the edge not ready: its dictionary is probably not this one.
+  /// A Jetstream host's zstd frames, stored as they came; frames that cannot be read, are not
+  /// events or are out of time are left out, counted and logged (at most once per 10 s), and a
+  /// host most of whose frames are left out makes the edge not ready (`judge`).
   private func storeForwarded(_ messages: [[UInt8]]) -> String? {
     let now = Int64((Date().timeIntervalSince1970 * 1e6).rounded())
     let result = store.storeForwarded(messages, filter: filter, notAfter: now + Self.clockSkew)
@@ -263,26 +264,32 @@ public final class ReplicaFollower: Sendable {
     frames.filtered.increment(by: result.filtered)
     frames.repeated.increment(by: result.repeated)
     if result.leftOut > 0 { warnOfBadFrames(result.leftOut, result.firstProblem ?? "") }
-    let (judged, failing) = health.withLock {
-      ($0.add(frames: messages.count, leftOut: result.leftOut), $0.failing)
-    }
-    storeProblem.withLock { problem in
-      if let error = outcome.error {
-        problem = "cannot store the Jetstream host's events: \(error)"
-      } else if judged {
-        problem =
-          failing
-          ? "cannot use most of the Jetstream host's frames (last: \(result.lastProblem ?? "")); "
-            + "is --dictionary the dictionary it compresses with, is this clock right, and does "
-            + "this Contrail know its event format?"
-          : nil
-      }
-    }
     if let error = outcome.error {
+      // The frames after the failed part were not looked at: the health judges none of them.
+      storeProblem.withLock { $0 = "cannot store the Jetstream host's events: \(error)" }
       logger.error("cannot store forwarded events", metadata: ["error": "\(error)"])
       return "the log cannot store"
     }
+    judge(frames: messages.count, leftOut: result.leftOut, problem: result.lastProblem)
     return nil
+  }
+
+  /// Adds a Jetstream host's frames to its health and sets what `/readyz` says from it: not
+  /// ready while most of its recent frames cannot be used, ready otherwise (which also ends a
+  /// store failure's problem once a batch is stored again).
+  private func judge(frames count: Int, leftOut: Int, problem: String?) {
+    let (failing, last) = health.withLock {
+      $0.add(frames: count, leftOut: leftOut, problem: problem)
+      return ($0.failing, $0.lastProblem)
+    }
+    storeProblem.withLock {
+      $0 =
+        failing
+        ? "cannot use most of the Jetstream host's frames (last: \(last ?? "")); is "
+          + "--dictionary the dictionary it compresses with, is this clock right, and does this "
+          + "Contrail know its event format?"
+        : nil
+    }
   }
 
   /// The longest message taken: a primary's record (the log's limit, with its header), or a
@@ -298,6 +305,7 @@ public final class ReplicaFollower: Sendable {
     guard configuration.upstream.isJetstream else { return "a message over the size limit" }
     frames.oversize.increment()
     warnOfBadFrames(1, "a frame over the size limit")
+    judge(frames: 1, leftOut: 1, problem: "a frame over the size limit")
     return nil
   }
 
@@ -366,10 +374,13 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
   private var watchdog: RepeatedTask?
   /// "primary" or "Jetstream host", for close reasons.
   private let source: String
+  /// Whether the upstream is a Jetstream host, whose frames are forwarded.
+  private let forwards: Bool
 
-  init(follower: ReplicaFollower, source: String, staleAfter: TimeAmount?) {
+  init(follower: ReplicaFollower, source: String, forwards: Bool, staleAfter: TimeAmount?) {
     self.follower = follower
     self.source = source
+    self.forwards = forwards
     self.staleAfter = staleAfter
   }
 
@@ -411,6 +422,10 @@ private final class ReplicaHandler: ChannelInboundHandler, @unchecked Sendable {
       context.writeAndFlush(wrapOutboundOut(.pong(echoing: payload)), promise: nil)
     case .close:
       close(context, "the \(source) closed the connection")
+    case .text:
+      // A Jetstream host sending JSON text ignored compress=true: each one is counted as an
+      // unreadable frame (an empty one stands for it), so the edge says it cannot follow.
+      if forwards { pending.append([]) }
     case .other:
       break
     }

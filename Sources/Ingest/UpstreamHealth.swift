@@ -8,11 +8,16 @@ struct UpstreamHealth {
   private var total = 0
   /// Whether the last full window said the host's frames cannot be used.
   private(set) var failing = false
+  /// Why the latest frame left out was, for the message that says so.
+  private(set) var lastProblem: String?
 
-  /// Adds a batch's frames, of which `leftOut` were left out; returns whether a window closed.
-  mutating func add(frames: Int, leftOut: Int) -> Bool {
+  /// Adds a batch's frames, of which `leftOut` were left out (the last for `problem`); returns
+  /// whether a window closed.
+  @discardableResult
+  mutating func add(frames: Int, leftOut: Int, problem: String? = nil) -> Bool {
     total += frames
     self.leftOut += leftOut
+    if let problem { lastProblem = problem }
     guard total >= Self.window else { return false }
     if self.leftOut * 4 >= total * 3 {
       failing = true

@@ -366,6 +366,10 @@ final class JetstreamFollowTests: XCTestCase {
     XCTAssertEqual(third.badTime, more.events[10...].filter { $0.kind != .sync }.count)
     XCTAssertEqual(third.outcome.stored, later.count - third.badTime)
     XCTAssertEqual(third.leftOut, third.badTime)
+    // A text message (a host that ignored compress=true) stands as an empty frame.
+    let text = store.storeForwarded([[]], filter: nil, notAfter: .max)
+    XCTAssertEqual(text.unreadable, 1)
+    XCTAssertEqual(text.lastProblem, "a text message, not a zstd frame")
   }
 
   /// A batch bigger than `forwardedBatchBytes` is stored in parts, each appended and published
@@ -401,8 +405,10 @@ final class JetstreamFollowTests: XCTestCase {
     XCTAssertFalse(health.failing, "a quarter left out: usable again")
     XCTAssertTrue(health.add(frames: 100, leftOut: 74))
     XCTAssertFalse(health.failing, "under three quarters: unchanged")
-    XCTAssertTrue(health.add(frames: 1_000, leftOut: 1_000))
+    XCTAssertTrue(health.add(frames: 1_000, leftOut: 1_000, problem: "bad"))
     XCTAssertTrue(health.failing)
+    XCTAssertFalse(health.add(frames: 3, leftOut: 0))
+    XCTAssertEqual(health.lastProblem, "bad", "kept until another frame is left out")
   }
 
   /// The request puts the edge's own parameters first, then what the URL carries, and asks for

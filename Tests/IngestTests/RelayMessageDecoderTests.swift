@@ -47,6 +47,7 @@ final class RelayMessageDecoderTests: XCTestCase {
         case .ping(let buffer): out.append("ping \(Array(buffer.readableBytesView))")
         case .close: out.append("close")
         case .oversize(let bytes): out.append("oversize \(bytes)")
+        case .text: out.append("text")
         case .other: out.append("other")
         }
       }
@@ -62,7 +63,7 @@ final class RelayMessageDecoderTests: XCTestCase {
       + frame(10, []) + frame(0, [6], fin: false) + frame(0, [7]) + frame(1, [0x61])
       + frame(2, [9, 9], mask: [1, 2, 3, 4]) + frame(8, [3, 0xE8])
     let expected = [
-      "binary [1, 2, 3]", "ping [7]", "binary \(big)", "other", "binary [5, 6, 7]", "other",
+      "binary [1, 2, 3]", "ping [7]", "binary \(big)", "other", "binary [5, 6, 7]", "text",
       "binary [9, 9]", "close",
     ]
     for chunk in [1, 2, 3, 7, 64, 1_000, stream.count] {
