@@ -77,7 +77,7 @@ let package = Package(
       name: "Ingest",
       dependencies: [
         "Events", "Compression", "EventLog", "Broadcast", "WebSocketClient", "LabelledMetrics",
-        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        "URLQuery", .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
       ] + websocket),
@@ -85,7 +85,7 @@ let package = Package(
       name: "App",
       dependencies: [
         "Ingest", "Subscribe", "Broadcast", "EventLog", "Events", "Compression",
-        "SyntheticFirehose",
+        "SyntheticFirehose", "URLQuery",
         "RelayFixture",
         "DefaultDictionary",
         .product(name: "Logging", package: "swift-log"),

@@ -5,6 +5,7 @@ import Ingest
 import Logging
 import NIOCore
 import Subscribe
+import URLQuery
 
 /// Every `contrail serve` option in one table: its flag, its `CONTRAIL_*` variable, its help (the
 /// default shown there is read from `ServeSettings`), and how its text sets the settings. `resolve`
@@ -270,11 +271,9 @@ public struct ServeConfiguration: Sendable {
   /// what a Jetstream accepts (100 collections, 10,000 DIDs), which would otherwise refuse
   /// every connection.
   static func checkJetstreamUpstream(_ upstream: RelayEndpoint, filter: EventFilter) throws {
-    let query = upstream.target.drop { $0 != "?" }.dropFirst()
     var inURL = (collections: 0, dids: 0)
-    for pair in query.split(separator: "&") {
-      let raw = String(pair.prefix { $0 != "=" })
-      let name = raw.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? raw
+    // Decoded as the host decodes them, so no spelling slips a reserved name past.
+    for (name, _) in QueryString.parse(upstream.jetstreamTarget.query) {
       if RelayEndpoint.jetstreamReservedParameters.contains(name) {
         throw ServeError(
           "--upstream \(upstream): leave \(name) out of a Jetstream host's URL (the edge sets "
@@ -285,7 +284,7 @@ public struct ServeConfiguration: Sendable {
     }
     let collections = filter.collectionPatterns.count + inURL.collections
     let dids = filter.dids.count + inURL.dids
-    if collections > 100 || dids > 10_000 {
+    if collections > EventFilter.maxCollections || dids > EventFilter.maxDIDs {
       throw ServeError(
         "a Jetstream host takes at most 100 collections and 10,000 DIDs; --upstream and "
           + "--collections ask for \(collections), --upstream and --dids for \(dids)")

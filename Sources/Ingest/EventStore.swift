@@ -26,8 +26,10 @@ public final class EventStore: @unchecked Sendable {
   public let ring: LiveRing
   /// One per compressing thread (zstd contexts are single-threaded).
   private let compressors: [EventCompressor]
-  /// For replicated and forwarded records' JSON (`storeReplicated`, `storeForwarded`).
+  /// For replicated records' JSON (`storeReplicated`).
   private let decompressor: EventDecompressor
+  /// For forwarded frames' JSON (`storeForwarded`), bounded by `maxForwardedEventBytes`.
+  private let forwardDecompressor: EventDecompressor
   /// Batches at least this big are compressed on two threads.
   static let parallelBatch = 64
 
@@ -39,6 +41,8 @@ public final class EventStore: @unchecked Sendable {
     self.ring = ring
     compressors = try (0..<2).map { _ in try EventCompressor(dictionary: dictionary, level: level) }
     decompressor = try EventDecompressor(dictionary: dictionary)
+    forwardDecompressor = try EventDecompressor(
+      dictionary: dictionary, maxSize: Self.maxForwardedEventBytes)
   }
 
   /// Compresses, appends, publishes. A subscriber never sees an event the log does not hold, and
@@ -138,9 +142,6 @@ public final class EventStore: @unchecked Sendable {
   /// bound, exceeded by at most one event). A property so that tests can make it small.
   var forwardedBatchBytes = 8 << 20
 
-  private lazy var forwardDecompressor = try? EventDecompressor(
-    dictionary: decompressor.dictionary, maxSize: Self.maxForwardedEventBytes)
-
   /// Stores the zstd frames a Jetstream v1 host sent (`serve --upstream …/subscribe`,
   /// OPERATIONS §10) as they are: each is decompressed once (for its metadata and for text
   /// subscribers), keeps the upstream's `time_us`, gets this log's next event seq, and is
@@ -176,9 +177,6 @@ public final class EventStore: @unchecked Sendable {
     for frame in frames {
       let json: [UInt8]
       do {
-        guard let decompressor = forwardDecompressor else {
-          throw Unreadable("no decompressor")
-        }
         guard !frame.isEmpty else { throw Unreadable("a text message, not a zstd frame") }
         guard frame.count <= Self.maxForwardedFrameBytes else {
           throw Unreadable("a \(frame.count)-byte frame, over \(Self.maxForwardedFrameBytes)")
@@ -187,7 +185,7 @@ public final class EventStore: @unchecked Sendable {
           guard EventDecompressor.isSingleFrame(bytes) else {
             throw Unreadable("not exactly one zstd frame")
           }
-          return try decompressor.decompress(bytes)
+          return try forwardDecompressor.decompress(bytes)
         }
       } catch {
         skip(\.unreadable, "\(error)")

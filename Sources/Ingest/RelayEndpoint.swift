@@ -1,3 +1,5 @@
+import URLQuery
+
 /// Where the relay is (PROTOCOL §5.1): `wss://host`, `https://host`, `host`, or a full `ws://` or
 /// `wss://` URL. `https`/`http` mean `wss`/`ws`; a bare host means `wss`, except a loopback one
 /// (`localhost`, `127.x.x.x`, `::1`), which means `ws`. The subscribeRepos path is added when the
@@ -60,10 +62,13 @@ public struct RelayEndpoint: Sendable, Equatable, CustomStringConvertible {
   /// Whether this names a Jetstream v1 host's `/subscribe` (an edge following a public
   /// Jetstream, OPERATIONS §10) rather than a relay or a Contrail primary: a path ending in
   /// `/subscribe` (`/subscribe`, `/jetstream/subscribe/`).
-  public var isJetstream: Bool {
-    var path = target.prefix { $0 != "?" }
-    if path.hasSuffix("/") { path = path.dropLast() }
-    return path.hasSuffix("/subscribe")
+  public var isJetstream: Bool { jetstreamTarget.path.hasSuffix("/subscribe") }
+
+  /// The target as a Jetstream host's: its path with a trailing slash dropped (`/subscribe/` is
+  /// asked for as `/subscribe`) and the query the URL carries.
+  public var jetstreamTarget: (path: Substring, query: Substring) {
+    let (path, query) = QueryString.split(target)
+    return (path.hasSuffix("/") ? path.dropLast() : path, query)
   }
 
   /// What an edge's `--upstream` names, for log lines and messages: "Jetstream host" or

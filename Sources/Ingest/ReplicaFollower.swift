@@ -114,12 +114,10 @@ public final class ReplicaFollower: Sendable {
       query += collections.map { "wantedCollections=\($0)" }
       query += dids.map { "wantedDids=\($0)" }
       // The edge's own parameters first (a host that takes the first of a repeated parameter
-      // takes these), then whatever the URL carries; `/subscribe/` is asked for as `/subscribe`.
-      var path = upstream.target.prefix { $0 != "?" }
-      if path.hasSuffix("/") { path = path.dropLast() }
-      let given = upstream.target.drop { $0 != "?" }.dropFirst()
+      // takes these), then whatever the URL carries.
+      let (path, given) = upstream.jetstreamTarget
       if !given.isEmpty { query.append(String(given)) }
-      return String(path) + "?" + query.joined(separator: "&")
+      return path + "?" + query.joined(separator: "&")
     }
     let path =
       upstream.target.hasPrefix(RelayEndpoint.subscribePath)

@@ -63,7 +63,7 @@ final class JetstreamFollowTests: XCTestCase {
     try await waitUntil("the edge follows the host") { host.subscriberCount == 1 }
     var next = start
     while edge.log.lastEventSeq == 0 {
-      guard next < stream.events.count else { throw XCTSkip("the stream ran out") }
+      guard next < stream.events.count else { throw StreamRanOut() }
       try stream.ingest(next..<(next + 1), log: host.log, ring: host.ring)
       next += 1
       try? await waitUntil("the edge stored one", timeout: .milliseconds(200)) {
@@ -462,4 +462,9 @@ private struct FramesSource: RelaySource {
     position < frames.count ? (Int64(position + 1), frames[position]) : nil
   }
   func position(after cursor: Int64) -> Int { 0 }
+}
+
+/// The edge stored none of a stream's events while the test fed them one by one: a failure.
+private struct StreamRanOut: Error, CustomStringConvertible {
+  var description: String { "the edge stored none of the stream's events" }
 }
