@@ -75,12 +75,19 @@ public final class Translator {
   static func splitPath(_ path: UnsafeRawBufferPointer)
     -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)?
   {
-    guard let slash = path.firstIndex(of: UInt8(ascii: "/")) else { return nil }
-    let rest = path[(slash + 1)...]
-    let rkeyEnd = rest.firstIndex(of: UInt8(ascii: "/")) ?? path.count
+    func slash(from start: Int) -> Int? {
+      var i = start
+      while i < path.count {
+        if path[i] == UInt8(ascii: "/") { return i }
+        i += 1
+      }
+      return nil
+    }
+    guard let first = slash(from: 0) else { return nil }
+    let rkeyEnd = slash(from: first + 1) ?? path.count
     return (
-      UnsafeRawBufferPointer(rebasing: path[..<slash]),
-      UnsafeRawBufferPointer(rebasing: path[(slash + 1)..<rkeyEnd])
+      UnsafeRawBufferPointer(rebasing: path[..<first]),
+      UnsafeRawBufferPointer(rebasing: path[(first + 1)..<rkeyEnd])
     )
   }
 }
@@ -101,6 +108,7 @@ private struct TranslatorState {
     converter.release()
     record.release()
     event.release()
+    collections.release()
   }
 
   mutating func translate<Sink: EventSink>(_ frame: UnsafeRawBufferPointer, into events: inout Sink)
@@ -208,24 +216,32 @@ private struct TranslatorState {
 }
 
 /// Interns collection names: the firehose carries a few dozen distinct ones, so each event can
-/// share a `String` instead of allocating one.
+/// share a `String` instead of allocating one. The owner calls `release()` once.
 private struct CollectionNames {
-  private var known: [(bytes: [UInt8], name: String)] = []
+  /// Every known name's bytes, one after another; `spans[i]` is name `i`'s place in them.
+  private var storage = ByteSink(capacity: 4096)
+  private var spans: [(offset: Int, count: Int)] = []
+  private var names: [String] = []
   private static let limit = 256
 
-  mutating func name(_ bytes: UnsafeRawBufferPointer) -> String {
-    for index in known.indices where Self.same(known[index].bytes, bytes) {
-      if index > 0 { known.swapAt(index, index - 1) }  // frequent names drift to the front
-      return known[max(index - 1, 0)].name
-    }
-    let name = String(decoding: bytes, as: UTF8.self)
-    if known.count < Self.limit { known.append((Array(bytes), name)) }
-    return name
-  }
+  func release() { storage.release() }
 
-  private static func same(_ a: [UInt8], _ b: UnsafeRawBufferPointer) -> Bool {
-    guard a.count == b.count else { return false }
-    guard a.count > 0 else { return true }
-    return a.withUnsafeBytes { memcmp($0.baseAddress!, b.baseAddress!, b.count) == 0 }
+  mutating func name(_ bytes: UnsafeRawBufferPointer) -> String {
+    let found = spans.withUnsafeBufferPointer { spans in
+      for index in spans.indices where spans[index].count == bytes.count {
+        let known = UnsafeRawBufferPointer(
+          start: storage.base + spans[index].offset, count: spans[index].count)
+        if RawBytes.equal(known, bytes) { return index }
+      }
+      return -1
+    }
+    if found >= 0 { return names[found] }
+    let name = String(decoding: bytes, as: UTF8.self)
+    if names.count < Self.limit {
+      spans.append((storage.count, bytes.count))
+      storage.append(bytes)
+      names.append(name)
+    }
+    return name
   }
 }

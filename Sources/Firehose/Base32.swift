@@ -64,8 +64,15 @@ public struct Base32: Sendable {
 
   /// Encodes `data` onto the end of `out`.
   public func encode(_ data: UnsafeRawBufferPointer, to out: inout ByteSink) {
-    out.reserve((data.count * 8 + 4) / 5)
-    encode(data) { out.append($0) }
+    let length = (data.count * 8 + 4) / 5
+    out.reserve(length)
+    // Room is reserved: write the characters in place instead of appending one at a time.
+    var cursor = out.base + out.count
+    encode(data) {
+      cursor.pointee = $0
+      cursor += 1
+    }
+    out.count += length
   }
 
   /// Decodes `text` onto the end of `out`; false on a character outside the alphabet or a length

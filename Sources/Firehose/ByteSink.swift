@@ -85,17 +85,34 @@ public struct ByteSink {
   public static func writeDecimal(_ value: UInt64, to start: UnsafeMutablePointer<UInt8>) -> Int {
     var digitCount = 1
     var probe = value
-    while probe >= 10 {
-      probe /= 10
-      digitCount += 1
+    while probe >= 100 {
+      probe /= 100
+      digitCount += 2
     }
+    if probe >= 10 { digitCount += 1 }
+    // Two digits per division, from a table of "00"…"99".
+    let table: StaticString = """
+      00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+      40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+      8081828384858687888990919293949596979899
+      """
+    let pairs = table.utf8Start
     var rest = value
     var position = digitCount
-    repeat {
-      position -= 1
-      start[position] = UInt8(truncatingIfNeeded: rest % 10) &+ 48
-      rest /= 10
-    } while rest != 0
+    while rest >= 100 {
+      let pair = Int(truncatingIfNeeded: rest % 100) * 2
+      rest /= 100
+      position -= 2
+      start[position] = pairs[pair]
+      start[position + 1] = pairs[pair + 1]
+    }
+    if rest >= 10 {
+      let pair = Int(truncatingIfNeeded: rest) * 2
+      start[position - 2] = pairs[pair]
+      start[position - 1] = pairs[pair + 1]
+    } else {
+      start[position - 1] = UInt8(truncatingIfNeeded: rest) &+ 48
+    }
     return digitCount
   }
 }

@@ -83,7 +83,7 @@ public struct CARFile {
 
   @inline(__always)
   private static func before(_ a: Block, _ b: Block) -> Bool {
-    let order = compare(a.cid, b.cid)
+    let order = RawBytes.compare(a.cid, b.cid)
     return order != 0 ? order < 0 : a.cid.baseAddress! < b.cid.baseAddress!
   }
 
@@ -97,16 +97,16 @@ public struct CARFile {
     -> UnsafeRawBufferPointer?
   {
     if blocks.count <= linearSearchLimit {
-      for block in blocks where compare(block.cid, cid) == 0 { return block.data }
+      for block in blocks where RawBytes.equal(block.cid, cid) { return block.data }
       return nil
     }
     var low = 0
     var high = blocks.count
     while low < high {  // the first block whose CID is not below `cid`
       let middle = low + (high - low) / 2
-      if compare(blocks[middle].cid, cid) < 0 { low = middle + 1 } else { high = middle }
+      if RawBytes.compare(blocks[middle].cid, cid) < 0 { low = middle + 1 } else { high = middle }
     }
-    guard low < blocks.count, compare(blocks[low].cid, cid) == 0 else { return nil }
+    guard low < blocks.count, RawBytes.equal(blocks[low].cid, cid) else { return nil }
     return blocks[low].data
   }
 

@@ -26,7 +26,6 @@ public struct CBORReader {
   public let start: UnsafePointer<UInt8>
   public let end: Int
   public var offset: Int
-  private let callbacks: UnsafePointer<cbor_callbacks>
 
   public init(_ buffer: UnsafeRawBufferPointer) {
     // An empty buffer may have no address; any valid pointer works since nothing is read.
@@ -35,7 +34,6 @@ public struct CBORReader {
       ?? UnsafePointer(emptyByte)
     self.end = buffer.count
     self.offset = 0
-    self.callbacks = tokenCallbacks
   }
 
   public var isAtEnd: Bool { offset >= end }
@@ -53,21 +51,47 @@ public struct CBORReader {
   @inline(__always)
   public mutating func next() -> CBORToken {
     guard offset < end else { return .invalid }
-    // Nearly every DAG-CBOR head carries its argument in its first byte or the next one: read
-    // those here (a call into libcbor and a callback per token cost more than the token).
+    // Heads with an argument of up to 8 bytes are read here (a call into libcbor and a callback
+    // per token cost more than the token); floats, simple values, indefinite lengths and the
+    // one-byte tags (libcbor refuses 6–20 as unassigned) go its way.
     let head = start[offset]
     let info = head & 0x1F
-    // (libcbor refuses the one-byte tags 6–20 as unassigned: those go its way too.)
-    guard info <= 24, head < 0xE0, head >> 5 != 6 || info == 24 else { return nextFromLibcbor() }
-    var argument = UInt64(info)
-    var headerLength = 1
-    if info == 24 {
-      guard end - offset >= 2 else { return .invalid }
-      argument = UInt64(start[offset + 1])
-      guard argument >= 24 else { return .invalid }  // shortest form
-      headerLength = 2
+    guard head < 0xE0, info <= 27, head >> 5 != 6 || info >= 24 else { return nextFromLibcbor() }
+    guard info >= 24 else {
+      return token(major: head >> 5, argument: UInt64(info), headerLength: 1)
     }
-    return token(major: head >> 5, argument: argument, headerLength: headerLength)
+    guard info == 24 else { return nextWithWideArgument(info) }
+    guard end - offset >= 2 else { return .invalid }
+    let argument = UInt64(start[offset + 1])
+    guard argument >= 24 else { return .invalid }  // shortest form
+    return token(major: head >> 5, argument: argument, headerLength: 2)
+  }
+
+  /// A head (major type 0–6) with a 2-, 4- or 8-byte argument (`info` 25–27): kept out of
+  /// `next()` so that the common case stays small enough to inline.
+  @inline(never)
+  private mutating func nextWithWideArgument(_ info: UInt8) -> CBORToken {
+    let p = UnsafeRawPointer(start + offset + 1)
+    let argument: UInt64
+    let headerLength: Int
+    switch info {
+    case 25:
+      guard end - offset >= 3 else { return .invalid }
+      argument = UInt64(UInt16(bigEndian: p.loadUnaligned(as: UInt16.self)))
+      guard argument >= 0x100 else { return .invalid }  // shortest form
+      headerLength = 3
+    case 26:
+      guard end - offset >= 5 else { return .invalid }
+      argument = UInt64(UInt32(bigEndian: p.loadUnaligned(as: UInt32.self)))
+      guard argument >= 0x1_0000 else { return .invalid }
+      headerLength = 5
+    default:
+      guard end - offset >= 9 else { return .invalid }
+      argument = UInt64(bigEndian: p.loadUnaligned(as: UInt64.self))
+      guard argument >= 0x1_0000_0000 else { return .invalid }
+      headerLength = 9
+    }
+    return token(major: start[offset] >> 5, argument: argument, headerLength: headerLength)
   }
 
   /// The token for a head already read (major type 0–6), with every length checked against
@@ -109,7 +133,7 @@ public struct CBORReader {
   mutating func nextFromLibcbor() -> CBORToken {
     guard offset < end else { return .invalid }
     var slot = TokenSlot()
-    let result = cbor_stream_decode(start + offset, end - offset, callbacks, &slot)
+    let result = cbor_stream_decode(start + offset, end - offset, tokenCallbacks, &slot)
     // Indefinite lengths, breaks, `undefined` and unassigned simple values leave the slot empty.
     guard result.status == CBOR_DECODER_FINISHED, slot.kind != .none else { return .invalid }
     let head = start[offset]

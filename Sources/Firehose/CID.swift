@@ -8,6 +8,12 @@ public enum CID {
     if bytes.count >= 2 && bytes[0] == 0x12 && bytes[1] == 0x20 {
       return bytes.count >= 34 ? 34 : nil
     }
+    // The usual CIDv1: version 1, codec, hash code and digest length one byte each (a one-byte
+    // varint is always minimal).
+    if bytes.count >= 4 && bytes[0] == 1 && (bytes[1] | bytes[2] | bytes[3]) & 0x80 == 0 {
+      let digestLength = Int(bytes[3])
+      return digestLength <= bytes.count - 4 ? 4 + digestLength : nil
+    }
     var offset = 0
     for index in 0..<4 {
       guard let (value, length) = Varint.read(bytes, at: offset),

@@ -41,22 +41,45 @@ public struct CommitMessage {
 }
 
 /// The ops of a commit, decoded lazily from the frame (they were validated when the frame was
-/// decoded), so that reading a commit allocates nothing.
+/// decoded), so that reading a commit allocates nothing. The first op (most commits have one)
+/// is kept from that validation rather than decoded again.
 public struct CommitOps: Sequence {
   let encoded: UnsafeRawBufferPointer  // the items of the CBOR array, without its header
   public let count: Int
+  /// The first op, and where the second starts in `encoded`.
+  let first: CommitOp?
+  let firstLength: Int
+
+  init(encoded: UnsafeRawBufferPointer, count: Int, first: CommitOp?, firstLength: Int) {
+    self.encoded = encoded
+    self.count = count
+    self.first = first
+    self.firstLength = firstLength
+  }
+
+  static var none: CommitOps {
+    CommitOps(
+      encoded: UnsafeRawBufferPointer(start: nil, count: 0), count: 0, first: nil, firstLength: 0)
+  }
 
   public func makeIterator() -> Iterator {
-    Iterator(reader: CBORReader(encoded), remaining: count)
+    Iterator(reader: CBORReader(encoded), remaining: count, first: first, firstLength: firstLength)
   }
 
   public struct Iterator: IteratorProtocol {
     var reader: CBORReader
     var remaining: Int
+    var first: CommitOp?
+    let firstLength: Int
 
     public mutating func next() -> CommitOp? {
       guard remaining > 0 else { return nil }
       remaining -= 1
+      if let op = first {
+        first = nil
+        reader.offset = firstLength
+        return op
+      }
       return FrameDecoder.decodeOp(&reader)
     }
   }

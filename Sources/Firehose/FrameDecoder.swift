@@ -76,7 +76,7 @@ public enum FrameDecoder {
     var time: UnsafeRawBufferPointer? = nil
     var tooBig = false
     var blocks: UnsafeRawBufferPointer? = nil
-    var ops = CommitOps(encoded: UnsafeRawBufferPointer(start: nil, count: 0), count: 0)
+    var ops = CommitOps.none
     let ok = forEachField(body) { key, reader in
       if key.matches("seq") {
         seq = readSeq(&reader)
@@ -99,10 +99,17 @@ public enum FrameDecoder {
       } else if key.matches("ops") {
         guard case .array(let count) = reader.next() else { return false }
         let start = reader.offset
-        for _ in 0..<count {
-          guard decodeOp(&reader) != nil else { return false }
+        var first: CommitOp? = nil
+        var firstLength = 0
+        for index in 0..<count {
+          guard let op = decodeOp(&reader) else { return false }
+          if index == 0 {
+            first = op
+            firstLength = reader.offset - start
+          }
         }
-        ops = CommitOps(encoded: reader.slice(from: start), count: count)
+        ops = CommitOps(
+          encoded: reader.slice(from: start), count: count, first: first, firstLength: firstLength)
       } else {
         return nil
       }

@@ -35,12 +35,15 @@ public enum JSONString {
     var runStart = 0  // first byte not yet copied
     var i = 0
     while i < n {
-      // Skip 8 plain ASCII bytes at a time.
-      if i + 8 <= n
-        && !wordNeedsAttention(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-      {
-        i += 8
-        continue
+      // Skip 8 plain ASCII bytes at a time; fewer than 8 at the end (most keys are shorter) are
+      // checked the same way, padded with plain letters.
+      if i + 8 <= n {
+        if !wordNeedsAttention(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) {
+          i += 8
+          continue
+        }
+      } else if !wordNeedsAttention(paddedWord(base + i, n - i)) {
+        break
       }
       let c = base[i]
       if c < 0x80 {
@@ -137,6 +140,15 @@ private func wordNeedsAttention(_ v: UInt64) -> Bool {
   if hasZeroByte((v | ones &* 0x04) ^ (ones &* 0x26)) { return true }  // `"` 0x22 or `&` 0x26
   if hasZeroByte((v | ones &* 0x02) ^ (ones &* 0x3E)) { return true }  // `<` 0x3C or `>` 0x3E
   return hasZeroByte(v ^ (ones &* 0x5C))  // `\`
+}
+
+/// The `count` (< 8) bytes at `p` in the low end of a word (little-endian order, as
+/// `loadUnaligned` reads), the rest `a`s.
+@inline(__always)
+private func paddedWord(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
+  var word: UInt64 = 0x6161_6161_6161_6161
+  withUnsafeMutableBytes(of: &word) { $0.baseAddress!.copyMemory(from: p, byteCount: count) }
+  return UInt64(littleEndian: word)
 }
 
 /// Whether an ASCII byte needs an escape in Go's JSON strings: controls, `"`, `&`, `<`, `>`

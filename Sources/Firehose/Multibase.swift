@@ -66,22 +66,29 @@ public enum Multibase {
 
   /// Appends standard base64 (`+/`) without padding.
   public static func appendBase64(_ data: UnsafeRawBufferPointer, to out: inout ByteSink) {
-    out.reserve((data.count + 2) / 3 * 4)
+    let rest = data.count % 3
+    let length = data.count / 3 * 4 + (rest == 0 ? 0 : rest + 1)
+    out.reserve(length)
+    // Room is reserved: the characters are written in place.
+    let o = out.base + out.count
     var i = 0
+    var j = 0
     while i + 3 <= data.count {
       let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
-      out.append(base64Digit(v >> 18))
-      out.append(base64Digit((v >> 12) & 63))
-      out.append(base64Digit((v >> 6) & 63))
-      out.append(base64Digit(v & 63))
+      o[j] = base64Digit(v >> 18)
+      o[j + 1] = base64Digit((v >> 12) & 63)
+      o[j + 2] = base64Digit((v >> 6) & 63)
+      o[j + 3] = base64Digit(v & 63)
       i += 3
+      j += 4
     }
-    let rest = data.count - i
-    guard rest > 0 else { return }
-    let v = UInt32(data[i]) << 16 | (rest == 2 ? UInt32(data[i + 1]) << 8 : 0)
-    out.append(base64Digit(v >> 18))
-    out.append(base64Digit((v >> 12) & 63))
-    if rest == 2 { out.append(base64Digit((v >> 6) & 63)) }
+    if rest > 0 {
+      let v = UInt32(data[i]) << 16 | (rest == 2 ? UInt32(data[i + 1]) << 8 : 0)
+      o[j] = base64Digit(v >> 18)
+      o[j + 1] = base64Digit((v >> 12) & 63)
+      if rest == 2 { o[j + 2] = base64Digit((v >> 6) & 63) }
+    }
+    out.count += length
   }
 
   /// Decodes standard base64 without padding; nil on `=`, other characters or a length of 4k+1.

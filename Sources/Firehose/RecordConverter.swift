@@ -131,10 +131,10 @@ public struct RecordConverter {
         Entry(key: key, start: start, valueStart: valueStart, end: out.count, value: value))
     }
     out.append(UInt8(ascii: "}"))
-    defer { entries.removeSubrange(first...) }
+    defer { entries.removeLast(entries.count - first) }
     let wasSorted = sortEntries(from: first)
     for i in (first + 1)..<Swift.max(first + 1, entries.count)
-    where compare(entries[i - 1].key, entries[i].key) == 0 {
+    where RawBytes.compare(entries[i - 1].key, entries[i].key) == 0 {
       return nil  // duplicate key
     }
     switch writeSpecialMap(from: first, mapStart: mapStart, &out) {
@@ -257,13 +257,27 @@ public struct RecordConverter {
     let end = entries.count
     var sorted = true
     for i in (first + 1)..<Swift.max(first + 1, end)
-    where compare(entries[i - 1].key, entries[i].key) > 0 {
+    where RawBytes.compare(entries[i - 1].key, entries[i].key) > 0 {
       sorted = false
       break
     }
-    if !sorted {
-      entries[first..<end].sort { compare($0.key, $1.key) < 0 }
+    if sorted { return true }
+    guard end - first <= 16 else {
+      entries[first..<end].sort { RawBytes.compare($0.key, $1.key) < 0 }
+      return false
     }
-    return sorted
+    // Few entries (nearly every record's maps): an insertion sort in place.
+    entries.withUnsafeMutableBufferPointer { entries in
+      for i in (first + 1)..<end {
+        let entry = entries[i]
+        var j = i
+        while j > first && RawBytes.compare(entries[j - 1].key, entry.key) > 0 {
+          entries[j] = entries[j - 1]
+          j -= 1
+        }
+        entries[j] = entry
+      }
+    }
+    return false
   }
 }

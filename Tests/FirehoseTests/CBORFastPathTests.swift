@@ -3,7 +3,7 @@ import XCTest
 
 @testable import Firehose
 
-/// `CBORReader.next()` reads short heads itself and hands the rest to libcbor: for every
+/// `CBORReader.next()` reads heads with arguments of up to 8 bytes itself and hands the rest to libcbor: for every
 /// possible head (with every one-byte argument) and for every token of real frames, it must
 /// give exactly what libcbor's path gives.
 final class CBORFastPathTests: XCTestCase {
@@ -42,6 +42,34 @@ final class CBORFastPathTests: XCTestCase {
         }
         let (fast, libcbor) = both([UInt8(first)])
         XCTAssertEqual(fast, libcbor, "\(first) alone")
+      }
+    }
+  }
+
+  func testLongHeadsAgreeWithLibcborAtTheirLimits() {
+    // Majors 0–6 with 2-, 4- and 8-byte arguments: just below, at and above the shortest-form
+    // minimum, around the bytes that remain, and at the top of the range.
+    for major in UInt8(0)...6 {
+      for (info, size, minimum) in [(25, 2, UInt64(0x100)), (26, 4, 0x1_0000), (27, 8, 1 << 32)] {
+        let top = size == 8 ? UInt64.max : (UInt64(1) << (8 * UInt64(size))) - 1
+        for tailLength in [0, 5, 300] {
+          let arguments: [UInt64] = [
+            0, 23, minimum - 1, minimum, minimum + 1, UInt64(tailLength), UInt64(tailLength) + 1,
+            UInt64(tailLength / 2), top >> 1, (top >> 1) + 1, top,
+          ]
+          for argument in arguments where argument <= top {
+            var bytes = [major << 5 | UInt8(info)]
+            for k in (0..<size).reversed() {
+              bytes.append(UInt8(truncatingIfNeeded: argument >> (8 * UInt64(k))))
+            }
+            bytes += [UInt8](repeating: 0x61, count: tailLength)
+            for cut in [bytes.count, 1 + size, size] where cut <= bytes.count {
+              let (fast, libcbor) = both(Array(bytes.prefix(cut)))
+              XCTAssertEqual(
+                fast, libcbor, "major \(major) info \(info) argument \(argument) cut \(cut)")
+            }
+          }
+        }
       }
     }
   }

@@ -155,5 +155,20 @@ final class EncodingTests: XCTestCase {
     for value: Int64 in [0, 7, 10, 99, 100, -1, Int64.max, Int64.min, 1_783_175_888_085_434] {
       XCTAssertEqual(string { $0.append(decimal: value) }, String(value))
     }
+    // Every digit count, at and around each power of ten, and a spread of others.
+    var values: [UInt64] = [UInt64.max, UInt64.max - 1]
+    var power: UInt64 = 1
+    for _ in 0...19 {
+      values += [power - 1, power, power + 1, power / 10 * 9 + 1]
+      if power <= UInt64.max / 10 { power *= 10 }
+    }
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    for _ in 0..<2_000 {
+      state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      values.append(state >> (state & 63))
+    }
+    for value in values {
+      XCTAssertEqual(string { $0.append(decimal: value) }, String(value))
+    }
   }
 }
