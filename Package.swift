@@ -20,6 +20,7 @@ let package = Package(
     .library(name: "ContrailEventLog", targets: ["EventLog"]),
     .library(name: "ContrailSubscribe", targets: ["Subscribe"]),
     .library(name: "ContrailURLQuery", targets: ["URLQuery"]),
+    .library(name: "ContrailIngest", targets: ["Ingest"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

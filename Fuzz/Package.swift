@@ -9,7 +9,11 @@ import PackageDescription
 let package = Package(
   name: "ContrailFuzz",
   platforms: [.macOS(.v15)],
-  dependencies: [.package(name: "Contrail", path: "..")],
+  dependencies: [
+    .package(name: "Contrail", path: ".."),
+    // NIOEmbedded's EmbeddedChannel drives the relay's websocket decoder (FuzzRelayMessage).
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+  ],
   targets: [
     .target(name: "FuzzSupport"),
     .executableTarget(
@@ -45,5 +49,12 @@ let package = Package(
     .executableTarget(
       name: "FuzzSegment",
       dependencies: ["FuzzSupport", .product(name: "ContrailEventLog", package: "Contrail")]),
+    .executableTarget(
+      name: "FuzzRelayMessage",
+      dependencies: [
+        "FuzzSupport", .product(name: "ContrailIngest", package: "Contrail"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+      ]),
   ]
 )

@@ -9,6 +9,7 @@ hand-written seeds in Fuzz/Seeds/ and the dictionaries). Sources:
   - frames -> FuzzTranslator; their `blocks` CARs -> FuzzCAR; the CAR blocks -> FuzzRecord;
   - event-log records built here (same format as docs/FORMAT.md) -> FuzzLogRecord,
     FuzzSegment;
+  - websocket frame streams built here (RFC 6455) -> FuzzRelayMessage;
   - Fuzz/Seeds/<Target>/* copied as they are.
 """
 import hashlib
@@ -136,6 +137,62 @@ def log_record(time_offset, seq_offset, event_seq_offset, kind, did, collection_
     return uvarint(len(body) + 4) + struct.pack("<I", crc32c(body)) + body
 
 
+def ws_frame(opcode, payload, fin=True, mask=None):
+    """One websocket frame, with the shortest length encoding."""
+    n = len(payload)
+    mask_bit = 0x80 if mask else 0
+    out = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        out += bytes([mask_bit | n])
+    elif n <= 0xFFFF:
+        out += bytes([mask_bit | 126]) + struct.pack(">H", n)
+    else:
+        out += bytes([mask_bit | 127]) + struct.pack(">Q", n)
+    if mask:
+        out += mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    else:
+        out += payload
+    return out
+
+
+def relay_messages():
+    """FuzzRelayMessage inputs: u16 LE limit (mod 4097), four chunk-size bytes (b < 128: 1 + b,
+    else 64 * (b - 127); 255: the whole stream at once), then frames."""
+    def seed(limit, chunks, stream):
+        return struct.pack("<H", limit) + bytes(chunks) + stream
+
+    small = ws_frame(2, b"\x01\x02\x03")
+    fragmented = ws_frame(2, b"ab", fin=False) + ws_frame(0, b"cd", fin=False) + ws_frame(0, b"ef")
+    ping_between = (ws_frame(2, b"12", fin=False) + ws_frame(9, b"hi") + ws_frame(10, b"")
+                    + ws_frame(0, b"34"))
+    text = ws_frame(1, b"hello")
+    big = bytes(range(256)) * 8  # 2048 bytes
+    oversize = ws_frame(2, big) + small
+    oversize_fragments = (ws_frame(2, big[:700], fin=False) + ws_frame(9, b"")
+                          + ws_frame(0, big[:700]) + small)
+    long_header = bytes([0x82, 127]) + struct.pack(">Q", 300) + big[:300]  # 127-length header
+    huge = bytes([0x82, 127]) + struct.pack(">Q", 2**63 - 1) + b"\0" * 64
+    masked = ws_frame(2, b"masked", mask=b"\x01\x02\x03\x04")
+    close = ws_frame(8, b"\x03\xe8")
+    everything = (small + fragmented + ping_between + text + oversize + masked + long_header
+                  + close)
+    return [
+        seed(1000, [0, 0, 0, 0], small),
+        seed(1000, [2, 4, 0, 7], fragmented),
+        seed(1000, [1, 2, 3, 4], ping_between),
+        seed(1000, [255, 255, 255, 255], text),
+        seed(1000, [63, 5, 200, 1], oversize),
+        seed(1000, [99, 0, 9, 255], oversize_fragments),
+        seed(4096, [8, 1, 30, 2], long_header),
+        seed(100, [255, 255, 255, 255], long_header),
+        seed(1000, [255, 255, 255, 255], huge),
+        seed(1000, [3, 3, 3, 3], masked + close),
+        seed(0, [255, 255, 255, 255], small + ws_frame(2, b"")),
+        seed(4096, [16, 3, 127, 0], everything),
+        seed(1000, [6, 6, 6, 6], everything),
+    ]
+
+
 def main():
     if os.path.isdir(CORPUS):
         shutil.rmtree(CORPUS)
@@ -175,6 +232,8 @@ def main():
     # A resync match whose time follows but whose event seq does not.
     stale = log_record(10, 2, 1, 1, b"did:web:example.com", 0, b"", b"{}")
     put("FuzzSegment", bytes([0]) + records[1] + b"\xff" * 3 + stale + records[2])
+    for data in relay_messages():
+        put("FuzzRelayMessage", data)
     seeds = os.path.join(FUZZ, "Seeds")
     for target in sorted(os.listdir(seeds)):
         for name in sorted(os.listdir(os.path.join(seeds, target))):
@@ -184,4 +243,5 @@ def main():
         print(f"{target}: {len(os.listdir(os.path.join(CORPUS, target)))} seeds", file=sys.stderr)
 
 
-main()
+if __name__ == "__main__":
+    main()
