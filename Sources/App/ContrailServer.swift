@@ -77,8 +77,9 @@ public final class ContrailServer: Sendable {
     // Jetstream has no /dictionary).
     var upstreamDictionary: ZstdDictionary? = nil
     if let upstream = settings.upstream, !upstream.isJetstream || settings.dictionaryPath == nil {
-      upstreamDictionary = try await Self.dictionary(
-        of: upstream, caFile: settings.relayCertificates, logger: logger)
+      upstreamDictionary = try await UpstreamDictionary.load(
+        of: upstream, dataDirectory: settings.dataDirectory, caFile: settings.relayCertificates,
+        logger: logger)
     }
     if let upstream = settings.upstream, !upstream.isJetstream, let path = settings.dictionaryPath {
       logger.warning(
@@ -243,40 +244,6 @@ public final class ContrailServer: Sendable {
       settings: settings, log: log, ring: ring, server: server, ingest: ingest, replica: replica,
       pipeline: pipeline, relay: relay, lock: lock, shuttingDown: shuttingDown, factory: factory,
       logger: logger, status: status)
-  }
-
-  /// The upstream's dictionary (`GET /dictionary`), asked for until it answers or 30 s pass: an
-  /// edge serves exactly the frames its upstream compressed. A 404 ends the wait at once: a
-  /// public Jetstream has no `/dictionary`, and --dictionary must name its dictionary.
-  private static func dictionary(of upstream: RelayEndpoint, caFile: String?, logger: Logger)
-    async throws
-    -> ZstdDictionary
-  {
-    let name = upstream.upstreamName
-    let deadline = ContinuousClock.now + .seconds(30)
-    var problem = ""
-    while ContinuousClock.now < deadline {
-      do {
-        let tls = upstream.tls ? try TLSTrust.clientContext(caFile: caFile) : nil
-        let response = try await HTTPGet.fetch(
-          host: upstream.host, port: upstream.port, path: "/dictionary", tls: tls)
-        if response.status == 200 { return try ZstdDictionary(bytes: response.body) }
-        problem = "HTTP \(response.status)"
-        // A public Jetstream has none; a primary's 404 may be a proxy mid-deploy.
-        if response.status == 404 && upstream.isJetstream { break }
-      } catch {
-        problem = "\(error)"
-      }
-      logger.warning(
-        "cannot fetch the \(name)'s dictionary yet",
-        metadata: ["upstream": "\(upstream)", "error": "\(problem)"])
-      try await Task.sleep(for: .seconds(1))
-    }
-    throw ServeError(
-      "cannot fetch the dictionary of the \(name) \(upstream) (GET /dictionary: \(problem))"
-        + (upstream.isJetstream
-          ? "; pass --dictionary with the dictionary its zstd frames use (Jetstream's "
-            + "zstd_dictionary file)" : ""))
   }
 
   /// Returns when `task` has ended or `limit` has passed, whichever comes first.

@@ -33,8 +33,14 @@ final class ReplicationTests: XCTestCase {
   private func edge(of primary: TestServer, directory: String) async throws -> (
     ContrailServer, Task<Void, Never>
   ) {
+    try await edge(ofPort: primary.port, directory: directory)
+  }
+
+  private func edge(ofPort port: Int, directory: String) async throws -> (
+    ContrailServer, Task<Void, Never>
+  ) {
     var settings = try ServeSettings.forTests(relay: "ws://127.0.0.1:1", dataDirectory: directory)
-    settings.upstream = try RelayEndpoint("ws://127.0.0.1:\(primary.port)")
+    settings.upstream = try RelayEndpoint("ws://127.0.0.1:\(port)")
     settings.dictionaryPath = nil  // the edge takes the primary's
     let edge = try await ContrailServer.start(settings, registry: nil, logger: quietLogger)
     return (edge, Task { await edge.run() })
@@ -111,6 +117,51 @@ final class ReplicationTests: XCTestCase {
     (edge, running) = try await self.edge(of: primary, directory: directory)
     try stream.ingest((2 * total / 3)..<total, log: primary.log, ring: primary.ring)
     try await waitUntil("the restarted edge caught up") {
+      edge.log.lastEventSeq == Int64(total)
+    }
+    XCTAssertEqual(edge.log.allRecords(), primary.log.allRecords())
+    await edge.shutdown()
+    await running.value
+    try await primary.stop()
+  }
+
+  /// An edge restarted while its primary is down starts within seconds from the dictionary it
+  /// saved (instead of failing after 30 s), serves the log it holds, and follows again once the
+  /// primary is back on the same address.
+  func testAnEdgeRestartedWhileThePrimaryIsDownServesItsLogAndFollowsAgain() async throws {
+    let stream = try SyntheticStream(frames: 600, seed: 64, start: Self.base, spacing: 1_000)
+    let total = stream.events.count
+    var primary = try await primary(stream, stored: total / 2)
+    let port = primary.port
+    let directory = TemporaryLog.directory("edge-primary-down")
+    directories.append(directory)
+    var (edge, running) = try await edge(of: primary, directory: directory)
+    try await waitUntil("the edge caught up") { edge.log.lastEventSeq == Int64(total / 2) }
+    XCTAssertNotNil(
+      FileManager.default.contents(atPath: directory + "/upstream.zdict"),
+      "the edge keeps the primary's dictionary in its data directory")
+    await edge.shutdown()
+    await running.value
+    try await primary.stop()
+
+    let started = ContinuousClock.now
+    (edge, running) = try await self.edge(ofPort: port, directory: directory)
+    XCTAssertLessThan(
+      ContinuousClock.now - started, .seconds(20), "started from the saved dictionary")
+    let client = try await TestWebSocketClient.connect(
+      port: edge.port, target: "/subscribe?compress=true&cursor=\(stream.events[0].timeUS)")
+    var received = 0
+    while received < total / 2, let message = try? await client.next(timeout: .seconds(5)) {
+      if message != .ping { received += 1 }
+    }
+    await client.close()
+    XCTAssertEqual(received, total / 2, "the edge serves what it holds with the primary down")
+
+    primary = try await TestServer.start(
+      ring: primary.ring, log: primary.log, dictionary: stream.dictionary
+    ) { $0.port = port }
+    try stream.ingest((total / 2)..<total, log: primary.log, ring: primary.ring)
+    try await waitUntil("the edge follows the primary again") {
       edge.log.lastEventSeq == Int64(total)
     }
     XCTAssertEqual(edge.log.allRecords(), primary.log.allRecords())
