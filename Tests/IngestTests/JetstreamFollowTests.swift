@@ -310,17 +310,26 @@ final class JetstreamFollowTests: XCTestCase {
   }
 
   /// A host with no `/dictionary` and no `--dictionary` given: the edge does not start, and says
-  /// what to pass.
+  /// what to pass — also when its data directory holds a primary's saved dictionary (an edge of
+  /// a primary before): a Jetstream host's frames need the host's dictionary.
   func testAHostWithoutADictionaryNeedsDictionary() async throws {
     let relay = FixtureRelay(source: FramesSource(frames: []), configuration: Self.jetstreamPath())
     let (port, relayTask) = try await relay.start()
     defer { relayTask.cancel() }
-    do {
-      _ = try await edge(
-        upstream: "ws://127.0.0.1:\(port)/subscribe", directory: newDirectory("jet-edge-nodict"))
-      XCTFail("the edge started without a dictionary")
-    } catch {
-      XCTAssertTrue("\(error)".contains("pass --dictionary"), "\(error)")
+    let withCopy = newDirectory("jet-edge-nodict-copy")
+    try FileManager.default.createDirectory(atPath: withCopy, withIntermediateDirectories: true)
+    let saved = try XCTUnwrap(
+      FileManager.default.contents(
+        atPath: SharedData.projectRoot + "/Dictionaries/contrail-default.zdict"))
+    XCTAssertTrue(
+      FileManager.default.createFile(atPath: withCopy + "/upstream.zdict", contents: saved))
+    for directory in [newDirectory("jet-edge-nodict"), withCopy] {
+      do {
+        _ = try await edge(upstream: "ws://127.0.0.1:\(port)/subscribe", directory: directory)
+        XCTFail("the edge started without a dictionary (\(directory))")
+      } catch {
+        XCTAssertTrue("\(error)".contains("pass --dictionary"), "\(error)")
+      }
     }
   }
 
