@@ -142,13 +142,13 @@ private func wordNeedsAttention(_ v: UInt64) -> Bool {
   return hasZeroByte(v ^ (ones &* 0x5C))  // `\`
 }
 
-/// The `count` (< 8) bytes at `p` in the low end of a word (little-endian order, as
-/// `loadUnaligned` reads), the rest `a`s.
+/// The `count` (< 8) bytes at `p` in a word whose other bytes are `a`s (which need no escape;
+/// `wordNeedsAttention` looks at every byte alike, so their order does not matter).
 @inline(__always)
 private func paddedWord(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
   var word: UInt64 = 0x6161_6161_6161_6161
   withUnsafeMutableBytes(of: &word) { $0.baseAddress!.copyMemory(from: p, byteCount: count) }
-  return UInt64(littleEndian: word)
+  return word
 }
 
 /// Whether an ASCII byte needs an escape in Go's JSON strings: controls, `"`, `&`, `<`, `>`
