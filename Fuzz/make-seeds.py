@@ -2,7 +2,9 @@
 """Fills Fuzz/corpus/<Target>/ with seed inputs made from the project's own fixtures.
 
 Run by scripts/fuzz before fuzzing (nothing here is committed except this script, the small
-hand-written seeds in Fuzz/Seeds/ and the dictionaries). Sources:
+hand-written seeds in Fuzz/Seeds/ and the dictionaries). Seeds are named by their SHA-1, so
+running it again adds what is new and keeps what the fuzzer grew; `--fresh` deletes
+Fuzz/corpus/ first. Sources:
   - Fixtures/synthetic-2000.frames.zst (frames `[u32 LE length][frame]...`, zstd), and
     optionally more frames files given on the command line (e.g. a local capture: never commit
     what comes from it);
@@ -194,9 +196,12 @@ def relay_messages():
 
 
 def main():
-    if os.path.isdir(CORPUS):
-        shutil.rmtree(CORPUS)
-    sources = [os.path.join(ROOT, "Fixtures", "synthetic-2000.frames.zst")] + sys.argv[1:]
+    args = sys.argv[1:]
+    if "--fresh" in args:
+        args = [a for a in args if a != "--fresh"]
+        if os.path.isdir(CORPUS):
+            shutil.rmtree(CORPUS)
+    sources = [os.path.join(ROOT, "Fixtures", "synthetic-2000.frames.zst")] + args
     for source in sources:
         for count, frame in enumerate(frames(source)):
             if count >= MAX_FRAMES:
@@ -240,7 +245,7 @@ def main():
             with open(os.path.join(seeds, target, name), "rb") as f:
                 put(target, f.read())
     for target in sorted(os.listdir(CORPUS)):
-        print(f"{target}: {len(os.listdir(os.path.join(CORPUS, target)))} seeds", file=sys.stderr)
+        print(f"{target}: {len(os.listdir(os.path.join(CORPUS, target)))} inputs", file=sys.stderr)
 
 
 if __name__ == "__main__":
