@@ -41,8 +41,9 @@ struct RelayMessageDecoder: ByteToMessageDecoder {
   /// The frame being skipped ends its message.
   private var skipEndsMessage = false
 
+  /// A negative limit is taken as 0 (every data message is then over it).
   init(maxMessageBytes: Int) {
-    self.maxMessageBytes = maxMessageBytes
+    self.maxMessageBytes = max(0, maxMessageBytes)
   }
 
   mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws

@@ -87,6 +87,14 @@ final class RelayMessageDecoderTests: XCTestCase {
     }
   }
 
+  /// A negative limit (a caller's mistake, not the wire's) is a limit of 0: every data message
+  /// is over it, control frames still arrive, and nothing traps.
+  func testANegativeLimitIsZero() throws {
+    let stream = frame(2, [1, 2]) + frame(9, [7]) + frame(2, []) + frame(8, [3, 0xE8])
+    XCTAssertEqual(
+      try decode(stream, chunk: 3, limit: -5), ["oversize 2", "ping [7]", "binary []", "close"])
+  }
+
   /// A frame declaring 2^63−1 bytes is skipped as it arrives: nothing is allocated for it.
   func testHugeDeclaredLengthIsNeverAllocated() throws {
     let channel = EmbeddedChannel(
