@@ -2,10 +2,12 @@
 # `contrail translate` versus the Python reference translator (Benchmarks/python/translate.py) on
 # the same frames file, interleaved run by run (the machine is shared and noisy). Reports each
 # run's whole-process CPU time (user + sys) and max RSS from /usr/bin/time, then the median,
-# spread (min–max) and ratio. Results: Benchmarks/RESULTS.md.
+# spread (min–max) and ratio, and the median of the run-by-run ratios. Results:
+# Benchmarks/RESULTS.md.
 #
 # Usage: Benchmarks/translate-bench.sh [RUNS]
-#   CONTRAIL  the release binary (default .build-release/release/contrail)
+#   CONTRAIL  the release binary (default .build-release/release/contrail; operators run the
+#             --static-swift-stdlib build of OPERATIONS §1, ~6 % less CPU here: RESULTS.md)
 #   PYTHON    an interpreter with cbrrr installed (default python3)
 #   INPUT     the frames file (default /tmp/contrail-translate-bench.frames; build it with
 #             Benchmarks/build-translate-input.sh)
@@ -54,4 +56,13 @@ for name, (med, lo, hi, rss, n) in stats.items():
     print(f"| {name} | {n} | {med:.3f} | {lo:.3f}–{hi:.3f} | {rss:.1f} |")
 ratio = stats["python"][0] / stats["contrail"][0]
 print(f"\nratio (Python median CPU / Contrail median CPU): {ratio:.1f}×")
+# Each run is one Contrail and one Python process back to back, so their ratio sees the same
+# state of a shared machine; its median is steadier than the ratio of medians when that drifts.
+pairs = [
+    float(rows[i + 1][1]) / float(rows[i][1]) if rows[i][0] == "contrail"
+    else float(rows[i][1]) / float(rows[i + 1][1])
+    for i in range(0, len(rows) - 1, 2)
+]
+print(f"ratio run by run: median {statistics.median(pairs):.1f}× "
+      f"({min(pairs):.1f}–{max(pairs):.1f}× over {len(pairs)} runs)")
 PY
