@@ -37,7 +37,7 @@ enum MetricHelp {
     "contrail_relay_seq_epochs_total":
       "Times the relay's seq went backwards (or jumped) and a new epoch began.",
     "contrail_relay_seq_jumps_total":
-      "Relay frames dropped because their seq jumped absurdly far ahead.",
+      "Relay frames dropped because their seq jumped absurdly far ahead (or past what the log stores).",
     "contrail_subscribe_refused_total": "Subscriptions refused by a limit (429/503), by reason.",
     "contrail_subscribe_rejected_total": "Subscribe requests rejected with 400, by reason.",
     "contrail_subscriber_closes_total":

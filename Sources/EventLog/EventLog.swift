@@ -100,6 +100,11 @@ public final class EventLog: Sendable {
   /// (PROTOCOL-v2 §1.3).
   public static let eventSeqLimit: Int64 = 1_000_000_000_000_000
 
+  /// The `time_us` values and relay seqs a record can have: a segment's header holds the first
+  /// record's as bases that later records' 32-bit offsets are added to, so they leave room for
+  /// those (docs/FORMAT.md). Inputs are checked against it before they reach the log.
+  public static let storableRange = RecordCodec.Bases.range
+
   let configuration: Configuration
   let segmentsDirectory: String
   /// What opening the log found damaged and what it did about it, oldest segment first: corrupt
@@ -354,6 +359,13 @@ public final class EventLog: Sendable {
     var lastTime = self.lastTime.load(ordering: .relaxed)
     var lastEventSeq = writtenEventSeq.load(ordering: .relaxed)
     for record in records {
+      guard Self.storableRange.contains(record.timeUS), Self.storableRange.contains(record.seq)
+      else {
+        throw Failure(
+          description:
+            "append: time_us \(record.timeUS) or relay seq \(record.seq) is outside "
+            + "\(Self.storableRange)")
+      }
       guard record.timeUS > lastTime else {
         throw Failure(
           description:

@@ -12,14 +12,17 @@ enum RecordCodec {
     /// Bases a record's offsets cannot overflow (a damaged header must not make parsing trap).
     static let range = 0...(Int64.max - Int64(UInt32.max))
 
-    /// The offsets of `record` from these bases, if each fits 32 bits.
+    /// The offsets of `record` from these bases, if each fits 32 bits (nil, never a trap, for
+    /// any values).
     func offsets(_ timeUS: Int64, _ seq: Int64, _ eventSeq: Int64) -> (UInt32, UInt32, UInt32)? {
-      let offsets = (timeUS - time, seq - self.seq, eventSeq - self.eventSeq)
-      let fits = 0...Int64(UInt32.max)
-      guard fits.contains(offsets.0), fits.contains(offsets.1), fits.contains(offsets.2) else {
-        return nil
+      func offset(_ value: Int64, from base: Int64) -> UInt32? {
+        let (difference, overflow) = value.subtractingReportingOverflow(base)
+        return overflow ? nil : UInt32(exactly: difference)
       }
-      return (UInt32(offsets.0), UInt32(offsets.1), UInt32(offsets.2))
+      guard let time = offset(timeUS, from: time), let seq = offset(seq, from: self.seq),
+        let eventSeq = offset(eventSeq, from: self.eventSeq)
+      else { return nil }
+      return (time, seq, eventSeq)
     }
   }
 

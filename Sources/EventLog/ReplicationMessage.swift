@@ -79,8 +79,11 @@ public enum ReplicationMessage {
     guard !payload.isEmpty, payload.count <= maxPayloadBytes else {
       throw Invalid(description: "a replication message's payload is empty or too big")
     }
-    guard timeUS > 0, eventSeq > 0, eventSeq < EventLog.eventSeqLimit else {
-      throw Invalid(description: "a replication message's time_us or event seq is out of range")
+    guard timeUS > 0, EventLog.storableRange.contains(timeUS),
+      EventLog.storableRange.contains(seq), eventSeq > 0, eventSeq < EventLog.eventSeqLimit
+    else {
+      throw Invalid(
+        description: "a replication message's time_us, relay seq or event seq is out of range")
     }
     return LogRecord(
       timeUS: timeUS, seq: seq, eventSeq: eventSeq, kind: kind, did: did, collection: collection,

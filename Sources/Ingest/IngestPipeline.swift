@@ -255,8 +255,16 @@ public final class IngestPipeline: @unchecked Sendable {
   /// last seq, or a resume overlap, is dropped as a duplicate; a seq that goes backwards
   /// otherwise starts a new epoch
   /// (logged, counted, and taken: the log keeps relay order and `time_us` keeps increasing);
-  /// one frame jumping absurdly ahead is dropped unless the next confirms the jump.
+  /// one frame jumping absurdly ahead is dropped unless the next confirms the jump; a seq the
+  /// log cannot store (`EventLog.storableRange`) is always dropped.
   private func accept(_ seq: Int64) -> Bool {
+    guard EventLog.storableRange.contains(seq) else {
+      metrics.seqJumps.increment()
+      logger.warning(
+        "dropped a relay frame whose seq is beyond what the event log can store",
+        metadata: ["seq": "\(seq)", "limit": "\(EventLog.storableRange.upperBound)"])
+      return false
+    }
     if seq <= takenSeq {
       let overlap = !takenOnConnection && !newEpochExpected && takenSeq - seq < Self.overlapWindow
       if seq == takenSeq || overlap {

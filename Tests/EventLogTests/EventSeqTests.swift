@@ -96,6 +96,39 @@ final class EventSeqTests: XCTestCase {
     XCTAssertEqual(log.lastEventSeq, last.eventSeq + 5)
   }
 
+  /// Found in review: a relay seq of Int64.min trapped the append (its offset from the segment's
+  /// base overflowed), and a seq or time_us past the storable range was written as a segment
+  /// base that the next open refused. Now both are refused before anything is written, and the
+  /// largest storable values are stored and reopen.
+  func testSeqsAndTimesOutsideTheStorableRangeAreRefused() throws {
+    let records = try LogFixtures.records(frames: 20)
+    let path = directory()
+    let log = try EventLog(LogFixtures.configuration(path))
+    try log.append(Array(records[..<10]))
+    let next = records[10]
+    let limit = EventLog.storableRange.upperBound
+    func record(timeUS: Int64, seq: Int64, eventSeq: Int64) -> LogRecord {
+      LogRecord(
+        timeUS: timeUS, seq: seq, eventSeq: eventSeq, kind: next.kind, did: next.did,
+        collection: next.collection, payload: next.payload)
+    }
+    for (timeUS, seq) in [
+      (next.timeUS, Int64.min), (next.timeUS, -1), (next.timeUS, limit + 1),
+      (next.timeUS, Int64.max), (limit + 1, next.seq), (Int64.max, next.seq),
+    ] {
+      XCTAssertThrowsError(
+        try log.append([record(timeUS: timeUS, seq: seq, eventSeq: next.eventSeq)])
+      ) { XCTAssertTrue("\($0)".contains("outside"), "\($0)") }
+      XCTAssertEqual(log.stats.events, 10, "nothing was written")
+      XCTAssertNil(log.writeFailure, "not a disk failure")
+    }
+    let highest = record(timeUS: limit, seq: limit, eventSeq: next.eventSeq)
+    try log.append([highest])
+    try log.close()
+    let reopened = try EventLog(LogFixtures.configuration(path))
+    XCTAssertEqual(LogFixtures.readAll(reopened.reader(from: nil)).last, highest)
+  }
+
   func testLastEventSeqSurvivesAReopen() throws {
     let records = try LogFixtures.records(frames: 300)
     let path = directory()

@@ -17,7 +17,7 @@ final class ReplicationMessageTests: XCTestCase {
   func testARecordSurvivesEncodeAndDecode() throws {
     XCTAssertEqual(try decode(ReplicationMessage.encode(record)), record)
     let sync = LogRecord(
-      timeUS: 5, seq: -3, eventSeq: 1, kind: .sync, did: "did:web:example.com", collection: "",
+      timeUS: 5, seq: 0, eventSeq: 1, kind: .sync, did: "did:web:example.com", collection: "",
       payload: [0])
     XCTAssertEqual(try decode(ReplicationMessage.encode(sync)), sync)
   }
@@ -45,6 +45,22 @@ final class ReplicationMessageTests: XCTestCase {
         payload: [1])
       XCTAssertThrowsError(try decode(ReplicationMessage.encode(bad)), "event seq \(eventSeq)")
     }
+    // Found in review: a relay seq of Int64.min trapped the edge's append (an offset from the
+    // segment's base overflowed), and a time_us or seq past the log's storable range was stored
+    // as a segment base the next start refused to open.
+    let limit = EventLog.storableRange.upperBound
+    for (timeUS, seq): (Int64, Int64) in [
+      (1, Int64.min), (1, -1), (1, limit + 1), (1, Int64.max), (limit + 1, 1), (Int64.max, 1),
+    ] {
+      let bad = LogRecord(
+        timeUS: timeUS, seq: seq, eventSeq: 1, kind: .commit, did: "did:plc:x", collection: "",
+        payload: [1])
+      XCTAssertThrowsError(try decode(ReplicationMessage.encode(bad)), "time \(timeUS) seq \(seq)")
+    }
+    let atTheLimit = LogRecord(
+      timeUS: limit, seq: limit, eventSeq: 1, kind: .commit, did: "did:plc:x", collection: "",
+      payload: [1])
+    XCTAssertEqual(try decode(ReplicationMessage.encode(atTheLimit)), atTheLimit)
     let noDID = LogRecord(
       timeUS: 1, seq: 1, eventSeq: 1, kind: .commit, did: "", collection: "", payload: [1])
     XCTAssertThrowsError(try decode(ReplicationMessage.encode(noDID)))
