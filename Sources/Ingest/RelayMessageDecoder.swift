@@ -112,6 +112,9 @@ struct RelayMessageDecoder: ByteToMessageDecoder {
       context.fireChannelRead(wrapInboundOut(messageIsBinary ? .binary(payload) : .text))
     } else {
       var joined = message ?? ByteBuffer()
+      // Leaves `joined` the only reference to what is held, so the append grows it in place: with
+      // two, every fragment copied all that was held (quadratic in 1-byte fragments).
+      message = nil
       var part = payload
       joined.writeBuffer(&part)
       message = joined
