@@ -24,8 +24,18 @@ public struct TranslateCounters: Sendable, Equatable {
   public private(set) var frames = [Int](repeating: 0, count: FrameType.allCases.count)
   public private(set) var events = [Int](repeating: 0, count: EventKind.allCases.count)
   public private(set) var drops: [DropKey: Int] = [:]
-  /// `op = -1` frames by their `error` code.
+  /// `op = -1` frames by their `error` code: the protocol's own codes and the first
+  /// `maxErrorCodes` others by name, any later one as `other`, so that a relay cannot grow this
+  /// (or the metric labelled from it) without bound.
   public private(set) var errorCodes: [String: Int] = [:]
+  /// The codes `com.atproto.sync.subscribeRepos` defines, and the decoder's own for an error
+  /// frame without a readable code: always counted by name.
+  public static let knownErrorCodes: Set<String> = [
+    "FutureCursor", "ConsumerTooSlow", "undecodable", "unknown",
+  ]
+  public static let maxErrorCodes = 16
+  /// A longer code is counted as `other`.
+  public static let maxErrorCodeBytes = 64
 
   /// A (scope, reason) pair.
   public struct DropKey: Hashable, Sendable {
@@ -47,7 +57,15 @@ public struct TranslateCounters: Sendable, Equatable {
   mutating func count(drop reason: DropReason, _ scope: DropScope) {
     drops[DropKey(scope: scope, reason: reason), default: 0] += 1
   }
-  mutating func count(errorCode: String) { errorCodes[errorCode, default: 0] += 1 }
+  /// Counts an error frame; returns the name it was counted under (`code` or `other`).
+  mutating func count(errorCode code: String) -> String {
+    let named =
+      Self.knownErrorCodes.contains(code) || errorCodes[code] != nil
+      || (errorCodes.count < Self.maxErrorCodes && code.utf8.count <= Self.maxErrorCodeBytes)
+    let name = named ? code : "other"
+    errorCodes[name, default: 0] += 1
+    return name
+  }
 
   /// One line: `frames N, events N, skipped N (reason N, …)`.
   public var summary: String {

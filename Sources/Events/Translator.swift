@@ -11,6 +11,9 @@ public enum FrameOutcome: Sendable, Equatable {
   /// A `#commit`, `#identity`, `#account` or `#sync` with its relay seq (it may have produced no
   /// events).
   case translated(FrameType, seq: Int64)
+  /// `code` is the name the error was counted under (`TranslateCounters.errorCodes`: the
+  /// relay's code, or `other`, when the message starts with an excerpt of the code); messages
+  /// are excerpts (`Excerpt`), short enough to log.
   case error(code: String, message: String?)
   case info(name: String, message: String?)
   /// Legacy, unknown or undecodable frames.
@@ -94,6 +97,8 @@ public final class Translator {
 
 /// Everything the translator mutates per frame, with reusable buffers.
 private struct TranslatorState {
+  /// How much of an error or info frame's message is kept for the log.
+  static let messageExcerptBytes = 512
   var sequencer: Sequencer
   var counters = TranslateCounters()
   var converter = RecordConverter()
@@ -142,10 +147,15 @@ private struct TranslatorState {
       append(kind, timeUS, message.seq, message.did, "", into: &events)
       return outcome
     case .error(let code, let detail):
-      counters.count(errorCode: code)
-      return .error(code: code, message: detail)
+      let name = counters.count(errorCode: code)
+      let message = detail.map { Excerpt.of($0, limit: Self.messageExcerptBytes) }
+      guard name != code else { return .error(code: code, message: message) }
+      let shown = "code \(Excerpt.of(code, limit: TranslateCounters.maxErrorCodeBytes))"
+      return .error(code: name, message: message.map { shown + ": " + $0 } ?? shown)
     case .info(let name, let detail):
-      return .info(name: name, message: detail)
+      return .info(
+        name: Excerpt.of(name, limit: TranslateCounters.maxErrorCodeBytes),
+        message: detail.map { Excerpt.of($0, limit: Self.messageExcerptBytes) })
     case .ignored(let type):
       return .ignored(type)
     case .undecodable:

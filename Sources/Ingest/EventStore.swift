@@ -192,7 +192,7 @@ public final class EventStore: @unchecked Sendable {
         continue
       }
       guard var meta = json.withUnsafeBytes({ UpstreamEvent.meta(ofV1: $0) }) else {
-        skip(\.notEvents, "not a Jetstream event: \(Self.excerpt(json))")
+        skip(\.notEvents, "not a Jetstream event: \(Excerpt.of(json))")
         continue
       }
       guard meta.timeUS <= notAfter else {
@@ -228,11 +228,6 @@ public final class EventStore: @unchecked Sendable {
   }
 
   /// The start of some JSON for a log line, printable: other bytes become `?`.
-  private static func excerpt(_ json: [UInt8]) -> String {
-    let shown = json.prefix(80).map { (0x20...0x7E).contains($0) ? $0 : UInt8(ascii: "?") }
-    return String(decoding: shown, as: UTF8.self) + (json.count > 80 ? "…" : "")
-  }
-
   /// Appends `records` and publishes their `events` (the prefix the log kept, after a failed
   /// append); `failure` is why the caller stopped short of its whole batch, if it did.
   private func appendAndPublish(

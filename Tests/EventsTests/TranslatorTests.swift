@@ -359,6 +359,50 @@ final class TranslatorTests: XCTestCase {
     XCTAssertEqual(events.count, 0)
   }
 
+  /// Found in review: every distinct error code was kept forever (in the counters and as a
+  /// metric label), and each message was logged whole. Now 16 codes besides the protocol's are
+  /// counted by name and the rest as `other`; messages and long codes are cut to an excerpt.
+  func testErrorCodesAndMessagesAreBounded() {
+    let translator = Translator()
+    var events: [Event] = []
+    for index in 0..<100 {
+      let outcome = translator.translate(FrameBuilder.error("Junk\(index)"), into: &events)
+      XCTAssertEqual(
+        outcome,
+        index < TranslateCounters.maxErrorCodes
+          ? .error(code: "Junk\(index)", message: nil)
+          : .error(code: "other", message: "code Junk\(index)"))
+    }
+    XCTAssertEqual(
+      translator.translate(FrameBuilder.error("FutureCursor"), into: &events),
+      .error(code: "FutureCursor", message: nil), "the protocol's codes keep their names")
+    XCTAssertEqual(
+      translator.translate(FrameBuilder.error("Junk3", message: "again"), into: &events),
+      .error(code: "Junk3", message: "again"), "a code seen before keeps its name")
+    let long = String(repeating: "x", count: 1 << 20)
+    guard
+      case .error(let code, let message?) = translator.translate(
+        FrameBuilder.error(long, message: long + "\u{1}"), into: &events)
+    else { return XCTFail("not an error outcome") }
+    XCTAssertEqual(code, "other")
+    XCTAssertLessThan(message.utf8.count, 700)
+    XCTAssertTrue(message.hasPrefix("code xxxx"), message)
+    guard
+      case .info(let name, let detail?) = translator.translate(
+        FrameBuilder.frame(
+          type: "#info", body: .map([("name", .text(long)), ("message", .text(long))])),
+        into: &events)
+    else { return XCTFail("not an info outcome") }
+    XCTAssertLessThan(name.utf8.count + detail.utf8.count, 700)
+    let counts = translator.counters.errorCodes
+    XCTAssertEqual(
+      counts.count, TranslateCounters.maxErrorCodes + 2, "16 named, other, FutureCursor")
+    XCTAssertEqual(counts["other"], 100 - TranslateCounters.maxErrorCodes + 1)
+    XCTAssertEqual(counts["Junk3"], 2)
+    XCTAssertEqual(translator.counters.frames(.error), 103)
+    XCTAssertEqual(events.count, 0)
+  }
+
   func testMalformedBodiesAreUndecodable() {
     let cases: [[UInt8]] = [
       FrameBuilder.frame(type: "#commit", body: .map([("seq", 1)])),  // no repo
