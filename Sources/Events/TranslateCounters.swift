@@ -17,6 +17,9 @@ public enum DropReason: String, Sendable, CaseIterable {
   case missingBlock = "missing_block"
   case badRecord = "bad_record"
   case unknownAction = "unknown_action"
+  /// An op past the commit's budgets (`Translator.frameBudget`): its record would be converted
+  /// again or its event would make the commit's events too large for the frame's size.
+  case overBudget = "over_budget"
 }
 
 /// Plain counters of what the translator saw and dropped; the server exports them as metrics.

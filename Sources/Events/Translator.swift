@@ -74,6 +74,21 @@ public final class Translator {
     frame.withUnsafeBytes { translate($0, into: &events) }
   }
 
+  /// What one commit may cost, in proportion to its frame (PROTOCOL §5.3): the record blocks
+  /// its ops convert, and the JSON of its events. A well-formed commit converts each of its
+  /// records once and its events are a few times its size; without these bounds a commit whose
+  /// ops all name one large record would turn a few MiB of frame into gigabytes of events.
+  public struct FrameBudget: Sendable {
+    public var recordBytes: Int
+    public var jsonBytes: Int
+  }
+
+  /// Every frame may convert its own size in records and write 8 times its size in events,
+  /// plus 1 MiB of each.
+  public static func frameBudget(_ frameBytes: Int) -> FrameBudget {
+    FrameBudget(recordBytes: frameBytes + (1 << 20), jsonBytes: 8 * frameBytes + (1 << 20))
+  }
+
   /// `collection/rkey[/…]`: the text before the first `/`, and after it up to the next `/`.
   static func splitPath(_ path: UnsafeRawBufferPointer)
     -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)?
@@ -123,7 +138,7 @@ private struct TranslatorState {
     counters.count(frame: message.type)
     switch message {
     case .commit(let commit):
-      translate(commit, into: &events)
+      translate(commit, frameBytes: frame.count, into: &events)
       return .translated(.commit, seq: commit.seq)
     case .accountEvent(let message):
       let outcome = FrameOutcome.translated(message.kind.frameType, seq: message.seq)
@@ -163,8 +178,9 @@ private struct TranslatorState {
     }
   }
 
-  private mutating func translate<Sink: EventSink>(_ commit: CommitMessage, into events: inout Sink)
-  {
+  private mutating func translate<Sink: EventSink>(
+    _ commit: CommitMessage, frameBytes: Int, into events: inout Sink
+  ) {
     if commit.tooBig { return counters.count(drop: .tooBig, .commit) }
     guard let time = commit.time, RFC3339.isValid(time) else {
       return counters.count(drop: .badTime, .commit)
@@ -172,6 +188,7 @@ private struct TranslatorState {
     guard let car = commit.blocks, let rootCID = CARFile.read(car, into: &blocks),
       let root = CARFile.block(for: rootCID, in: blocks), CommitBlock(root) != nil
     else { return counters.count(drop: .badCar, .commit) }
+    var budget = Translator.frameBudget(frameBytes)
     for op in commit.ops {
       guard let (collection, rkey) = Translator.splitPath(op.path) else {
         counters.count(drop: .badPath, .op)
@@ -199,6 +216,11 @@ private struct TranslatorState {
           counters.count(drop: .missingBlock, .op)
           continue
         }
+        guard block.count <= budget.recordBytes else {
+          counters.count(drop: .overBudget, .op)
+          continue
+        }
+        budget.recordBytes -= block.count
         guard converter.write(block, to: &record) else {
           counters.count(drop: .badRecord, .op)
           continue
@@ -210,6 +232,11 @@ private struct TranslatorState {
       EventJSON.commit(
         did: commit.repo, timeUS: timeUS, rev: commit.rev, operation: operation,
         collection: collection, rkey: rkey, record: record.bytes, cid: cid, to: &event)
+      guard event.count <= budget.jsonBytes else {
+        counters.count(drop: .overBudget, .op)
+        continue
+      }
+      budget.jsonBytes -= event.count
       append(.commit, timeUS, commit.seq, commit.repo, collections.name(collection), into: &events)
     }
   }

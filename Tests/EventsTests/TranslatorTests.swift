@@ -403,6 +403,43 @@ final class TranslatorTests: XCTestCase {
     XCTAssertEqual(events.count, 0)
   }
 
+  /// Found in review: a commit whose 1,000 ops all named one ~1 MB record made 6 GB of events
+  /// (16.8 s of CPU) from a 1 MB frame. Now a commit converts at most its frame's size (+1 MiB)
+  /// of records and writes at most 8× its size (+1 MiB) of events; the ops past that are dropped
+  /// and counted as `over_budget` (here 200 ops naming one 20 KB record of `<`, 120 KB of JSON
+  /// each, in a frame under 50 KB), while a large well-formed commit is translated whole.
+  func testOpsThatRepeatOneLargeRecordAreBoundedByTheFrameSize() throws {
+    let record = CBORValue.map([
+      ("$type", "app.bsky.feed.post"), ("text", .text(String(repeating: "<", count: 20_000))),
+    ])
+    let ops = (0..<200).map { index in
+      FrameBuilder.Op(
+        action: "create", path: "app.bsky.feed.post/k\(index)", record: record,
+        omitBlock: index > 0)
+    }
+    let frame = FrameBuilder.commit(seq: 7, repo: "did:plc:abc", rev: "3l3qo2vuowo2b", ops: ops)
+    let translator = Translator()
+    var events: [Event] = []
+    XCTAssertEqual(translator.translate(frame, into: &events), .translated(.commit, seq: 7))
+    let budget = Translator.frameBudget(frame.count)
+    let json = events.reduce(0) { $0 + $1.json.count }
+    XCTAssertGreaterThan(events.count, 0)
+    XCTAssertLessThanOrEqual(json, budget.jsonBytes)
+    XCTAssertLessThanOrEqual(events.count * 20_000, budget.recordBytes)
+    XCTAssertLessThan(events.count, 20)
+    XCTAssertEqual(translator.counters.drops(.op, .overBudget), 200 - events.count)
+    XCTAssertEqual(
+      events.map { String(decoding: $0.json, as: UTF8.self).contains("\"rkey\":\"k0\"") }.first,
+      true, "the ops within the budget are translated, in order")
+
+    // A well-formed large commit (2,000 posts, each its own block) is far within its budget.
+    let dropped = translator.counters.drops(.op, .overBudget)
+    events = []
+    _ = translator.translate(FrameBuilder.postsCommit(count: 2_000), into: &events)
+    XCTAssertEqual(events.count, 2_000)
+    XCTAssertEqual(translator.counters.drops(.op, .overBudget), dropped)
+  }
+
   func testMalformedBodiesAreUndecodable() {
     let cases: [[UInt8]] = [
       FrameBuilder.frame(type: "#commit", body: .map([("seq", 1)])),  // no repo
