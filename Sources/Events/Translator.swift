@@ -189,7 +189,14 @@ private struct TranslatorState {
       let root = CARFile.block(for: rootCID, in: blocks), CommitBlock(root) != nil
     else { return counters.count(drop: .badCar, .commit) }
     var budget = Translator.frameBudget(frameBytes)
+    // Once an op goes past a budget, every later op is dropped unread: an op dropped after its
+    // event was written must not be followed by more such ops (each could cost as much again).
+    var spent = false
     for op in commit.ops {
+      if spent {
+        counters.count(drop: .overBudget, .op)
+        continue
+      }
       guard let (collection, rkey) = Translator.splitPath(op.path) else {
         counters.count(drop: .badPath, .op)
         continue
@@ -218,6 +225,7 @@ private struct TranslatorState {
         }
         guard block.count <= budget.recordBytes else {
           counters.count(drop: .overBudget, .op)
+          spent = true
           continue
         }
         budget.recordBytes -= block.count
@@ -234,6 +242,7 @@ private struct TranslatorState {
         collection: collection, rkey: rkey, record: record.bytes, cid: cid, to: &event)
       guard event.count <= budget.jsonBytes else {
         counters.count(drop: .overBudget, .op)
+        spent = true
         continue
       }
       budget.jsonBytes -= event.count

@@ -440,6 +440,31 @@ final class TranslatorTests: XCTestCase {
     XCTAssertEqual(translator.counters.drops(.op, .overBudget), dropped)
   }
 
+  /// Found in the second review: deletes never touch the record budget, and the JSON budget was
+  /// checked after each event was written, so a long `repo` (escaped 6× in every event) and
+  /// thousands of deletes still cost gigabytes of writing, each event dropped only afterwards.
+  /// Now the first op past a budget ends the commit: every later op is dropped unread. Here
+  /// 5,000 deletes with a 100 KB `repo` of `<` (600 KB of JSON per event): ~3 GB of escaping
+  /// before the fix (74.5 s in a debug build, checked), 0.2 s and a handful of events after it.
+  func testABudgetOnceSpentEndsTheCommit() throws {
+    let repo = String(repeating: "<", count: 100_000)
+    let ops = (0..<5_000).map {
+      FrameBuilder.Op(action: "delete", path: "app.bsky.feed.like/k\($0)")
+    }
+    let frame = FrameBuilder.commit(seq: 9, repo: repo, rev: "3l3qo2vuowo2b", ops: ops)
+    let translator = Translator()
+    var events: [Event] = []
+    let clock = ContinuousClock()
+    let start = clock.now
+    XCTAssertEqual(translator.translate(frame, into: &events), .translated(.commit, seq: 9))
+    let elapsed = clock.now - start
+    XCTAssertGreaterThan(events.count, 0)
+    XCTAssertLessThanOrEqual(
+      events.reduce(0) { $0 + $1.json.count }, Translator.frameBudget(frame.count).jsonBytes)
+    XCTAssertEqual(translator.counters.drops(.op, .overBudget), 5_000 - events.count)
+    XCTAssertLessThan(elapsed, .seconds(5), "the ops after the budget are not written")
+  }
+
   func testMalformedBodiesAreUndecodable() {
     let cases: [[UInt8]] = [
       FrameBuilder.frame(type: "#commit", body: .map([("seq", 1)])),  // no repo
