@@ -62,9 +62,10 @@ public struct TranslateCounters: Sendable, Equatable {
   }
   /// Counts an error frame; returns the name it was counted under (`code` or `other`).
   mutating func count(errorCode code: String) -> String {
+    let others = errorCodes.keys.count { !Self.knownErrorCodes.contains($0) && $0 != "other" }
     let named =
       Self.knownErrorCodes.contains(code) || errorCodes[code] != nil
-      || (errorCodes.count < Self.maxErrorCodes && code.utf8.count <= Self.maxErrorCodeBytes)
+      || (others < Self.maxErrorCodes && code.utf8.count <= Self.maxErrorCodeBytes)
     let name = named ? code : "other"
     errorCodes[name, default: 0] += 1
     return name

@@ -164,7 +164,11 @@ private struct TranslatorState {
     case .error(let code, let detail):
       let name = counters.count(errorCode: code)
       let message = detail.map { Excerpt.of($0, limit: Self.messageExcerptBytes) }
-      guard name != code else { return .error(code: code, message: message) }
+      // A named code is at most 64 bytes, but still the relay's text: printable for the log.
+      guard name != code else {
+        return .error(
+          code: Excerpt.of(code, limit: TranslateCounters.maxErrorCodeBytes), message: message)
+      }
       let shown = "code \(Excerpt.of(code, limit: TranslateCounters.maxErrorCodeBytes))"
       return .error(code: name, message: message.map { shown + ": " + $0 } ?? shown)
     case .info(let name, let detail):

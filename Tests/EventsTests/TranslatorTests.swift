@@ -365,6 +365,9 @@ final class TranslatorTests: XCTestCase {
   func testErrorCodesAndMessagesAreBounded() {
     let translator = Translator()
     var events: [Event] = []
+    XCTAssertEqual(
+      translator.translate(FrameBuilder.error("FutureCursor"), into: &events),
+      .error(code: "FutureCursor", message: nil), "a protocol code takes no place of the 16")
     for index in 0..<100 {
       let outcome = translator.translate(FrameBuilder.error("Junk\(index)"), into: &events)
       XCTAssertEqual(
@@ -379,6 +382,9 @@ final class TranslatorTests: XCTestCase {
     XCTAssertEqual(
       translator.translate(FrameBuilder.error("Junk3", message: "again"), into: &events),
       .error(code: "Junk3", message: "again"), "a code seen before keeps its name")
+    XCTAssertEqual(
+      translator.translate(FrameBuilder.error("Bad\nCode"), into: &events),
+      .error(code: "other", message: "code Bad?Code"), "past the 16, and printable")
     let long = String(repeating: "x", count: 1 << 20)
     guard
       case .error(let code, let message?) = translator.translate(
@@ -397,9 +403,10 @@ final class TranslatorTests: XCTestCase {
     let counts = translator.counters.errorCodes
     XCTAssertEqual(
       counts.count, TranslateCounters.maxErrorCodes + 2, "16 named, other, FutureCursor")
-    XCTAssertEqual(counts["other"], 100 - TranslateCounters.maxErrorCodes + 1)
+    XCTAssertEqual(counts["other"], 100 - TranslateCounters.maxErrorCodes + 2)
     XCTAssertEqual(counts["Junk3"], 2)
-    XCTAssertEqual(translator.counters.frames(.error), 103)
+    XCTAssertEqual(counts["FutureCursor"], 2)
+    XCTAssertEqual(translator.counters.frames(.error), 105)
     XCTAssertEqual(events.count, 0)
   }
 
