@@ -227,7 +227,6 @@ public final class EventStore: @unchecked Sendable {
     init(_ description: String) { self.description = description }
   }
 
-  /// The start of some JSON for a log line, printable: other bytes become `?`.
   /// Appends `records` and publishes their `events` (the prefix the log kept, after a failed
   /// append); `failure` is why the caller stopped short of its whole batch, if it did.
   private func appendAndPublish(
